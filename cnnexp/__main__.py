@@ -1,0 +1,60 @@
+"""`python -m cnnexp [overrides]`: train one configured network, or a sweep with -m."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from cnnexp import CONF_DIR
+from cnnexp.distributed import rank_and_world
+from cnnexp.errors import CnnexpError
+from cnnexp.train import train
+
+log = logging.getLogger("cnnexp")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Train; in a sweep, a failing job is recorded in its folder and the sweep goes on."""
+    hc = HydraConfig.get()
+    sweeping = hc.mode == RunMode.MULTIRUN
+    job = {
+        "choices": OmegaConf.to_container(hc.runtime.choices),
+        "overrides": list(hc.overrides.task),
+    }
+    try:
+        metrics = train(cfg, hc.runtime.output_dir, job)
+    except CnnexpError as err:
+        log.error("%s", err)
+        if sweeping:
+            return None
+        sys.exit(2)
+    except Exception:
+        if not sweeping:
+            raise
+        log.exception("job %s failed; the sweep goes on", hc.job.num)
+        return None
+    return metrics.get("best_test_acc")
+
+
+def _quiet_other_ranks() -> None:
+    """Under torchrun only rank 0 keeps a Hydra run folder; the others write theirs to /tmp."""
+    rank, _, _ = rank_and_world()
+    if rank != 0:
+        sys.argv += [
+            f"hydra.run.dir={tempfile.mkdtemp(prefix=f'cnnexp-rank{rank}-')}",
+            "hydra.output_subdir=null",
+            "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled",
+        ]
+
+
+if __name__ == "__main__":
+    _quiet_other_ranks()
+    main()

@@ -1,0 +1,115 @@
+"""One epoch of training and one evaluation, with explicit arguments and no host syncs per step."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from cnnexp.loader import DeviceLoader
+
+
+@dataclass
+class EpochStats:
+    """Means over the images seen (summed over all ranks)."""
+
+    loss: float
+    acc: float
+    images: int
+    seconds: float
+
+
+def _reduce(*values: torch.Tensor) -> list[float]:
+    """Sum tensors over all ranks (a no-op for one process); the single host sync of a pass."""
+    stacked = torch.stack([v.double() for v in values])
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(stacked)
+    return stacked.tolist()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DeviceLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    autocast: Callable[[], AbstractContextManager],
+    *,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> EpochStats:
+    """Train over every batch of `loader` once; the schedule steps every batch."""
+    model.train()
+    device = loader.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    count = 0
+    start = time.perf_counter()
+    for x, y in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        with autocast():
+            logits = model(x)
+            loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
+        # Accumulate on the device: .item() here would stall the GPU every step.
+        loss_sum += loss.detach().float() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        count += len(y)
+    loss_total, correct_total, n = _reduce(loss_sum, correct, torch.tensor(count, device=device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return EpochStats(loss_total / max(n, 1), correct_total / max(n, 1), int(n), seconds)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DeviceLoader,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    autocast: Callable[[], AbstractContextManager],
+    *,
+    tta_flip: bool = False,
+) -> EpochStats:
+    """Loss and accuracy over the whole split (all ranks' shards together)."""
+    model.eval()
+    device = loader.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    count = 0
+    start = time.perf_counter()
+    for x, y in loader:
+        with autocast():
+            logits = model(x)
+            if tta_flip:  # average with the mirror image's logits
+                logits = 0.5 * (logits + model(x.flip(3)))
+        loss_sum += loss_fn(logits.float(), y) * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        count += len(y)
+    loss_total, correct_total, n = _reduce(loss_sum, correct, torch.tensor(count, device=device))
+    seconds = time.perf_counter() - start
+    return EpochStats(loss_total / max(n, 1), correct_total / max(n, 1), int(n), seconds)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, loader: DeviceLoader, autocast: Callable[[], AbstractContextManager]
+) -> torch.Tensor:
+    """Predicted class of every image of `loader`, in order, on the CPU."""
+    model.eval()
+    preds = []
+    for x, _ in loader:
+        with autocast():
+            preds.append(model(x).argmax(1))
+    return torch.cat(preds).cpu()

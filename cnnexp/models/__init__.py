@@ -1,0 +1,67 @@
+"""The networks. Each takes its input facts (channels, size, classes) and its pool and
+activation factories explicitly; the config wires them up with `instantiate`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from cnnexp.errors import ModelError
+
+PoolFactory = Callable[..., nn.Module]  # called as pool(kernel_size=2, stride=2)
+ActivationFactory = Callable[[], nn.Module]
+
+
+def check_fits(layers: nn.Sequential, in_shape: tuple[int, int, int], network: str) -> torch.Size:
+    """Run one blank image through `layers`; refuse, naming the layer, a map that shrinks away."""
+    x = torch.zeros(1, *in_shape)
+    with torch.no_grad():
+        for name, layer in layers.named_children():
+            size = "x".join(str(d) for d in x.shape[1:])
+            try:
+                x = layer(x)
+            except RuntimeError as err:
+                raise ModelError(
+                    f"{network} does not fit its {in_shape[1]}x{in_shape[2]} input: layer {name} "
+                    f"({layer.__class__.__name__}) gets a {size} (C x H x W) feature map and "
+                    f"cannot make an output from it ({str(err).splitlines()[0]}). Use fewer "
+                    "pooling stages or conv layers, a smaller kernel or stride, or larger images"
+                ) from err
+            if x.ndim == 4 and min(x.shape[2:]) < 1:
+                raise ModelError(f"{network}: layer {name} shrinks the feature map to nothing")
+    return x.shape[1:]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_macs(model: nn.Module, in_shape: tuple[int, int, int]) -> int:
+    """Multiply-accumulates of one forward pass of one image through the conv and linear layers."""
+    total = 0
+
+    def conv_hook(layer: nn.Conv2d, _: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        k = layer.kernel_size[0] * layer.kernel_size[1] * layer.in_channels // layer.groups
+        total += out.numel() * k
+
+    def linear_hook(layer: nn.Linear, _: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.numel() * layer.in_features
+
+    handles = [
+        m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *in_shape))
+    model.train(was_training)
+    for handle in handles:
+        handle.remove()
+    return total

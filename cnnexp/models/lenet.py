@@ -1,0 +1,44 @@
+"""LeNet-5 (LeCun et al. 1998), with the pooling and activation chosen by the config."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cnnexp.models import ActivationFactory, PoolFactory, check_fits
+
+
+class LeNet5(nn.Module):
+    """C1 6@5x5, S2 2x2, C3 16@5x5, S4 2x2, C5 120, F6 84, outputs: 61,706 parameters on MNIST."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        pool: PoolFactory,
+        activation: ActivationFactory,
+    ):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 6, 5),  # C1
+            activation(),
+            pool(kernel_size=2, stride=2),  # S2
+            nn.Conv2d(6, 16, 5),  # C3 (fully connected to S2, as most reimplementations)
+            activation(),
+            pool(kernel_size=2, stride=2),  # S4
+        )
+        shape = check_fits(self.features, (in_channels, image_size, image_size), "LeNet-5")
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(math.prod(shape), 120),  # C5: a 5x5 conv over a 5x5 map is a linear layer
+            activation(),
+            nn.Linear(120, 84),  # F6
+            activation(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))  # (B, C, H, W) -> (B, classes)

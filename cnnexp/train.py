@@ -1,0 +1,297 @@
+"""train(cfg) -> metrics: the one place that reads the config and wires a run together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+import time
+from contextlib import nullcontext
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from cnnexp import distributed
+from cnnexp.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from cnnexp.config import validate
+from cnnexp.data import check_facts, load_splits, pad_images
+from cnnexp.engine import evaluate, train_one_epoch
+from cnnexp.environment import cpu_has_bf16, environment
+from cnnexp.errors import CnnexpError, ConfigError, DivergedError
+from cnnexp.files import atomic_write_json
+from cnnexp.loader import DeviceLoader
+from cnnexp.models import count_macs, count_parameters
+from cnnexp.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The torch device for `device=auto|cpu|cuda|mps`, refusing one this machine lacks."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda but PyTorch sees no CUDA GPU here; use device=auto or cpu")
+        return torch.device("cuda", local_rank)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device=mps but Apple's MPS backend is not available; use device=auto or cpu")
+    return torch.device(name)
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast where the hardware computes bf16 natively (auto), or as the config says."""
+    if precision == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+    return precision == "bf16"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every generator a run draws from."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The run's metrics.json, or None where there is none."""
+    path = Path(run_dir) / METRICS
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and test the configured network; write results into `run_dir`; return the metrics.
+
+    A run folder that already holds a completed run is left as it is; one that holds a checkpoint
+    is resumed from it.
+    """
+    validate(cfg)
+    rank, world_size, local_rank = distributed.rank_and_world()
+    device = resolve_device(cfg.device, local_rank)
+    distributed.init(device)
+    try:
+        return _train(cfg, Path(run_dir), job or {}, device, rank, world_size)
+    finally:
+        distributed.shutdown()
+
+
+def _train(
+    cfg: DictConfig, run_dir: Path, job: dict[str, Any], device: torch.device, rank: int, world: int
+) -> dict[str, Any]:
+    run_dir = Path(distributed.broadcast(str(run_dir)))
+    is_main = rank == 0
+    previous = read_metrics(run_dir)
+    if previous and previous.get("status") == "completed":
+        log.info("%s already holds a completed run; nothing to do", run_dir)
+        return previous
+
+    start_time = time.perf_counter()
+    seed_everything(cfg.seed)
+    bf16 = use_bf16(cfg.precision, device)
+    channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
+    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
+    progress = sys.stderr.isatty() if cfg.progress == "auto" else bool(cfg.progress)
+    progress = progress and is_main
+
+    env = environment()
+    metrics: dict[str, Any] = {
+        "status": "running",
+        "error": None,
+        "device": str(device),
+        "world_size": world,
+        "precision": "bf16" if bf16 else "fp32",
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "choices": job.get("choices", {}),
+        "overrides": job.get("overrides", []),
+        "git_commit": env["git_commit"],
+        "torch": env["torch"],
+        "cuda": env["cuda"],
+        "history": [],
+    }
+    tracker = Tracker(run_dir, enabled=is_main)
+
+    def save_metrics() -> None:
+        if is_main:
+            atomic_write_json(metrics, run_dir / METRICS)
+
+    save_metrics()  # a run in progress is on record as running from the start
+    try:
+        # --- data: uint8 tensors on the device, plus the facts the model is built from
+        d = cfg.data
+        train_set, test_set, source = load_splits(
+            name=d.name,
+            source=d.source,
+            root=d.root,
+            folder=d.folder,
+            download=d.download,
+            cache=d.cache,
+            channels=d.channels,
+            size=d.size,
+            classes=d.classes,
+            synthetic=OmegaConf.to_container(d.synthetic) if "synthetic" in d else None,
+        )
+        train_set, test_set = pad_images(train_set, d.pad), pad_images(test_set, d.pad)
+        for split, where in ((train_set, "train"), (test_set, "test")):
+            check_facts(split, channels=d.channels, size=d.size, classes=d.classes, pad=d.pad,
+                        where=f"{source} ({where})")
+        if len(train_set) // world < cfg.batch_size:
+            raise ConfigError(
+                f"batch_size={cfg.batch_size} is larger than the {len(train_set) // world} "
+                "training images each process gets; use a smaller batch_size"
+            )
+        loader_args = dict(device=device, mean=list(d.mean), std=list(d.std),
+                           channels_last=channels_last, rank=rank, world_size=world)
+        train_loader = DeviceLoader(train_set, batch_size=cfg.batch_size, train=True,
+                                    translate=d.augment.translate, flip=d.augment.flip,
+                                    seed=cfg.seed, **loader_args)
+        test_loader = DeviceLoader(test_set, batch_size=cfg.eval_batch_size, train=False,
+                                   **loader_args)
+        metrics.update(data_source=source, train_images=len(train_set), test_images=len(test_set),
+                       class_names=train_set.class_names)
+
+        # --- network, optimizer, schedule
+        model: nn.Module = instantiate(
+            cfg.model, pool=instantiate(cfg.pool), activation=instantiate(cfg.activation)
+        )
+        in_shape = (d.channels, d.size, d.size)
+        metrics.update(model=type(model).__name__, parameters=count_parameters(model),
+                       macs=count_macs(model, in_shape))
+        if is_main:
+            log.info("%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
+                     "%d test); device %s, %s", metrics["model"], f"{metrics['parameters']:,}",
+                     f"{metrics['macs']:,}", source, len(train_set), len(test_set), device,
+                     metrics["precision"])
+        model = model.to(device, memory_format=torch.channels_last if channels_last else None)
+        optimizer = instantiate(cfg.optimizer)(model.parameters())
+        total_steps = cfg.epochs * len(train_loader)
+        scheduler = instantiate(cfg.schedule)(optimizer, total_steps=total_steps)
+        ema = None
+        if cfg.ema is not None:
+            ema = torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+                use_buffers=True)
+        train_model = model
+        if world > 1:
+            train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        if cfg.compile:
+            train_model = torch.compile(train_model)
+        eval_model = ema.module if ema is not None else model
+        train_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        test_loss = nn.CrossEntropyLoss()
+
+        # --- resume
+        start_epoch = 0
+        ckpt_path = run_dir / CHECKPOINT
+        if ckpt_path.exists():
+            ckpt = load_checkpoint(ckpt_path)
+            if _comparable(ckpt["config"]) != _comparable(OmegaConf.to_container(cfg)):
+                raise ConfigError(
+                    f"{run_dir} holds a checkpoint of a different config; resume with the "
+                    "overrides it was started with, or choose a new hydra.run.dir"
+                )
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
+            set_rng_states(ckpt["rng"])
+            metrics["history"] = ckpt["history"]
+            start_epoch = ckpt["epoch"] + 1
+            if is_main:
+                log.info("resuming %s from epoch %d of %d", run_dir, start_epoch + 1, cfg.epochs)
+
+        # --- epochs
+        for epoch in range(start_epoch, cfg.epochs):
+            train_loader.set_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            tr = train_one_epoch(train_model, train_loader, optimizer, scheduler, train_loss,
+                                 autocast, ema=ema, progress=progress,
+                                 desc=f"epoch {epoch + 1}/{cfg.epochs}")
+            if not math.isfinite(tr.loss) or tr.loss > cfg.max_loss:
+                raise DivergedError(
+                    f"training loss is {tr.loss} in epoch {epoch + 1}: the run diverged. "
+                    "Lower optimizer.lr or use a schedule with warm-up"
+                )
+            te = evaluate(eval_model, test_loader, test_loss, autocast, tta_flip=cfg.tta_flip)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": tr.loss,
+                "train_acc": tr.acc,
+                "test_loss": te.loss,
+                "test_acc": te.acc,
+                "lr": lr,
+                "train_seconds": tr.seconds,
+                "test_seconds": te.seconds,
+                "images_per_second": tr.images / tr.seconds,
+            }
+            metrics["history"].append(row)
+            tracker.epoch(row)
+            if is_main:
+                log.info("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
+                         "%.1f s  %.0f img/s", epoch + 1, cfg.epochs, tr.loss, tr.acc, te.loss,
+                         te.acc, tr.seconds, row["images_per_second"])
+                save_checkpoint(
+                    ckpt_path,
+                    model=model.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    ema=ema.state_dict() if ema is not None else None,
+                    epoch=epoch,
+                    history=metrics["history"],
+                    config=OmegaConf.to_container(cfg),
+                )
+                _summarise(metrics, time.perf_counter() - start_time)
+                save_metrics()
+        metrics["status"] = "completed"
+    except BaseException as err:
+        metrics["status"] = "diverged" if isinstance(err, DivergedError) else (
+            "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
+        metrics["error"] = f"{type(err).__name__}: {err}" if not isinstance(err, CnnexpError) else str(err)
+        raise
+    finally:
+        _summarise(metrics, time.perf_counter() - start_time)
+        save_metrics()
+        tracker.close()
+    return metrics
+
+
+def _summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
+    """Headline numbers from the per-epoch history."""
+    history = metrics["history"]
+    if not history:
+        return
+    train_seconds = sum(row["train_seconds"] for row in history)
+    metrics.update(
+        final_test_acc=history[-1]["test_acc"],
+        best_test_acc=max(row["test_acc"] for row in history),
+        final_test_loss=history[-1]["test_loss"],
+        final_train_loss=history[-1]["train_loss"],
+        epochs_done=len(history),
+        train_seconds=train_seconds,
+        images_per_second=sum(r["images_per_second"] * r["train_seconds"] for r in history)
+        / train_seconds,
+    )
+    metrics["wall_seconds"] = wall_seconds  # of this process; a resumed run counts from resuming
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that must match for a checkpoint to be resumed."""
+    return {k: v for k, v in config.items() if k not in ("progress", "device")}

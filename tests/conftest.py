@@ -1,0 +1,43 @@
+"""Shared helpers: compose the real config with overrides, and run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from cnnexp import CONF_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("CNNEXP_DATA", REPO.parent / "shared" / "data"))
+
+# A small, fast run on synthetic data on the CPU.
+TINY = ["data=synthetic", "device=cpu", "epochs=2", "batch_size=64", "progress=false"]
+
+
+def make_config(*overrides: str) -> DictConfig:
+    """The real config composed as `python -m cnnexp OVERRIDES` would compose it."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None):
+    """Run `python -m cnnexp ARGS` in `cwd`; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "cnnexp", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture
+def config():
+    return make_config

@@ -1,0 +1,159 @@
+"""The data layer: image folders (decoded once, cached outside), torchvision files, synthetic,
+our Dataset subclass and the on-device loader."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+import torch
+from conftest import SHARED_DATA, TINY, make_config
+from PIL import Image
+
+from cnnexp.data import ImageTensorDataset, load_folder, load_torchvision, make_synthetic
+from cnnexp.errors import DataError
+from cnnexp.loader import DeviceLoader, translate
+from cnnexp.train import train
+
+
+def write_folder(root, classes=("cat", "dog"), per_class=3, size=8, splits=("train", "test")):
+    """A tiny image folder of PNGs whose pixel value encodes (class, index)."""
+    for split in splits:
+        for label, name in enumerate(classes):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                color = (40 * label + i,) * 3
+                Image.new("RGB", (size, size), color).save(root / split / name / f"{i:04d}.png")
+    return root
+
+
+def test_folder_is_decoded_once_and_cached_outside(tmp_path):
+    folder = write_folder(tmp_path / "pics")
+    cache = tmp_path / "cache"
+    train_set, test_set = load_folder(str(folder), 3, str(cache))
+    assert isinstance(train_set, ImageTensorDataset)
+    assert train_set.images.shape == (6, 3, 8, 8) and train_set.images.dtype == torch.uint8
+    assert train_set.class_names == ["cat", "dog"]
+    assert train_set.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert train_set.images[4, 0, 0, 0] == 41  # dog, image 1
+    assert len(list(cache.glob("*.pt"))) == 1
+    assert not list(folder.rglob("*.pt"))  # nothing written into the dataset folder
+    # The second load comes from the cache, even with the images gone unreadable.
+    for png in folder.rglob("*.png"):
+        png.chmod(0)
+    again, _ = load_folder(str(folder), 3, str(cache))
+    assert torch.equal(again.images, train_set.images)
+    image, label = again[4]
+    assert label == 1 and image.shape == (3, 8, 8)
+
+
+def test_folder_without_class_folders_is_refused(tmp_path):
+    (tmp_path / "flat" / "train").mkdir(parents=True)
+    (tmp_path / "flat" / "test").mkdir(parents=True)
+    with pytest.raises(DataError, match="no class folders"):
+        load_folder(str(tmp_path / "flat"), 3, None)
+
+
+def test_folder_without_test_split_is_refused(tmp_path):
+    folder = write_folder(tmp_path / "pics", splits=("train",))
+    with pytest.raises(DataError, match=r"test is missing.*train/<class>/<image>"):
+        load_folder(str(folder), 3, None)
+
+
+def test_folder_with_different_classes_is_refused(tmp_path):
+    folder = write_folder(tmp_path / "pics")
+    (folder / "test" / "dog").rename(folder / "test" / "wolf")
+    with pytest.raises(DataError, match="same class folders"):
+        load_folder(str(folder), 3, None)
+
+
+def test_corrupt_image_is_named(tmp_path):
+    folder = write_folder(tmp_path / "pics")
+    bad = folder / "train" / "cat" / "0001.png"
+    bad.write_bytes(bad.read_bytes()[:20])
+    with pytest.raises(DataError, match="0001.png is not a readable image"):
+        load_folder(str(folder), 3, None)
+
+
+def write_idx(path, array: torch.Tensor):
+    """An IDX file as MNIST ships them (big-endian dims, then uint8 data)."""
+    magic = 0x0800 | array.ndim
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    path.write_bytes(header + array.numpy().tobytes())
+
+
+def write_mnist(root, n_train=20, n_test=10, truncate=False):
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10)
+    if truncate:
+        images = raw / "train-images-idx3-ubyte"
+        images.write_bytes(images.read_bytes()[:1000])
+    return root
+
+
+def test_torchvision_mnist_files_are_read(tmp_path):
+    train_set, test_set = load_torchvision("mnist", str(write_mnist(tmp_path)), download=False)
+    assert train_set.images.shape == (20, 1, 28, 28)
+    assert test_set.labels.tolist() == list(range(10))
+
+
+def test_truncated_mnist_is_refused_with_the_path(tmp_path):
+    root = write_mnist(tmp_path, truncate=True)
+    with pytest.raises(DataError, match=str(root)):
+        load_torchvision("mnist", str(root), download=False)
+
+
+def test_mnist_config_pads_to_lenets_32x32(tmp_path):
+    root = write_mnist(tmp_path / "data", n_train=256)
+    cfg = make_config(*TINY, "data=mnist", f"data.root={root}", "epochs=1", "eval_batch_size=10")
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["status"] == "completed" and metrics["train_images"] == 256
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="no shared MNIST copy")
+def test_real_mnist_loads_from_shared_data():
+    train_set, test_set = load_torchvision("mnist", str(SHARED_DATA), download=False)
+    assert train_set.images.shape == (60_000, 1, 28, 28)
+    assert len(test_set) == 10_000
+    counts = torch.bincount(train_set.labels).tolist()
+    assert counts == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    mean = train_set.images.float().div(255).mean().item()
+    assert mean == pytest.approx(0.1307, abs=1e-4)
+
+
+def test_synthetic_data_is_deterministic_and_label_dependent():
+    a, _ = make_synthetic(channels=3, size=16, classes=4, train_size=400, test_size=10, noise=0.5)
+    b, _ = make_synthetic(channels=3, size=16, classes=4, train_size=400, test_size=10, noise=0.5)
+    assert torch.equal(a.images, b.images)
+    means = torch.stack([a.images[a.labels == c].float().mean(0) for c in range(4)])
+    assert (means[0] - means[1]).abs().mean() > 10  # the classes look different
+
+
+def test_loader_shuffles_per_epoch_and_shards_across_ranks():
+    data = ImageTensorDataset(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous(),
+                              torch.arange(10), [str(i) for i in range(10)])
+    args = dict(batch_size=2, device=torch.device("cpu"), mean=[0.0], std=[1 / 255], train=True, seed=3)
+    seen = [torch.cat([y for _, y in DeviceLoader(data, rank=r, world_size=2, **args)]) for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 4
+    assert not set(seen[0].tolist()) & set(seen[1].tolist())  # disjoint shards
+    loader = DeviceLoader(data, **args)
+    epoch0 = torch.cat([y for _, y in loader])
+    loader.set_epoch(1)
+    epoch1 = torch.cat([y for _, y in loader])
+    assert sorted(epoch0.tolist()) == sorted(epoch1.tolist()) == list(range(10))
+    assert epoch0.tolist() != epoch1.tolist()
+    for x, y in loader:  # normalisation undoes std=1/255: pixels equal their labels
+        assert torch.allclose(x[:, 0, 0, 0], y.float())
+
+
+def test_translate_shifts_each_image_by_its_own_offset():
+    images = torch.arange(2 * 16, dtype=torch.uint8).view(2, 1, 4, 4)
+    shifts = torch.tensor([[1, 1], [0, 2]])  # (dy, dx) in 0..2*pad; 1 = no shift when pad=1
+    out = translate(images, shifts, pad=1)
+    assert torch.equal(out[0], images[0])
+    assert torch.equal(out[1, 0, 1:, 1:3], images[1, 0, :3, 2:4])  # moved down one, left one
+    assert out[1, 0, 0].tolist() == [0, 0, 0, 0]  # zero padding came in at the top

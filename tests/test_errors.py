@@ -1,0 +1,64 @@
+"""Bad values and missing data: a short message naming the key or path, a non-zero exit."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO, TINY, make_config, run_cli
+
+from cnnexp.errors import ConfigError, DataError
+from cnnexp.train import train
+
+
+@pytest.mark.parametrize(
+    ("override", "words"),
+    [
+        ("epochs=0", "epochs=0"),
+        ("epochs=-3", "epochs=-3"),
+        ("batch_size=0", "batch_size=0"),
+        ("optimizer.lr=0", "optimizer.lr=0"),
+        ("optimizer.lr=-0.1", "optimizer.lr=-0.1"),
+        ("device=tpu", "auto, cpu, cuda, mps"),
+        ("precision=fp8", "auto, bf16, fp32"),
+    ],
+)
+def test_bad_values_are_refused_by_name(tmp_path, override, words):
+    with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
+        train(make_config(*TINY, override), tmp_path)
+
+
+def test_cuda_without_gpu_is_refused(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="device=cuda"):
+        train(make_config(*TINY, "device=cuda"), tmp_path)
+
+
+def test_bad_value_on_the_command_line_exits_without_traceback(tmp_path):
+    result = run_cli(*TINY, "epochs=0", f"hydra.run.dir={tmp_path}", cwd=REPO)
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "epochs=0 is not valid" in output
+    assert "Traceback" not in output
+
+
+def test_missing_dataset_names_the_path_and_the_fix(tmp_path):
+    missing = tmp_path / "nowhere"
+    cfg = make_config(*TINY, "data=mnist", f"data.root={missing}", "data.download=false")
+    with pytest.raises(DataError) as err:
+        train(cfg, tmp_path / "run")
+    assert str(missing) in str(err.value)
+    assert "CNNEXP_DATA" in str(err.value)
+    assert (tmp_path / "run" / "metrics.json").exists()  # the failure is on record
+
+
+def test_batch_larger_than_dataset_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="batch_size=4096"):
+        train(make_config(*TINY, "batch_size=4096"), tmp_path)
+
+
+def test_unknown_key_is_refused_by_hydra(tmp_path):
+    result = run_cli(*TINY, "epoch=3", f"hydra.run.dir={tmp_path}", cwd=REPO)
+    assert result.returncode != 0
+    assert "epoch" in result.stdout + result.stderr

@@ -1,0 +1,49 @@
+"""A run killed with SIGKILL resumes from its checkpoint and ends as if never interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import REPO, TINY, run_cli
+
+from cnnexp.train import read_metrics
+
+ARGS = [*TINY, "epochs=5", "data.synthetic.train_size=4096"]
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    done = run_cli(*ARGS, f"hydra.run.dir={whole}", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnexp", *ARGS, f"hydra.run.dir={broken}"],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    ckpt = broken / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = torch.load(ckpt, weights_only=False)["epoch"]
+    assert killed_at < 4, "the run finished before it could be killed"
+    assert read_metrics(broken)["status"] == "running"
+
+    # The documented resume command: the same overrides, the same run folder.
+    resumed = run_cli(*ARGS, f"hydra.run.dir={broken}", cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {broken} from epoch {killed_at + 2}" in resumed.stdout + resumed.stderr
+
+    a, b = read_metrics(whole), read_metrics(broken)
+    assert b["status"] == "completed"
+    keys = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
+    assert [[r[k] for k in keys] for r in a["history"]] == [[r[k] for k in keys] for r in b["history"]]
+    assert a["final_test_acc"] == b["final_test_acc"]
