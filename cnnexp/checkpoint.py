@@ -14,7 +14,11 @@ from cnnexp.files import atomic_save
 
 def rng_states() -> dict[str, Any]:
     """The global random states a training step may draw from (dropout, for one)."""
-    states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    states = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states

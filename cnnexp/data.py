@@ -1,4 +1,4 @@
-"""Datasets as decoded uint8 tensors: torchvision's official files, an image folder, or synthetic."""
+"""Datasets as decoded uint8 tensors: torchvision's official files, an image folder, synthetic."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ class ImageTensorDataset(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, class_names: list[str]):
         if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {images.shape}"
+            )
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
@@ -49,7 +51,7 @@ def load_splits(
     classes: int,
     synthetic: dict | None = None,
 ) -> tuple[ImageTensorDataset, ImageTensorDataset, str]:
-    """Load (train, test) from the chosen source; also returns a line saying where they came from."""
+    """Load (train, test) from the chosen source, and a line saying where they came from."""
     if source == "auto":
         source = "folder" if folder and Path(folder).is_dir() else "torchvision"
     if source == "torchvision":
@@ -165,7 +167,9 @@ def load_folder(
                 )
             except Exception:  # a damaged cache is rebuilt, never trusted
                 cache_file.unlink(missing_ok=True)
-    splits = [_decode_split(listing[s], train_classes, channels, root / s) for s in ("train", "test")]
+    splits = [
+        _decode_split(listing[s], train_classes, channels, root / s) for s in ("train", "test")
+    ]
     if cache_file is not None:
         saved = {
             "train_images": splits[0].images,
@@ -183,16 +187,20 @@ def _list_split(root: Path, split: str) -> dict[str, list[str]]:
     if not where.is_dir():
         raise DataError(
             f"{where} is missing: an image folder needs {root}/train/<class>/<image> and "
-            f"{root}/test/<class>/<image>. Fix data.folder (or CNNEXP_DATA) to point at such a folder"
+            f"{root}/test/<class>/<image>. Point data.folder (or CNNEXP_DATA) at such a folder"
         )
     classes = {}
     for entry in sorted(os.scandir(where), key=lambda e: e.name):
         if entry.is_dir():
             names = sorted(
-                f.name for f in os.scandir(entry.path) if Path(f.name).suffix.lower() in IMAGE_SUFFIXES
+                f.name
+                for f in os.scandir(entry.path)
+                if Path(f.name).suffix.lower() in IMAGE_SUFFIXES
             )
             if not names:
-                raise DataError(f"{entry.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise DataError(
+                    f"{entry.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+                )
             classes[entry.name] = names
     if not classes:
         raise DataError(
@@ -220,17 +228,27 @@ def _decode_split(
 
     mode = {1: "L", 3: "RGB"}.get(channels)
     if mode is None:
-        raise DataError(f"data.channels={channels}: image folders hold 1 (gray) or 3 (RGB) channels")
-    files = [(where / cls / name, label) for label, cls in enumerate(class_names) for name in classes[cls]]
+        raise DataError(
+            f"data.channels={channels}: image folders hold 1 (gray) or 3 (RGB) channels"
+        )
+    files = [
+        (where / cls / name, label)
+        for label, cls in enumerate(class_names)
+        for name in classes[cls]
+    ]
     images, labels = [], []
     for path, label in tqdm(files, desc=f"decoding {where}", unit="img", disable=None, leave=False):
         try:
             with Image.open(path) as img:
-                image = torch.from_numpy(np.array(img.convert(mode))).view(
-                    img.height, img.width, channels
-                ).permute(2, 0, 1)  # (C, H, W)
+                image = (
+                    torch.from_numpy(np.array(img.convert(mode)))
+                    .view(img.height, img.width, channels)
+                    .permute(2, 0, 1)
+                )  # (C, H, W)
         except Exception as err:
-            raise DataError(f"{path} is not a readable image ({err}); remove or replace it") from err
+            raise DataError(
+                f"{path} is not a readable image ({err}); remove or replace it"
+            ) from err
         if images and image.shape != images[0].shape:
             raise DataError(
                 f"{path} is {tuple(image.shape)} (C, H, W) but {files[0][0]} is "

@@ -18,6 +18,7 @@ _REPO = Path(__file__).resolve().parent.parent
 def git_commit() -> str | None:
     """The commit of the code that ran, with '-dirty' when it had uncommitted changes."""
     try:
+
         def git(*args: str) -> str:
             return subprocess.run(
                 ["git", *args], cwd=_REPO, capture_output=True, text=True, timeout=10, check=True

@@ -90,7 +90,9 @@ class DeviceLoader:
                 x = translate(x, shifts[start : start + self.batch_size], self.translate)
             x = x.float().mul_(self.scale).add_(self.shift)
             if self.train and self.flip:
-                x = torch.where(flips[start : start + self.batch_size].view(-1, 1, 1, 1), x.flip(3), x)
+                x = torch.where(
+                    flips[start : start + self.batch_size].view(-1, 1, 1, 1), x.flip(3), x
+                )
             yield x.contiguous(memory_format=self.memory_format), self.labels[idx]
 
 

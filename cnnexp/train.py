@@ -8,7 +8,6 @@ import math
 import random
 import sys
 import time
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -48,10 +47,14 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             name = "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("device=cuda but PyTorch sees no CUDA GPU here; use device=auto or cpu")
+            raise ConfigError(
+                "device=cuda but PyTorch sees no CUDA GPU here; use device=auto or cpu"
+            )
         return torch.device("cuda", local_rank)
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device=mps but Apple's MPS backend is not available; use device=auto or cpu")
+        raise ConfigError(
+            "device=mps but Apple's MPS backend is not available; use device=auto or cpu"
+        )
     return torch.device(name)
 
 
@@ -104,7 +107,9 @@ def _train(
     start_time = time.perf_counter()
     seed_everything(cfg.seed)
     bf16 = use_bf16(cfg.precision, device)
-    channels_last = device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
+    channels_last = (
+        device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
+    )
     autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
     progress = sys.stderr.isatty() if cfg.progress == "auto" else bool(cfg.progress)
     progress = progress and is_main
@@ -149,35 +154,69 @@ def _train(
         )
         train_set, test_set = pad_images(train_set, d.pad), pad_images(test_set, d.pad)
         for split, where in ((train_set, "train"), (test_set, "test")):
-            check_facts(split, channels=d.channels, size=d.size, classes=d.classes, pad=d.pad,
-                        where=f"{source} ({where})")
+            check_facts(
+                split,
+                channels=d.channels,
+                size=d.size,
+                classes=d.classes,
+                pad=d.pad,
+                where=f"{source} ({where})",
+            )
         if len(train_set) // world < cfg.batch_size:
             raise ConfigError(
                 f"batch_size={cfg.batch_size} is larger than the {len(train_set) // world} "
                 "training images each process gets; use a smaller batch_size"
             )
-        loader_args = dict(device=device, mean=list(d.mean), std=list(d.std),
-                           channels_last=channels_last, rank=rank, world_size=world)
-        train_loader = DeviceLoader(train_set, batch_size=cfg.batch_size, train=True,
-                                    translate=d.augment.translate, flip=d.augment.flip,
-                                    seed=cfg.seed, **loader_args)
-        test_loader = DeviceLoader(test_set, batch_size=cfg.eval_batch_size, train=False,
-                                   **loader_args)
-        metrics.update(data_source=source, train_images=len(train_set), test_images=len(test_set),
-                       class_names=train_set.class_names)
+        loader_args = dict(
+            device=device,
+            mean=list(d.mean),
+            std=list(d.std),
+            channels_last=channels_last,
+            rank=rank,
+            world_size=world,
+        )
+        train_loader = DeviceLoader(
+            train_set,
+            batch_size=cfg.batch_size,
+            train=True,
+            translate=d.augment.translate,
+            flip=d.augment.flip,
+            seed=cfg.seed,
+            **loader_args,
+        )
+        test_loader = DeviceLoader(
+            test_set, batch_size=cfg.eval_batch_size, train=False, **loader_args
+        )
+        metrics.update(
+            data_source=source,
+            train_images=len(train_set),
+            test_images=len(test_set),
+            class_names=train_set.class_names,
+        )
 
         # --- network, optimizer, schedule
         model: nn.Module = instantiate(
             cfg.model, pool=instantiate(cfg.pool), activation=instantiate(cfg.activation)
         )
         in_shape = (d.channels, d.size, d.size)
-        metrics.update(model=type(model).__name__, parameters=count_parameters(model),
-                       macs=count_macs(model, in_shape))
+        metrics.update(
+            model=type(model).__name__,
+            parameters=count_parameters(model),
+            macs=count_macs(model, in_shape),
+        )
         if is_main:
-            log.info("%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
-                     "%d test); device %s, %s", metrics["model"], f"{metrics['parameters']:,}",
-                     f"{metrics['macs']:,}", source, len(train_set), len(test_set), device,
-                     metrics["precision"])
+            log.info(
+                "%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
+                "%d test); device %s, %s",
+                metrics["model"],
+                f"{metrics['parameters']:,}",
+                f"{metrics['macs']:,}",
+                source,
+                len(train_set),
+                len(test_set),
+                device,
+                metrics["precision"],
+            )
         model = model.to(device, memory_format=torch.channels_last if channels_last else None)
         optimizer = instantiate(cfg.optimizer)(model.parameters())
         total_steps = cfg.epochs * len(train_loader)
@@ -185,12 +224,15 @@ def _train(
         ema = None
         if cfg.ema is not None:
             ema = torch.optim.swa_utils.AveragedModel(
-                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
-                use_buffers=True)
+                model,
+                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+                use_buffers=True,
+            )
         train_model = model
         if world > 1:
             train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         if cfg.compile:
             train_model = torch.compile(train_model)
         eval_model = ema.module if ema is not None else model
@@ -222,9 +264,17 @@ def _train(
         for epoch in range(start_epoch, cfg.epochs):
             train_loader.set_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]
-            tr = train_one_epoch(train_model, train_loader, optimizer, scheduler, train_loss,
-                                 autocast, ema=ema, progress=progress,
-                                 desc=f"epoch {epoch + 1}/{cfg.epochs}")
+            tr = train_one_epoch(
+                train_model,
+                train_loader,
+                optimizer,
+                scheduler,
+                train_loss,
+                autocast,
+                ema=ema,
+                progress=progress,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            )
             if not math.isfinite(tr.loss) or tr.loss > cfg.max_loss:
                 raise DivergedError(
                     f"training loss is {tr.loss} in epoch {epoch + 1}: the run diverged. "
@@ -245,9 +295,18 @@ def _train(
             metrics["history"].append(row)
             tracker.epoch(row)
             if is_main:
-                log.info("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
-                         "%.1f s  %.0f img/s", epoch + 1, cfg.epochs, tr.loss, tr.acc, te.loss,
-                         te.acc, tr.seconds, row["images_per_second"])
+                log.info(
+                    "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
+                    "%.1f s  %.0f img/s",
+                    epoch + 1,
+                    cfg.epochs,
+                    tr.loss,
+                    tr.acc,
+                    te.loss,
+                    te.acc,
+                    tr.seconds,
+                    row["images_per_second"],
+                )
                 save_checkpoint(
                     ckpt_path,
                     model=model.state_dict(),
@@ -262,9 +321,14 @@ def _train(
                 save_metrics()
         metrics["status"] = "completed"
     except BaseException as err:
-        metrics["status"] = "diverged" if isinstance(err, DivergedError) else (
-            "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
-        metrics["error"] = f"{type(err).__name__}: {err}" if not isinstance(err, CnnexpError) else str(err)
+        metrics["status"] = (
+            "diverged"
+            if isinstance(err, DivergedError)
+            else ("interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
+        )
+        metrics["error"] = (
+            f"{type(err).__name__}: {err}" if not isinstance(err, CnnexpError) else str(err)
+        )
         raise
     finally:
         _summarise(metrics, time.perf_counter() - start_time)

@@ -15,7 +15,9 @@ def options(group: str) -> list[str]:
 
 
 def build(cfg):
-    return instantiate(cfg.model, pool=instantiate(cfg.pool), activation=instantiate(cfg.activation))
+    return instantiate(
+        cfg.model, pool=instantiate(cfg.pool), activation=instantiate(cfg.activation)
+    )
 
 
 @pytest.mark.parametrize("data", options("data"))

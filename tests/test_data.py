@@ -87,7 +87,10 @@ def write_mnist(root, n_train=20, n_test=10, truncate=False):
     raw.mkdir(parents=True)
     gen = torch.Generator().manual_seed(0)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8))
+        write_idx(
+            raw / f"{prefix}-images-idx3-ubyte",
+            torch.randint(0, 256, (n, 28, 28), generator=gen, dtype=torch.uint8),
+        )
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", torch.arange(n, dtype=torch.uint8) % 10)
     if truncate:
         images = raw / "train-images-idx3-ubyte"
@@ -134,10 +137,17 @@ def test_synthetic_data_is_deterministic_and_label_dependent():
 
 
 def test_loader_shuffles_per_epoch_and_shards_across_ranks():
-    data = ImageTensorDataset(torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous(),
-                              torch.arange(10), [str(i) for i in range(10)])
-    args = dict(batch_size=2, device=torch.device("cpu"), mean=[0.0], std=[1 / 255], train=True, seed=3)
-    seen = [torch.cat([y for _, y in DeviceLoader(data, rank=r, world_size=2, **args)]) for r in (0, 1)]
+    data = ImageTensorDataset(
+        torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 1, 2, 2).contiguous(),
+        torch.arange(10),
+        [str(i) for i in range(10)],
+    )
+    args = dict(
+        batch_size=2, device=torch.device("cpu"), mean=[0.0], std=[1 / 255], train=True, seed=3
+    )
+    seen = [
+        torch.cat([y for _, y in DeviceLoader(data, rank=r, world_size=2, **args)]) for r in (0, 1)
+    ]
     assert len(seen[0]) == len(seen[1]) == 4
     assert not set(seen[0].tolist()) & set(seen[1].tolist())  # disjoint shards
     loader = DeviceLoader(data, **args)

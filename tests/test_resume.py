@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 import torch
 from conftest import REPO, TINY, run_cli
 
@@ -24,7 +23,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "cnnexp", *ARGS, f"hydra.run.dir={broken}"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     ckpt = broken / "checkpoint.pt"
     deadline = time.time() + 120
@@ -45,5 +46,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     a, b = read_metrics(whole), read_metrics(broken)
     assert b["status"] == "completed"
     keys = ("train_loss", "train_acc", "test_loss", "test_acc", "lr")
-    assert [[r[k] for k in keys] for r in a["history"]] == [[r[k] for k in keys] for r in b["history"]]
+    assert [[r[k] for k in keys] for r in a["history"]] == [
+        [r[k] for k in keys] for r in b["history"]
+    ]
     assert a["final_test_acc"] == b["final_test_acc"]

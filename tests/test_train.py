@@ -20,16 +20,32 @@ def test_synthetic_run_learns_and_writes_results(tmp_path):
     assert saved["best_test_acc"] == max(row["test_acc"] for row in saved["history"])
     assert len(saved["history"]) == 3
     assert saved["parameters"] == 61_706
-    for key in ("train_seconds", "images_per_second", "device", "seed", "torch", "git_commit",
-                "choices", "overrides", "macs"):
+    for key in (
+        "train_seconds",
+        "images_per_second",
+        "device",
+        "seed",
+        "torch",
+        "git_commit",
+        "choices",
+        "overrides",
+        "macs",
+    ):
         assert key in saved
     assert (tmp_path / "checkpoint.pt").exists()
 
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    expected = {"train/loss", "train/acc", "test/loss", "test/acc", "lr",
-                "time/epoch_seconds", "time/images_per_second"}
+    expected = {
+        "train/loss",
+        "train/acc",
+        "test/loss",
+        "test/acc",
+        "lr",
+        "time/epoch_seconds",
+        "time/images_per_second",
+    }
     assert expected <= tags
     test_acc = [e.value for e in events.Scalars("test/acc")]
     assert test_acc == [
