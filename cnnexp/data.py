@@ -287,3 +287,15 @@ def make_synthetic(
         return ImageTensorDataset(images, labels, names)
 
     return split(train_size), split(test_size)
+
+
+def take_subset(dataset: ImageTensorDataset, size: int | None) -> ImageTensorDataset:
+    """A fixed random `size` images of `dataset` (the same for every seed), or all of it."""
+    if size is None or size >= len(dataset):
+        return dataset
+    if size < 1:
+        raise DataError(
+            f"data.subset={size} is not valid: use a whole number >= 1, or null for all"
+        )
+    keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
+    return ImageTensorDataset(dataset.images[keep], dataset.labels[keep], dataset.class_names)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -21,7 +22,7 @@ from torch import nn
 from cnnexp import distributed
 from cnnexp.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from cnnexp.config import validate
-from cnnexp.data import check_facts, load_splits, pad_images
+from cnnexp.data import check_facts, load_splits, pad_images, take_subset
 from cnnexp.engine import evaluate, train_one_epoch
 from cnnexp.environment import cpu_has_bf16, environment
 from cnnexp.errors import CnnexpError, ConfigError, DivergedError
@@ -152,7 +153,8 @@ def _train(
             classes=d.classes,
             synthetic=OmegaConf.to_container(d.synthetic) if "synthetic" in d else None,
         )
-        train_set, test_set = pad_images(train_set, d.pad), pad_images(test_set, d.pad)
+        train_set = pad_images(take_subset(train_set, d.subset), d.pad)
+        test_set = pad_images(test_set, d.pad)
         for split, where in ((train_set, "train"), (test_set, "test")):
             check_facts(
                 split,
@@ -195,9 +197,7 @@ def _train(
         )
 
         # --- network, optimizer, schedule
-        model: nn.Module = instantiate(
-            cfg.model, pool=instantiate(cfg.pool), activation=instantiate(cfg.activation)
-        )
+        model: nn.Module = build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
         in_shape = (d.channels, d.size, d.size)
         metrics.update(
             model=type(model).__name__,
@@ -217,10 +217,12 @@ def _train(
                 device,
                 metrics["precision"],
             )
+        if hasattr(model, "init_from_data"):  # data-dependent initialisation (a whitening stem)
+            model.init_from_data(_sample(train_loader, 5000))
         model = model.to(device, memory_format=torch.channels_last if channels_last else None)
-        optimizer = instantiate(cfg.optimizer)(model.parameters())
+        optimizer = build(cfg.optimizer)(p for p in model.parameters() if p.requires_grad)
         total_steps = cfg.epochs * len(train_loader)
-        scheduler = instantiate(cfg.schedule)(optimizer, total_steps=total_steps)
+        scheduler = build(cfg.schedule)(optimizer, total_steps=total_steps)
         ema = None
         if cfg.ema is not None:
             ema = torch.optim.swa_utils.AveragedModel(
@@ -337,6 +339,18 @@ def _train(
     return metrics
 
 
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`instantiate`, with a config mistake (or a misfit network) reported as our own error."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, CnnexpError):
+            raise err.__cause__ from None
+        raise ConfigError(
+            f"{err}\nCheck the keys of that config group against its YAML file"
+        ) from err
+
+
 def _summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
     """Headline numbers from the per-epoch history."""
     history = metrics["history"]
@@ -354,6 +368,13 @@ def _summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
         / train_seconds,
     )
     metrics["wall_seconds"] = wall_seconds  # of this process; a resumed run counts from resuming
+
+
+def _sample(loader: DeviceLoader, n: int) -> torch.Tensor:
+    """`n` random normalised, un-augmented training images (the same for every seed), on the CPU."""
+    pick = torch.randperm(len(loader.images), generator=torch.Generator().manual_seed(0))[:n]
+    images = loader.images[pick.to(loader.device)].float() * loader.scale + loader.shift
+    return images.cpu()
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:

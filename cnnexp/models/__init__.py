@@ -17,12 +17,14 @@ ActivationFactory = Callable[[], nn.Module]
 def check_fits(layers: nn.Sequential, in_shape: tuple[int, int, int], network: str) -> torch.Size:
     """Run one blank image through `layers`; refuse, naming the layer, a map that shrinks away."""
     x = torch.zeros(1, *in_shape)
+    was_training = layers.training
+    layers.eval()  # batch norm cannot train on one image
     with torch.no_grad():
         for name, layer in layers.named_children():
             size = "x".join(str(d) for d in x.shape[1:])
             try:
                 x = layer(x)
-            except RuntimeError as err:
+            except (RuntimeError, ValueError) as err:
                 raise ModelError(
                     f"{network} does not fit its {in_shape[1]}x{in_shape[2]} input: layer {name} "
                     f"({layer.__class__.__name__}) gets a {size} (C x H x W) feature map and "
@@ -31,6 +33,7 @@ def check_fits(layers: nn.Sequential, in_shape: tuple[int, int, int], network: s
                 ) from err
             if x.ndim == 4 and min(x.shape[2:]) < 1:
                 raise ModelError(f"{network}: layer {name} shrinks the feature map to nothing")
+    layers.train(was_training)
     return x.shape[1:]
 
 

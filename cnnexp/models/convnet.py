@@ -1,0 +1,78 @@
+"""A configurable VGG-style family: every factor the lab asks about is a constructor argument."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cnnexp.errors import ModelError
+from cnnexp.models import ActivationFactory, PoolFactory, check_fits
+
+
+class ConvNet(nn.Module):
+    """Stages of `convs_per_stage` convs (each conv -> [batch norm] -> activation), a pool after
+    each stage, then `fc_layers` fully connected layers (the last one gives the class scores)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        pool: PoolFactory,
+        activation: ActivationFactory,
+        *,
+        widths: Sequence[int],
+        width_mult: float,
+        convs_per_stage: int,
+        kernel_size: int,
+        stride: int,
+        fc_layers: int,
+        fc_width: int,
+        batch_norm: bool,
+        dropout: float,
+    ):
+        super().__init__()
+        if not widths or convs_per_stage < 1 or fc_layers < 1 or kernel_size < 1 or stride < 1:
+            raise ModelError(
+                "convnet needs at least one stage (model.widths), model.convs_per_stage >= 1, "
+                f"model.fc_layers >= 1, kernel_size >= 1 and stride >= 1; got widths={list(widths)}, "
+                f"convs_per_stage={convs_per_stage}, fc_layers={fc_layers}, "
+                f"kernel_size={kernel_size}, stride={stride}"
+            )
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for width in widths:
+            out = max(1, round(width * width_mult))
+            for i in range(convs_per_stage):
+                # The stage's first conv carries the stride; "same" padding keeps the rest's size.
+                conv_stride = stride if i == 0 else 1
+                layers.append(
+                    nn.Conv2d(
+                        channels,
+                        out,
+                        kernel_size,
+                        conv_stride,
+                        kernel_size // 2,
+                        bias=not batch_norm,
+                    )
+                )
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(out))
+                layers.append(activation())
+                channels = out
+            layers.append(pool(kernel_size=2, stride=2))
+        self.features = nn.Sequential(*layers)
+        shape = check_fits(self.features, (in_channels, image_size, image_size), "convnet")
+        head: list[nn.Module] = [nn.Flatten()]
+        features = math.prod(shape)
+        for _ in range(fc_layers - 1):
+            head += [nn.Dropout(dropout), nn.Linear(features, fc_width), activation()]
+            features = fc_width
+        head += [nn.Dropout(dropout), nn.Linear(features, num_classes)]
+        self.classifier = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))  # (B, C, H, W) -> (B, classes)

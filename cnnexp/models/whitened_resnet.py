@@ -1,0 +1,103 @@
+"""A fast residual network for CIFAR-10 with a patch-whitening stem.
+
+In the spirit of David Page's ResNet-9 and KellerJordan/cifar10-airbench: the first layer is a
+fixed 2x2 convolution that whitens image patches (its weights come from the training data, not
+from training), then stages of conv -> pool -> batch norm -> activation with a residual conv,
+global max pooling and a linear head whose logits are scaled down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cnnexp.models import ActivationFactory, PoolFactory, check_fits
+
+
+def _batch_norm(channels: int, momentum: float) -> nn.BatchNorm2d:
+    # A fixed scale of 1 (only the shift is learned) trains faster at high learning rates.
+    bn = nn.BatchNorm2d(channels, momentum=momentum)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+class Stage(nn.Module):
+    """conv -> pool -> BN -> act, then x + act(BN(conv(x)))."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        pool: PoolFactory,
+        activation: ActivationFactory,
+        bn_momentum: float,
+    ):
+        super().__init__()
+        self.down = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            pool(kernel_size=2, stride=2),
+            _batch_norm(out_channels, bn_momentum),
+            activation(),
+        )
+        self.residual = nn.Sequential(
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            _batch_norm(out_channels, bn_momentum),
+            activation(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(x)  # (B, out, H/2, W/2)
+        return x + self.residual(x)
+
+
+class WhitenedResNet(nn.Module):
+    """Whitening stem (2x2 patches), residual stages of `widths`, max pool, scaled linear head."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        pool: PoolFactory,
+        activation: ActivationFactory,
+        *,
+        widths: Sequence[int],
+        width_mult: float,
+        bn_momentum: float,
+        head_scale: float,
+    ):
+        super().__init__()
+        patch = 2
+        whiten_channels = 2 * in_channels * patch * patch  # each eigenvector and its negative
+        self.whiten = nn.Conv2d(in_channels, whiten_channels, patch, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)  # set from the data by init_from_data
+        layers: list[nn.Module] = [self.whiten, activation()]
+        channels = whiten_channels
+        for width in widths:
+            out = max(1, round(width * width_mult))
+            layers.append(Stage(channels, out, pool, activation, bn_momentum))
+            channels = out
+        self.features = nn.Sequential(*layers)
+        check_fits(self.features, (in_channels, image_size, image_size), "whitened_resnet")
+        self.head = nn.Sequential(
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=False)
+        )
+        self.head_scale = head_scale
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the stem to whiten the 2x2 patches of `images` (B, C, H, W), normalised."""
+        c, k = self.whiten.in_channels, self.whiten.kernel_size[0]
+        patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # (B, C, H', W', k, k)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)
+        patches = patches - patches.mean(0)
+        cov = patches.T @ patches / len(patches)
+        eigvals, eigvecs = torch.linalg.eigh(cov)
+        filters = (eigvecs.T / torch.sqrt(eigvals + eps)[:, None]).reshape(-1, c, k, k)
+        weight = torch.cat([filters, -filters])
+        self.whiten.weight.copy_(weight.to(self.whiten.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)) * self.head_scale  # (B, C, H, W) -> (B, classes)
