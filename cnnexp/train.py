@@ -23,12 +23,13 @@ from cnnexp import distributed
 from cnnexp.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from cnnexp.config import validate
 from cnnexp.data import check_facts, load_splits, pad_images, take_subset
-from cnnexp.engine import evaluate, train_one_epoch
-from cnnexp.environment import cpu_has_bf16, environment
+from cnnexp.engine import evaluate, predict, train_one_epoch
+from cnnexp.environment import cpu_has_bf16, environment, nvidia_smi
 from cnnexp.errors import CnnexpError, ConfigError, DivergedError
 from cnnexp.files import atomic_write_json
 from cnnexp.loader import DeviceLoader
 from cnnexp.models import count_macs, count_parameters
+from cnnexp.monitor import SystemMonitor
 from cnnexp.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,27 @@ def _train(
         "cuda": env["cuda"],
         "history": [],
     }
-    tracker = Tracker(run_dir, enabled=is_main)
+    t = cfg.tracking
+    tracker = Tracker(
+        run_dir,
+        enabled=is_main,
+        images_every=t.images_every,
+        histograms_every=t.histograms_every,
+        graph=t.graph,
+        feature_map_images=t.feature_map_images,
+        misclassified=t.misclassified,
+        hparams=t.hparams,
+        confusion=t.confusion,
+    )
+    monitor = None
+    if is_main:
+        atomic_write_json(env, run_dir / "env.json")
+        smi = nvidia_smi()
+        if smi:
+            (run_dir / "nvidia-smi.txt").write_text(smi)
+        if t.monitor_interval > 0:
+            monitor = SystemMonitor(run_dir / "system.csv", t.monitor_interval, tracker.scalar)
+            monitor.start()
 
     def save_metrics() -> None:
         if is_main:
@@ -218,7 +239,9 @@ def _train(
                 metrics["precision"],
             )
         if hasattr(model, "init_from_data"):  # data-dependent initialisation (a whitening stem)
-            model.init_from_data(_sample(train_loader, 5000))
+            # 5000 random training images, the same for every seed.
+            pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
+            model.init_from_data(_normalised(train_loader, pick[:5000]).float().cpu())
         model = model.to(device, memory_format=torch.channels_last if channels_last else None)
         optimizer = build(cfg.optimizer)(p for p in model.parameters() if p.requires_grad)
         total_steps = cfg.epochs * len(train_loader)
@@ -261,6 +284,8 @@ def _train(
             start_epoch = ckpt["epoch"] + 1
             if is_main:
                 log.info("resuming %s from epoch %d of %d", run_dir, start_epoch + 1, cfg.epochs)
+        probe = torch.linspace(0, len(test_set) - 1, max(t.feature_map_images, 1)).long()
+        tracker.start(model, _normalised(test_loader, probe))
 
         # --- epochs
         for epoch in range(start_epoch, cfg.epochs):
@@ -295,7 +320,7 @@ def _train(
                 "images_per_second": tr.images / tr.seconds,
             }
             metrics["history"].append(row)
-            tracker.epoch(row)
+            tracker.epoch(row, model)
             if is_main:
                 log.info(
                     "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
@@ -321,6 +346,20 @@ def _train(
                 )
                 _summarise(metrics, time.perf_counter() - start_time)
                 save_metrics()
+        _summarise(metrics, time.perf_counter() - start_time)
+        if is_main:
+            whole_test = DeviceLoader(
+                test_set,
+                batch_size=cfg.eval_batch_size,
+                train=False,
+                **{**loader_args, "rank": 0, "world_size": 1},
+            )
+            tracker.finish(
+                metrics,
+                predict(eval_model, whole_test, autocast),
+                test_set,
+                hparam_values(cfg, job),
+            )
         metrics["status"] = "completed"
     except BaseException as err:
         metrics["status"] = (
@@ -333,6 +372,8 @@ def _train(
         )
         raise
     finally:
+        if monitor is not None:
+            metrics["system"] = monitor.stop()
         _summarise(metrics, time.perf_counter() - start_time)
         save_metrics()
         tracker.close()
@@ -370,11 +411,20 @@ def _summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
     metrics["wall_seconds"] = wall_seconds  # of this process; a resumed run counts from resuming
 
 
-def _sample(loader: DeviceLoader, n: int) -> torch.Tensor:
-    """`n` random normalised, un-augmented training images (the same for every seed), on the CPU."""
-    pick = torch.randperm(len(loader.images), generator=torch.Generator().manual_seed(0))[:n]
-    images = loader.images[pick.to(loader.device)].float() * loader.scale + loader.shift
-    return images.cpu()
+def _normalised(loader: DeviceLoader, indices: torch.Tensor) -> torch.Tensor:
+    """The loader's images at `indices`, normalised and un-augmented, on its device."""
+    images = loader.images[indices.to(loader.device)].float() * loader.scale + loader.shift
+    return images.contiguous(memory_format=loader.memory_format)
+
+
+def hparam_values(cfg: DictConfig, job: dict[str, Any]) -> dict[str, Any]:
+    """What distinguishes this run in a sweep: group choices, overrides, seed and lr."""
+    values = {k: v for k, v in job.get("choices", {}).items() if not k.startswith("hydra")}
+    for override in job.get("overrides", []):
+        key, _, value = override.partition("=")
+        values[key.lstrip("+~")] = value
+    values.update(seed=cfg.seed, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.optimizer.lr)
+    return values
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:

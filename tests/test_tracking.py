@@ -1,0 +1,119 @@
+"""Every run carries its own evidence: pictures, histograms, hparams, system load, environment."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import pytest
+from conftest import TINY, make_config
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cnnexp.monitor import SystemMonitor
+from cnnexp.train import train
+
+TRACKED = [
+    *TINY,
+    "model=convnet",
+    "model.widths=[8,16]",
+    "tracking.histograms_every=1",
+    "tracking.monitor_interval=0.05",
+    "data.synthetic.train_size=1024",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    metrics = train(
+        make_config(*TRACKED),
+        run_dir,
+        {"choices": {"model": "convnet"}, "overrides": ["model.widths=[8,16]"]},
+    )
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "histograms": 0})
+    events.Reload()
+    return run_dir, metrics, events
+
+
+def test_pictures_of_the_network(run):
+    _, _, events = run
+    images = set(events.Tags()["images"])
+    assert "filters/first_conv" in images
+    feature_tags = {t for t in images if t.startswith("features/")}
+    # Two stages of two convs and a pool each: 4 conv and 2 pool outputs.
+    assert len(feature_tags) == 6
+    assert {"test/confusion_matrix", "test/misclassified"} <= images
+    # Pictures at the start (step 0) and after each epoch.
+    assert [e.step for e in events.Images("filters/first_conv")] == [0, 1, 2]
+    first = events.Images("features/features.0")[0]
+    assert first.width > 0 and first.height > 0
+
+
+def test_histograms_of_weights_and_gradients(run):
+    _, _, events = run
+    histograms = set(events.Tags()["histograms"])
+    assert "weights/features.0.weight" in histograms
+    assert "grads/features.0.weight" in histograms
+    assert len(events.Histograms("grads/classifier.5.weight")) == 2
+
+
+def test_hparams_and_graph(run):
+    _, metrics, events = run
+    content = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in content
+    assert "model.widths" in content["_hparams_/session_start_info"].decode(errors="ignore")
+    scalars = set(events.Tags()["scalars"])
+    assert "hparam/final_test_acc" in scalars
+    assert events.Scalars("hparam/final_test_acc")[0].value == pytest.approx(
+        metrics["final_test_acc"], rel=1e-6
+    )
+    assert events.Tags()["graph"]
+
+
+def test_system_monitor_records_load(run):
+    run_dir, metrics, events = run
+    rows = list(csv.DictReader((run_dir / "system.csv").open()))
+    assert len(rows) >= 2
+    assert {"cpu_percent", "process_memory_mb"} <= set(rows[0])
+    assert float(rows[-1]["process_memory_mb"]) > 50  # torch alone takes more than this
+    assert "system/cpu_percent" in events.Tags()["scalars"]
+    system = metrics["system"]
+    assert system["samples"] == len(rows)
+    assert system["process_memory_mb_peak"] >= system["process_memory_mb_mean"] > 0
+
+
+def test_environment_and_confusion_matrix(run):
+    run_dir, metrics, _ = run
+    env = json.loads((run_dir / "env.json").read_text())
+    for key in (
+        "python",
+        "torch",
+        "cuda",
+        "cudnn",
+        "gpus",
+        "driver",
+        "cpu",
+        "cpu_cores",
+        "hostname",
+        "git_commit",
+    ):
+        assert key in env
+    matrix = metrics["confusion_matrix"]
+    assert sum(map(sum, matrix)) == metrics["test_images"]
+    correct = sum(matrix[i][i] for i in range(len(matrix)))
+    assert correct / metrics["test_images"] == pytest.approx(metrics["final_test_acc"], abs=1e-9)
+    assert (run_dir / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_goes_on_without_nvml(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # `import pynvml` now fails
+    monitor = SystemMonitor(tmp_path / "s.csv", 0.01).start()
+    assert monitor.gpus == []
+    row = monitor.sample()
+    assert "cpu_percent" in row and not any(k.startswith("gpu") for k in row)
+    monitor.stop()
+    metrics = train(
+        make_config(*TINY, "epochs=1", "tracking.monitor_interval=0.05"), tmp_path / "r"
+    )
+    assert metrics["status"] == "completed"
