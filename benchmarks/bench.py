@@ -19,7 +19,6 @@ import pandas as pd
 import torch
 import torchvision
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from torch import nn
 from torchvision import transforms
 
@@ -28,7 +27,7 @@ from cnnexp.data import load_torchvision, pad_images
 from cnnexp.engine import train_one_epoch
 from cnnexp.environment import cpu_model, environment
 from cnnexp.loader import DeviceLoader
-from cnnexp.train import train
+from cnnexp.train import build, train
 
 
 def config(*overrides: str):
@@ -37,9 +36,7 @@ def config(*overrides: str):
 
 
 def lenet(cfg) -> nn.Module:
-    return instantiate(
-        cfg.model, pool=instantiate(cfg.pool), activation=instantiate(cfg.activation)
-    )
+    return build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
 
 
 def textbook_loop(root: str, device: torch.device, images: int) -> float:
@@ -81,8 +78,8 @@ def our_loop(root: str, device: torch.device, epochs: int = 1) -> float:
         train=True,
     )
     model = lenet(cfg).to(device)
-    opt = instantiate(cfg.optimizer)(model.parameters())
-    sched = instantiate(cfg.schedule)(opt, total_steps=len(loader) * epochs)
+    opt = build(cfg.optimizer)(model.parameters())
+    sched = build(cfg.schedule)(opt, total_steps=len(loader) * epochs)
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=False)  # noqa: E731
     stats = [
         train_one_epoch(model, loader, opt, sched, nn.CrossEntropyLoss(), autocast)

@@ -257,7 +257,7 @@ def plot_misclassified(
     names = dataset.class_names
     for ax in axes.flat:
         ax.axis("off")
-    for ax, i in zip(axes.flat, indices.tolist()):
+    for ax, i in zip(axes.flat, indices.tolist(), strict=False):
         image = dataset.images[i].permute(1, 2, 0).numpy()
         ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray")
         ax.set_title(f"{names[dataset.labels[i]]}\n-> {names[predictions[i]]}", fontsize=7)

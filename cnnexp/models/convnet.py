@@ -38,7 +38,8 @@ class ConvNet(nn.Module):
         if not widths or convs_per_stage < 1 or fc_layers < 1 or kernel_size < 1 or stride < 1:
             raise ModelError(
                 "convnet needs at least one stage (model.widths), model.convs_per_stage >= 1, "
-                f"model.fc_layers >= 1, kernel_size >= 1 and stride >= 1; got widths={list(widths)}, "
+                "model.fc_layers >= 1, kernel_size >= 1 and stride >= 1; "
+                f"got widths={list(widths)}, "
                 f"convs_per_stage={convs_per_stage}, fc_layers={fc_layers}, "
                 f"kernel_size={kernel_size}, stride={stride}"
             )
