@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -51,7 +52,27 @@ def load_splits(
     classes: int,
     synthetic: dict | None = None,
 ) -> tuple[ImageTensorDataset, ImageTensorDataset, str]:
-    """Load (train, test) from the chosen source, and a line saying where they came from."""
+    """Load (train, test) from the chosen source, and a line saying where they came from.
+
+    The jobs of a sweep run in one process: each dataset is read once and kept for the next job.
+    """
+    args = (name, source, root, folder, download, cache, channels, size, classes)
+    return _load_splits(*args, tuple(sorted((synthetic or {}).items())))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_splits(
+    name: str,
+    source: str,
+    root: str | None,
+    folder: str | None,
+    download: bool,
+    cache: str | None,
+    channels: int,
+    size: int,
+    classes: int,
+    synthetic: tuple[tuple[str, object], ...],
+) -> tuple[ImageTensorDataset, ImageTensorDataset, str]:
     if source == "auto":
         source = "folder" if folder and Path(folder).is_dir() else "torchvision"
     if source == "torchvision":
@@ -61,7 +82,7 @@ def load_splits(
             raise DataError("data.source=folder needs data.folder=<path with train/ and test/>")
         return (*load_folder(folder, channels, cache), f"image folder {folder}")
     if source == "synthetic":
-        splits = make_synthetic(channels=channels, size=size, classes=classes, **(synthetic or {}))
+        splits = make_synthetic(channels=channels, size=size, classes=classes, **dict(synthetic))
         return (*splits, "synthetic")
     raise DataError(
         f"data.source={source!r} is not a source; choose auto, torchvision, folder or synthetic"

@@ -86,9 +86,15 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
     A run folder that already holds a completed run is left as it is; one that holds a checkpoint
     is resumed from it.
     """
-    validate(cfg)
     rank, world_size, local_rank = distributed.rank_and_world()
-    device = resolve_device(cfg.device, local_rank)
+    try:
+        validate(cfg)
+        device = resolve_device(cfg.device, local_rank)
+    except ConfigError as err:  # on record in the run folder, so a sweep's report lists it
+        if rank == 0:
+            failure = {"status": "failed", "error": str(err), **(job or {})}
+            atomic_write_json(failure, Path(run_dir) / METRICS)
+        raise
     distributed.init(device)
     try:
         return _train(cfg, Path(run_dir), job or {}, device, rank, world_size)

@@ -1,0 +1,164 @@
+"""A real Hydra multirun on synthetic data, then the report: its numbers are the runs' numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, make_config, run_cli
+from PIL import Image
+
+from cnnexp.errors import DivergedError
+from cnnexp.report import main as report_main
+from cnnexp.results import Study, answers, summarise
+from cnnexp.train import train
+
+SWEEP = [
+    "-m",
+    "data=synthetic",
+    "data.synthetic.train_size=1024",
+    "epochs=2",
+    "device=cpu",
+    "progress=false",
+    "pool=max,avg",
+    "seed=0,1",
+    "batch_size=64,4096",
+    "+study.baseline.pool=max",
+    "tracking.images_every=0",
+    "tracking.graph=false",
+]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    result = run_cli(*SWEEP, f"hydra.sweep.dir={root}", cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report_main([str(root)]) == 0
+    return root
+
+
+def metrics_of(root: Path) -> list[dict]:
+    return [
+        json.loads(p.read_text()) | {"dir": p.parent.name}
+        for p in sorted(root.glob("*/metrics.json"))
+    ]
+
+
+def test_every_job_has_its_folder_and_failures_do_not_stop_the_sweep(sweep):
+    jobs = metrics_of(sweep)
+    assert len(jobs) == 8
+    statuses = sorted(j["status"] for j in jobs)
+    assert statuses == ["completed"] * 4 + ["failed"] * 4  # batch_size=4096 > 1024 images
+    failed = [j for j in jobs if j["status"] == "failed"]
+    assert all("batch_size=4096" in j["error"] for j in failed)
+
+
+def test_summary_equals_the_runs_result_files(sweep):
+    summary = pd.read_csv(sweep / "report" / "summary.csv")
+    done = [j for j in metrics_of(sweep) if j["status"] == "completed"]
+    assert len(summary) == 2  # (pool=max|avg) x batch_size=64; the failed group has no row
+    for _, row in summary.iterrows():
+        accs = [j["final_test_acc"] for j in done if j["choices"]["pool"] == row["pool"]]
+        assert row["n"] == len(accs) == 2
+        assert row["mean"] == pytest.approx(sum(accs) / 2, abs=1e-12)
+        assert row["std"] == pytest.approx(pd.Series(accs).std(), abs=1e-12)
+    runs = pd.read_csv(sweep / "report" / "runs.csv")
+    assert len(runs) == 8
+    assert set(runs["status"]) == {"completed", "failed"}
+    assert {
+        "pool",
+        "seed",
+        "batch_size",
+        "final_test_acc",
+        "best_test_acc",
+        "parameters",
+        "macs",
+        "train_seconds",
+        "images_per_second",
+    } <= set(runs.columns)
+
+
+def test_report_files_figures_and_failed_runs(sweep):
+    out = sweep / "report"
+    pngs = list((out / "figures").glob("*.png"))
+    assert {p.name.split("-", 2)[-1] for p in pngs} >= {
+        "bars.png",
+        "test_acc.png",
+        "train_loss.png",
+        "test_loss.png",
+    }
+    for png in pngs:
+        with Image.open(png) as image:
+            image.verify()
+            assert image.format == "PNG"
+    md = (out / "report.md").read_text()
+    not_complete = md.split("### Runs that did not complete")[1].split("### All runs")[0]
+    assert not_complete.count("| failed ") == 4
+    assert "pool=avg on batch_size=64:" in md  # the answer sentence
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(pngs)  # self-contained
+
+
+def study_of(rows: list[dict]) -> Study:
+    runs = pd.DataFrame(
+        [
+            {
+                **r,
+                "status": "completed",
+                "best_test_acc": r["final_test_acc"],
+                "train_seconds": 1.0,
+                "images_per_second": 1.0,
+                "parameters": 1,
+                "macs": 1,
+            }
+            for r in rows
+        ]
+    )
+    return Study("pooling", Path("."), runs, ["pool"], {"pool": "max"})
+
+
+def test_answer_names_a_clear_gap_and_its_size():
+    rows = [
+        {"pool": p, "seed": s, "final_test_acc": acc}
+        for p, accs in (("max", [0.990, 0.991, 0.992]), ("avg", [0.980, 0.981, 0.982]))
+        for s, acc in enumerate(accs)
+    ]
+    study = study_of(rows)
+    (line,) = answers(study, summarise(study))
+    assert line.startswith("pool=avg: 1.00 ± 0.08 points below pool=max")
+    assert "3 seeds" in line
+
+
+def test_answer_says_no_clear_difference_within_the_noise():
+    rows = [
+        {"pool": p, "seed": s, "final_test_acc": acc}
+        for p, accs in (("max", [0.990, 0.980, 0.995]), ("avg", [0.985, 0.992, 0.979]))
+        for s, acc in enumerate(accs)
+    ]
+    study = study_of(rows)
+    (line,) = answers(study, summarise(study))
+    assert "no clear difference from pool=max" in line
+    assert not math.isnan(summarise(study)["diff"].iloc[1])
+
+
+def test_diverging_run_is_recorded_as_diverged(tmp_path):
+    cfg = make_config(
+        "data=synthetic",
+        "device=cpu",
+        "epochs=2",
+        "optimizer.lr=1e8",
+        "progress=false",
+        "schedule=constant",
+    )
+    with pytest.raises(DivergedError, match="diverged"):
+        train(cfg, tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "diverged"
+
+
+def test_report_without_runs_says_what_to_do(tmp_path, capsys):
+    assert report_main([str(tmp_path)]) == 2
+    assert "holds no runs" in capsys.readouterr().err
