@@ -320,3 +320,23 @@ def take_subset(dataset: ImageTensorDataset, size: int | None) -> ImageTensorDat
         )
     keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:size]
     return ImageTensorDataset(dataset.images[keep], dataset.labels[keep], dataset.class_names)
+
+
+def split_off(
+    dataset: ImageTensorDataset, size: int | None
+) -> tuple[ImageTensorDataset, ImageTensorDataset | None]:
+    """Hold out a fixed random `size` images (a validation split): (the rest, the held out)."""
+    if not size:
+        return dataset, None
+    if not 0 < size < len(dataset):
+        raise DataError(
+            f"data.validation={size} is not valid: hold out between 1 and {len(dataset) - 1} "
+            "of the training images, or 0 for none"
+        )
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(1))
+    keep, held = order[size:], order[:size]
+    names = dataset.class_names
+    return (
+        ImageTensorDataset(dataset.images[keep], dataset.labels[keep], names),
+        ImageTensorDataset(dataset.images[held], dataset.labels[held], names),
+    )

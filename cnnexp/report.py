@@ -40,7 +40,8 @@ POOLING_EXPLAINED = (
 ENV_KEYS = ["gpus", "driver", "cuda", "cudnn", "torch", "python", "cpu", "cpu_cores",
             "torch_threads", "hostname", "platform", "git_commit"]  # fmt: skip
 SUMMARY_COLUMNS = ["mean", "std", "n", "diff", "diff_se", "best_test_acc_mean",
-                   "train_seconds_mean", "images_per_second_mean", "parameters_mean", "macs_mean"]  # fmt: skip
+                   "train_seconds_mean", "images_per_second_mean", "parameters_mean",
+                   "macs_mean"]  # fmt: skip
 
 
 class Document:

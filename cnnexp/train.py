@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ from torch import nn
 from cnnexp import distributed
 from cnnexp.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from cnnexp.config import validate
-from cnnexp.data import check_facts, load_splits, pad_images, take_subset
+from cnnexp.data import check_facts, load_splits, pad_images, split_off, take_subset
 from cnnexp.engine import evaluate, predict, train_one_epoch
 from cnnexp.environment import cpu_has_bf16, environment, nvidia_smi
 from cnnexp.errors import CnnexpError, ConfigError, DivergedError
@@ -107,9 +108,15 @@ def _train(
 ) -> dict[str, Any]:
     run_dir = Path(distributed.broadcast(str(run_dir)))
     is_main = rank == 0
+    config_hash = _config_hash(cfg)
     previous = read_metrics(run_dir)
     if previous and previous.get("status") == "completed":
-        log.info("%s already holds a completed run; nothing to do", run_dir)
+        if previous.get("config_hash") != config_hash:
+            raise ConfigError(
+                f"{run_dir} holds a completed run of a different config; choose a new "
+                "hydra.run.dir (or hydra.sweep.dir), or delete that folder"
+            )
+        log.info("%s already holds this completed run; nothing to do", run_dir)
         return previous
 
     start_time = time.perf_counter()
@@ -131,6 +138,7 @@ def _train(
         "precision": "bf16" if bf16 else "fp32",
         "seed": cfg.seed,
         "epochs": cfg.epochs,
+        "config_hash": config_hash,
         "choices": job.get("choices", {}),
         "overrides": job.get("overrides", []),
         "git_commit": env["git_commit"],
@@ -180,7 +188,9 @@ def _train(
             classes=d.classes,
             synthetic=OmegaConf.to_container(d.synthetic) if "synthetic" in d else None,
         )
-        train_set = pad_images(take_subset(train_set, d.subset), d.pad)
+        train_set, val_set = split_off(
+            pad_images(take_subset(train_set, d.subset), d.pad), d.validation
+        )
         test_set = pad_images(test_set, d.pad)
         for split, where in ((train_set, "train"), (test_set, "test")):
             check_facts(
@@ -216,6 +226,11 @@ def _train(
         test_loader = DeviceLoader(
             test_set, batch_size=cfg.eval_batch_size, train=False, **loader_args
         )
+        val_loader = None
+        if val_set is not None:  # held out from training, for choosing hyperparameters
+            val_loader = DeviceLoader(
+                val_set, batch_size=cfg.eval_batch_size, train=False, **loader_args
+            )
         metrics.update(
             data_source=source,
             train_images=len(train_set),
@@ -275,7 +290,7 @@ def _train(
         ckpt_path = run_dir / CHECKPOINT
         if ckpt_path.exists():
             ckpt = load_checkpoint(ckpt_path)
-            if _comparable(ckpt["config"]) != _comparable(OmegaConf.to_container(cfg)):
+            if ckpt.get("config_hash") != config_hash:
                 raise ConfigError(
                     f"{run_dir} holds a checkpoint of a different config; resume with the "
                     "overrides it was started with, or choose a new hydra.run.dir"
@@ -324,7 +339,11 @@ def _train(
                 "train_seconds": tr.seconds,
                 "test_seconds": te.seconds,
                 "images_per_second": tr.images / tr.seconds,
+                "images": tr.images,
             }
+            if val_loader is not None:
+                va = evaluate(eval_model, val_loader, test_loss, autocast, tta_flip=cfg.tta_flip)
+                row.update(val_loss=va.loss, val_acc=va.acc)
             metrics["history"].append(row)
             tracker.epoch(row, model)
             if is_main:
@@ -349,6 +368,7 @@ def _train(
                     epoch=epoch,
                     history=metrics["history"],
                     config=OmegaConf.to_container(cfg),
+                    config_hash=config_hash,
                 )
                 _summarise(metrics, time.perf_counter() - start_time)
                 save_metrics()
@@ -366,6 +386,8 @@ def _train(
                 test_set,
                 hparam_values(cfg, job),
             )
+        if world > 1:  # DDP keeps the replicas identical; record the proof
+            metrics["rank_weight_checksums"] = distributed.gather(weights_checksum(model))
         metrics["status"] = "completed"
     except BaseException as err:
         metrics["status"] = (
@@ -414,6 +436,11 @@ def _summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
         images_per_second=sum(r["images_per_second"] * r["train_seconds"] for r in history)
         / train_seconds,
     )
+    if "val_acc" in history[-1]:
+        metrics.update(
+            final_val_acc=history[-1]["val_acc"],
+            best_val_acc=max(row["val_acc"] for row in history),
+        )
     metrics["wall_seconds"] = wall_seconds  # of this process; a resumed run counts from resuming
 
 
@@ -433,6 +460,18 @@ def hparam_values(cfg: DictConfig, job: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that must match for a checkpoint to be resumed."""
-    return {k: v for k, v in config.items() if k not in ("progress", "device")}
+def weights_checksum(model: nn.Module) -> str:
+    """A hash of every weight and buffer, to compare replicas across processes."""
+    digest = hashlib.sha1()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _config_hash(cfg: DictConfig) -> str:
+    """A fingerprint of everything that shapes the results (not progress bars or pictures):
+    a run folder is resumed or skipped only for the same fingerprint."""
+    config = OmegaConf.to_container(cfg)  # unresolved: the same on every machine
+    shaping = {k: v for k, v in config.items() if k not in ("progress", "device", "tracking")}
+    return hashlib.sha1(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,165 @@
+"""Beyond one process: DDP under torchrun, parallel and searching sweeps, restartable sweeps."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, TINY, run_cli
+from omegaconf import OmegaConf
+
+from cnnexp.checkpoint import load_checkpoint
+from cnnexp.data import load_splits
+from cnnexp.engine import evaluate
+from cnnexp.loader import DeviceLoader
+from cnnexp.report import main as report_main
+from cnnexp.train import build, read_metrics
+
+QUIET = ["tracking.images_every=0", "tracking.graph=false", "tracking.histograms_every=0"]
+
+
+def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
+    run_dir = tmp_path / "run"
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    result = subprocess.run(
+        [
+            torchrun,
+            "--nproc_per_node=2",
+            "--standalone",
+            "-m",
+            "cnnexp",
+            *TINY,
+            "epochs=2",
+            "data.synthetic.train_size=1024",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Only rank 0 wrote a result folder; rank 1 wrote nowhere in the repository.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["world_size"] == 2
+    checksums = metrics["rank_weight_checksums"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    # Each rank trained on its own half: an epoch is 1024 images over both ranks, not 2048.
+    assert metrics["train_images"] == 1024
+    assert [row["images"] for row in metrics["history"]] == [1024, 1024]
+
+    # A single-process evaluation of the saved checkpoint gives the reported test accuracy.
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    cfg = OmegaConf.create(ckpt["config"])
+    model = build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
+    model.load_state_dict(ckpt["model"])
+    d = cfg.data
+    _, test_set, _ = load_splits(
+        name=d.name,
+        source=d.source,
+        root=d.root,
+        folder=d.folder,
+        download=False,
+        cache=None,
+        channels=d.channels,
+        size=d.size,
+        classes=d.classes,
+        synthetic=dict(d.synthetic),
+    )
+    loader = DeviceLoader(
+        test_set, batch_size=100, device=torch.device("cpu"), mean=d.mean, std=d.std, train=False
+    )
+    stats = evaluate(model, loader, torch.nn.CrossEntropyLoss(), _no_autocast)
+    assert stats.acc == pytest.approx(metrics["final_test_acc"], abs=1e-9)
+    assert stats.images == 512
+
+
+def _no_autocast():
+    return torch.autocast("cpu", enabled=False)
+
+
+def test_joblib_sweep_and_optuna_search_are_read_by_the_report(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    parallel, search = tmp_path / "parallel", tmp_path / "search"
+    result = run_cli(
+        "-m",
+        *TINY,
+        *QUIET,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "pool=max,avg",
+        f"hydra.sweep.dir={parallel}",
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run_cli(
+        "-m",
+        *TINY,
+        *QUIET,
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.sampler.seed=0",
+        "optimizer.lr=tag(log,interval(0.001,0.1))",
+        "data.validation=256",
+        f"hydra.sweep.dir={search}",
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = [read_metrics(p) for p in sorted(search.glob("[0-9]*"))]
+    assert len(trials) == 3 and all(t["status"] == "completed" for t in trials)
+    assert all("final_val_acc" in t for t in trials)
+    lrs = {o for t in trials for o in t["overrides"] if o.startswith("optimizer.lr=")}
+    assert len(lrs) == 3
+    best = (search / "optimization_results.yaml").read_text()
+    assert str(max(t["final_val_acc"] for t in trials))[:6] in best
+
+    assert report_main([str(parallel), str(search), "--out", str(tmp_path / "report")]) == 0
+    runs = (tmp_path / "report" / "runs.csv").read_text()
+    assert runs.count(str(parallel)) == 2 and runs.count(str(search)) == 3
+
+
+def test_restarted_sweep_skips_finished_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    args = [
+        "-m",
+        *TINY,
+        *QUIET,
+        "epochs=3",
+        "data.synthetic.train_size=2048",
+        "seed=0,1,2",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnexp", *args],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        first, second = read_metrics(sweep / "0"), read_metrics(sweep / "1")
+        if first and first["status"] == "completed" and second:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert read_metrics(sweep / "0")["status"] == "completed"
+    assert not (sweep / "2" / "metrics.json").exists(), "the sweep finished before the kill"
+    finished = (sweep / "0" / "metrics.json").read_bytes()
+
+    result = run_cli(*args, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "already holds this completed run" in result.stdout + result.stderr
+    assert (sweep / "0" / "metrics.json").read_bytes() == finished  # not trained again
+    assert all(read_metrics(sweep / str(i))["status"] == "completed" for i in range(3))
