@@ -58,11 +58,14 @@ class Tracker:
         self.confusion = confusion
         self.probe: torch.Tensor | None = None  # fixed test images for the feature maps
 
-    def start(self, model: nn.Module, probe: torch.Tensor) -> None:
-        """Log the model graph and the pictures of the untrained network."""
+    def start(self, model: nn.Module, probe: torch.Tensor, fresh: bool = True) -> None:
+        """Keep the images whose feature maps are shown; on a fresh run, log the model graph
+        and the pictures of the untrained network (a resumed run has them already)."""
         if self.writer is None:
             return
         self.probe = probe[: self.feature_map_images]
+        if not fresh:
+            return
         if self.graph:
             try:
                 with torch.no_grad(), warnings.catch_warnings():

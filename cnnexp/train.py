@@ -23,7 +23,14 @@ from torch import nn
 from cnnexp import distributed
 from cnnexp.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from cnnexp.config import validate
-from cnnexp.data import check_facts, load_splits, pad_images, split_off, take_subset
+from cnnexp.data import (
+    ImageTensorDataset,
+    check_facts,
+    load_splits,
+    pad_images,
+    split_off,
+    take_subset,
+)
 from cnnexp.engine import evaluate, predict, train_one_epoch
 from cnnexp.environment import cpu_has_bf16, environment, nvidia_smi
 from cnnexp.errors import CnnexpError, ConfigError, DivergedError
@@ -176,31 +183,7 @@ def _train(
     try:
         # --- data: uint8 tensors on the device, plus the facts the model is built from
         d = cfg.data
-        train_set, test_set, source = load_splits(
-            name=d.name,
-            source=d.source,
-            root=d.root,
-            folder=d.folder,
-            download=d.download,
-            cache=d.cache,
-            channels=d.channels,
-            size=d.size,
-            classes=d.classes,
-            synthetic=OmegaConf.to_container(d.synthetic) if "synthetic" in d else None,
-        )
-        train_set, val_set = split_off(
-            pad_images(take_subset(train_set, d.subset), d.pad), d.validation
-        )
-        test_set = pad_images(test_set, d.pad)
-        for split, where in ((train_set, "train"), (test_set, "test")):
-            check_facts(
-                split,
-                channels=d.channels,
-                size=d.size,
-                classes=d.classes,
-                pad=d.pad,
-                where=f"{source} ({where})",
-            )
+        train_set, val_set, test_set, source = _datasets(d)
         if len(train_set) // world < cfg.batch_size:
             raise ConfigError(
                 f"batch_size={cfg.batch_size} is larger than the {len(train_set) // world} "
@@ -289,24 +272,13 @@ def _train(
         start_epoch = 0
         ckpt_path = run_dir / CHECKPOINT
         if ckpt_path.exists():
-            ckpt = load_checkpoint(ckpt_path)
-            if ckpt.get("config_hash") != config_hash:
-                raise ConfigError(
-                    f"{run_dir} holds a checkpoint of a different config; resume with the "
-                    "overrides it was started with, or choose a new hydra.run.dir"
-                )
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            if ema is not None:
-                ema.load_state_dict(ckpt["ema"])
-            set_rng_states(ckpt["rng"])
-            metrics["history"] = ckpt["history"]
-            start_epoch = ckpt["epoch"] + 1
+            metrics["history"], start_epoch = _resume(
+                ckpt_path, config_hash, model, optimizer, scheduler, ema
+            )
             if is_main:
                 log.info("resuming %s from epoch %d of %d", run_dir, start_epoch + 1, cfg.epochs)
         probe = torch.linspace(0, len(test_set) - 1, max(t.feature_map_images, 1)).long()
-        tracker.start(model, _normalised(test_loader, probe))
+        tracker.start(model, _normalised(test_loader, probe), fresh=start_epoch == 0)
 
         # --- epochs
         for epoch in range(start_epoch, cfg.epochs):
@@ -418,6 +390,61 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise ConfigError(
             f"{err}\nCheck the keys of that config group against its YAML file"
         ) from err
+
+
+def _datasets(
+    d: DictConfig,
+) -> tuple[ImageTensorDataset, ImageTensorDataset | None, ImageTensorDataset, str]:
+    """(train, validation or None, test, where they came from) as the data config describes."""
+    train_set, test_set, source = load_splits(
+        name=d.name,
+        source=d.source,
+        root=d.root,
+        folder=d.folder,
+        download=d.download,
+        cache=d.cache,
+        channels=d.channels,
+        size=d.size,
+        classes=d.classes,
+        synthetic=OmegaConf.to_container(d.synthetic) if "synthetic" in d else None,
+    )
+    train_set = pad_images(take_subset(train_set, d.subset), d.pad)
+    train_set, val_set = split_off(train_set, d.validation)
+    test_set = pad_images(test_set, d.pad)
+    for split, where in ((train_set, "train"), (test_set, "test")):
+        check_facts(
+            split,
+            channels=d.channels,
+            size=d.size,
+            classes=d.classes,
+            pad=d.pad,
+            where=f"{source} ({where})",
+        )
+    return train_set, val_set, test_set, source
+
+
+def _resume(
+    path: Path,
+    config_hash: str,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ema: torch.optim.swa_utils.AveragedModel | None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Load a checkpoint into the run's objects; returns (history so far, next epoch)."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("config_hash") != config_hash:
+        raise ConfigError(
+            f"{path.parent} holds a checkpoint of a different config; resume with the "
+            "overrides it was started with, or choose a new hydra.run.dir"
+        )
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    if ema is not None:
+        ema.load_state_dict(ckpt["ema"])
+    set_rng_states(ckpt["rng"])
+    return ckpt["history"], ckpt["epoch"] + 1
 
 
 def _summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
