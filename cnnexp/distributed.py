@@ -19,6 +19,8 @@ def init(device: torch.device) -> None:
     """Join the process group that torchrun described (nccl on GPUs, gloo on CPUs)."""
     _, world_size, _ = rank_and_world()
     if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL uses the current device of each process
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
