@@ -105,6 +105,11 @@ def main() -> None:
     parser.add_argument("--cifar", nargs="*", default=[], help="presets, e.g. cifar10_fast")
     parser.add_argument("--cifar-epochs", type=int, default=None, help="override their epochs")
     parser.add_argument("--skip-mnist", action="store_true")
+    parser.add_argument(
+        "--monitor-ab",
+        action="store_true",
+        help="also train the default run without the system monitor",
+    )
     args = parser.parse_args()
     root = os.environ.get("CNNEXP_DATA", "data")
     device = torch.device(args.device)
@@ -138,6 +143,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             metrics = train(config(f"device={args.device}", "progress=false"), Path(tmp))
         seconds, epoch = time_to(metrics["history"], 0.99)
+        if args.monitor_ab:
+            with tempfile.TemporaryDirectory() as tmp:
+                quiet = train(
+                    config(
+                        f"device={args.device}", "progress=false", "tracking.monitor_interval=0"
+                    ),
+                    Path(tmp),
+                )
         print("## Time to 99.0% MNIST test accuracy (default config: LeNet-5, 8 epochs)\n")
         print(
             f"{seconds:.1f} s of training and testing, reached in epoch {epoch}; "
@@ -146,6 +159,21 @@ def main() -> None:
             if seconds
             else f"not reached: final {metrics['final_test_acc']:.4f}\n"
         )
+
+        system = metrics.get("system", {})
+        print("## System monitor overhead (the default run above)\n")
+        print(
+            f"{system.get('samples')} samples cost {system.get('cost_seconds')} s of sampling "
+            f"in a {metrics['wall_seconds']:.1f} s run: "
+            f"{100 * system.get('cost_seconds', 0) / metrics['wall_seconds']:.3f}% of its time"
+        )
+        if args.monitor_ab:
+            print(
+                f"; training took {metrics['train_seconds']:.1f} s with the monitor and "
+                f"{quiet['train_seconds']:.1f} s without it "
+                f"({100 * (metrics['train_seconds'] / quiet['train_seconds'] - 1):+.1f}%)"
+            )
+        print()
 
     for preset in args.cifar:
         overrides = [f"+experiment={preset}", f"device={args.device}", "progress=false"]
