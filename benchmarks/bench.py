@@ -165,7 +165,8 @@ def main() -> None:
         print(
             f"{system.get('samples')} samples cost {system.get('cost_seconds')} s of sampling "
             f"in a {metrics['wall_seconds']:.1f} s run: "
-            f"{100 * system.get('cost_seconds', 0) / metrics['wall_seconds']:.3f}% of its time"
+            f"{100 * system.get('cost_seconds', 0) / metrics['wall_seconds']:.3f}% of its time",
+            end="",
         )
         if args.monitor_ab:
             print(
