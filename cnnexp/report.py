@@ -39,9 +39,13 @@ POOLING_EXPLAINED = (
 )
 ENV_KEYS = ["gpus", "driver", "cuda", "cudnn", "torch", "python", "cpu", "cpu_cores",
             "torch_threads", "hostname", "platform", "git_commit"]  # fmt: skip
-SUMMARY_COLUMNS = ["mean", "std", "n", "diff", "diff_se", "best_test_acc_mean",
-                   "train_seconds_mean", "images_per_second_mean", "parameters_mean",
-                   "macs_mean"]  # fmt: skip
+# summary.csv column -> the report's heading; accuracies are shown in percent
+SUMMARY_HEADINGS = {
+    "mean": "test acc %", "std": "± std", "n": "seeds", "diff": "vs baseline (points)",
+    "diff_se": "± se", "best_test_acc_mean": "best acc %", "train_seconds_mean": "train s",
+    "images_per_second_mean": "img/s", "parameters_mean": "parameters", "macs_mean": "MACs",
+}  # fmt: skip
+PERCENT = ("mean", "std", "diff", "diff_se", "best_test_acc_mean")
 
 
 class Document:
@@ -126,6 +130,15 @@ class Document:
         )
 
 
+def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the report shows it: factors first, accuracies in percent."""
+    shown = summary.copy()
+    for col in PERCENT:
+        shown[col] = (100 * shown[col]).round(2)
+    factors = [c for c in shown.columns if c not in SUMMARY_HEADINGS and c != "study"]
+    return shown[factors + list(SUMMARY_HEADINGS)].rename(columns=SUMMARY_HEADINGS)
+
+
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     """Whole numbers (parameters, counts) shown as integers rather than in e-notation."""
     frame = frame.copy()
@@ -183,13 +196,7 @@ def add_study(doc: Document, study: Study, index: int) -> tuple[pd.DataFrame, pd
         doc.bullets(found)
     if not summary.empty:
         doc.heading(3, "Test accuracy")
-        shown = summary[
-            [
-                *[c for c in summary.columns if c not in SUMMARY_COLUMNS],
-                *[c for c in SUMMARY_COLUMNS if c in summary.columns],
-            ]
-        ]
-        doc.table(shown)
+        doc.table(display_summary(summary))
         if study.factors:
             doc.image(
                 figures.bars_figure(summary, study.factors, fig_dir / f"{tag}-bars.png"),

@@ -145,13 +145,17 @@ def answers(study: Study, summary: pd.DataFrame) -> list[str]:
         where = " on " + ", ".join(f"{f}={row[f]}" for f in context) if context else ""
         points, se = 100 * row["diff"], 100 * row["diff_se"]
         n = int(row["n"])
-        if abs(points) <= 2 * se or (se == 0 and points == 0):
-            verdict = f"no clear difference from {base} ({points:+.2f} ± {se:.2f} points"
+        accuracies = f"{100 * row['mean']:.2f}% vs {100 * (row['mean'] - row['diff']):.2f}%"
+        seeds = f"{n} seed{'s' if n != 1 else ''}"
+        if abs(points) <= 2 * se:
+            verdict = (
+                f"no clear difference from {base} ({points:+.2f} ± {se:.2f} points, "
+                f"{accuracies}, {seeds})"
+            )
         else:
             side = "above" if points > 0 else "below"
-            verdict = f"{abs(points):.2f} ± {se:.2f} points {side} {base} ("
-            verdict += f"{100 * row['mean']:.2f}% test accuracy"
-        lines.append(f"{what}{where}: {verdict}, {n} seed{'s' if n != 1 else ''}).")
+            verdict = f"{abs(points):.2f} ± {se:.2f} points {side} {base} ({accuracies}, {seeds})"
+        lines.append(f"{what}{where}: {verdict}.")
     return lines
 
 

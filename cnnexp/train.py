@@ -99,7 +99,8 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
         validate(cfg)
         device = resolve_device(cfg.device, local_rank)
     except ConfigError as err:  # on record in the run folder, so a sweep's report lists it
-        if rank == 0:
+        previous = read_metrics(run_dir)
+        if rank == 0 and not (previous and previous.get("status") == "completed"):
             failure = {"status": "failed", "error": str(err), **(job or {})}
             atomic_write_json(failure, Path(run_dir) / METRICS)
         raise
