@@ -163,3 +163,17 @@ def test_restarted_sweep_skips_finished_jobs(tmp_path):
     assert "already holds this completed run" in result.stdout + result.stderr
     assert (sweep / "0" / "metrics.json").read_bytes() == finished  # not trained again
     assert all(read_metrics(sweep / str(i))["status"] == "completed" for i in range(3))
+
+
+def test_weights_checksum_sees_every_weight_and_buffer():
+    from torch import nn
+
+    from cnnexp.train import weights_checksum
+
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    b = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    b.load_state_dict(a.state_dict())
+    assert weights_checksum(a) == weights_checksum(b)
+    b[1].running_mean += 1e-6
+    assert weights_checksum(a) != weights_checksum(b)
