@@ -136,7 +136,8 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     for col in PERCENT:
         shown[col] = (100 * shown[col]).round(2)
     factors = [c for c in shown.columns if c not in SUMMARY_HEADINGS and c != "study"]
-    return shown[factors + list(SUMMARY_HEADINGS)].rename(columns=SUMMARY_HEADINGS)
+    columns = [c for c in SUMMARY_HEADINGS if shown[c].notna().any()]  # no baseline: no diff
+    return shown[factors + columns].rename(columns=SUMMARY_HEADINGS)
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -172,7 +173,7 @@ def describe(study: Study) -> str:
     if levels:
         text += f", varying {levels}"
     if seeds > 1:
-        text += f", {seeds} seeds each"
+        text += f", {seeds} seeds each" if study.factors else f", {seeds} seeds"
     if study.baseline:
         text += "; differences are measured from " + ", ".join(
             f"{k}={v}" for k, v in study.baseline.items()

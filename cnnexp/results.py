@@ -101,15 +101,15 @@ def summarise(study: Study, metric: str = "final_test_acc") -> pd.DataFrame:
     """Mean, std and n over seeds of completed runs, per combination of the swept factors, and
     the difference from the baseline level (with its standard error)."""
     done = study.runs[study.runs["status"] == "completed"].copy()
-    by = study.factors or ["study"]
     if done.empty:
-        return pd.DataFrame(columns=[*by, "mean", "std", "n"])
-    grouped = done.groupby(by, sort=False)
+        return pd.DataFrame(columns=[*study.factors, "mean", "std", "n"])
+    # Nothing swept (one run, or seeds only): one group of all runs.
+    grouped = done.groupby(study.factors or (lambda _: study.name), sort=False)
     summary = grouped[metric].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
     summary["std"] = summary["std"].fillna(0.0)
     for extra in ("best_test_acc", "train_seconds", "images_per_second", "parameters", "macs"):
         summary[f"{extra}_mean"] = grouped[extra].mean()
-    summary = summary.reset_index()
+    summary = summary.reset_index(drop=not study.factors)
     summary["diff"] = math.nan
     summary["diff_se"] = math.nan
     if study.baseline:
