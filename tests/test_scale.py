@@ -177,3 +177,16 @@ def test_weights_checksum_sees_every_weight_and_buffer():
     assert weights_checksum(a) == weights_checksum(b)
     b[1].running_mean += 1e-6
     assert weights_checksum(a) != weights_checksum(b)
+
+
+def test_slurm_launcher_preset_composes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from cnnexp import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.gpus_per_node, launcher.cpus_per_task, launcher.timeout_min) == (1, 8, 120)
