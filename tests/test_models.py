@@ -110,6 +110,7 @@ def test_fast_network_trains_and_its_loss_falls(tmp_path):
         "data.channels=3",
         "model.widths=[8,16,16]",
         "data.synthetic.train_size=1024",
+        "data.synthetic.noise=2.0",
         "epochs=3",
         "batch_size=64",
         "device=cpu",
