@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from pathlib import Path
@@ -56,23 +55,20 @@ def load_splits(
 
     The jobs of a sweep run in one process: each dataset is read once and kept for the next job.
     """
-    args = (name, source, root, folder, download, cache, channels, size, classes)
-    return _load_splits(*args, tuple(sorted((synthetic or {}).items())))
+    key = (name, source, root, folder, download, cache, channels, size, classes,
+           tuple(sorted((synthetic or {}).items())))  # fmt: skip
+    if key not in _READ:
+        if len(_READ) >= 2:  # keep the last two datasets read, not every one
+            _READ.pop(next(iter(_READ)))
+        _READ[key] = _read_splits(source, name, root, folder, download, cache, channels, size,
+                                  classes, synthetic or {})  # fmt: skip
+    return _READ[key]
 
 
-@functools.lru_cache(maxsize=2)
-def _load_splits(
-    name: str,
-    source: str,
-    root: str | None,
-    folder: str | None,
-    download: bool,
-    cache: str | None,
-    channels: int,
-    size: int,
-    classes: int,
-    synthetic: tuple[tuple[str, object], ...],
-) -> tuple[ImageTensorDataset, ImageTensorDataset, str]:
+_READ: dict[tuple, tuple[ImageTensorDataset, ImageTensorDataset, str]] = {}
+
+
+def _read_splits(source, name, root, folder, download, cache, channels, size, classes, synthetic):
     if source == "auto":
         source = "folder" if folder and Path(folder).is_dir() else "torchvision"
     if source == "torchvision":
@@ -82,7 +78,7 @@ def _load_splits(
             raise DataError("data.source=folder needs data.folder=<path with train/ and test/>")
         return (*load_folder(folder, channels, cache), f"image folder {folder}")
     if source == "synthetic":
-        splits = make_synthetic(channels=channels, size=size, classes=classes, **dict(synthetic))
+        splits = make_synthetic(channels=channels, size=size, classes=classes, **synthetic)
         return (*splits, "synthetic")
     raise DataError(
         f"data.source={source!r} is not a source; choose auto, torchvision, folder or synthetic"

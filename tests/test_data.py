@@ -167,3 +167,24 @@ def test_translate_shifts_each_image_by_its_own_offset():
     assert torch.equal(out[0], images[0])
     assert torch.equal(out[1, 0, 1:, 1:3], images[1, 0, :3, 2:4])  # moved down one, left one
     assert out[1, 0, 0].tolist() == [0, 0, 0, 0]  # zero padding came in at the top
+
+
+def test_jobs_of_a_sweep_read_a_dataset_once(tmp_path):
+    from cnnexp.data import load_splits
+
+    folder = write_folder(tmp_path / "pics")
+    args = dict(
+        name="pics",
+        source="folder",
+        root=None,
+        folder=str(folder),
+        download=False,
+        cache=None,
+        channels=3,
+        size=8,
+        classes=2,
+    )
+    first = load_splits(**args)
+    for png in folder.rglob("*.png"):
+        png.unlink()  # a second read from disk would now fail
+    assert load_splits(**args) is first
