@@ -13,6 +13,7 @@ import os
 import platform
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
@@ -42,8 +43,9 @@ def lenet(cfg) -> nn.Module:
 def textbook_loop(root: str, device: torch.device, images: int) -> float:
     """Images per second of the usual tutorial loop: per-image transforms, DataLoader(batch 64)."""
     cfg = config("device=cpu")
+    d = cfg.data  # the same padding and normalisation as our loop, from the data config
     tf = transforms.Compose(
-        [transforms.Pad(2), transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))]
+        [transforms.Pad(d.pad), transforms.ToTensor(), transforms.Normalize(d.mean, d.std)]
     )
     dataset = torchvision.datasets.MNIST(root, train=True, download=False, transform=tf)
     loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True)
@@ -69,20 +71,20 @@ def our_loop(root: str, device: torch.device, epochs: int = 1) -> float:
     """Images per second of cnnexp's loop with the default config's batch size."""
     cfg = config(f"device={device.type}")
     train_set, _ = load_torchvision("mnist", root, download=False)
+    d = cfg.data
     loader = DeviceLoader(
-        pad_images(train_set, 2),
+        pad_images(train_set, d.pad),
         batch_size=cfg.batch_size,
         device=device,
-        mean=[0.1307],
-        std=[0.3081],
+        mean=list(d.mean),
+        std=list(d.std),
         train=True,
     )
     model = lenet(cfg).to(device)
     opt = build(cfg.optimizer)(model.parameters())
     sched = build(cfg.schedule)(opt, total_steps=len(loader) * epochs)
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=False)  # noqa: E731
     stats = [
-        train_one_epoch(model, loader, opt, sched, nn.CrossEntropyLoss(), autocast)
+        train_one_epoch(model, loader, opt, sched, nn.CrossEntropyLoss(), nullcontext)
         for _ in range(epochs)
     ]
     return sum(s.images for s in stats) / sum(s.seconds for s in stats)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -78,13 +79,9 @@ def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
     loader = DeviceLoader(
         test_set, batch_size=100, device=torch.device("cpu"), mean=d.mean, std=d.std, train=False
     )
-    stats = evaluate(model, loader, torch.nn.CrossEntropyLoss(), _no_autocast)
+    stats = evaluate(model, loader, torch.nn.CrossEntropyLoss(), nullcontext)
     assert stats.acc == pytest.approx(metrics["final_test_acc"], abs=1e-9)
     assert stats.images == 512
-
-
-def _no_autocast():
-    return torch.autocast("cpu", enabled=False)
 
 
 def test_joblib_sweep_and_optuna_search_are_read_by_the_report(tmp_path):
