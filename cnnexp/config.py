@@ -8,7 +8,7 @@ from cnnexp.errors import ConfigError
 
 CHOICES = {
     "device": ("auto", "cpu", "cuda", "mps"),
-    "precision": ("auto", "bf16", "fp32"),
+    "precision": ("auto", "bf16", "fp16", "fp32"),
     "channels_last": ("auto", True, False),
     "progress": ("auto", True, False),
 }

@@ -42,10 +42,15 @@ def train_one_epoch(
     autocast: Callable[[], AbstractContextManager],
     *,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
+    scaler: torch.amp.GradScaler | None = None,
     progress: bool = False,
     desc: str = "train",
 ) -> EpochStats:
-    """Train over every batch of `loader` once; the schedule steps every batch."""
+    """Train over every batch of `loader` once; the schedule steps every batch.
+
+    With a gradient `scaler` (fp16), the loss is scaled up before the backward pass so that small
+    gradients do not underflow, and a step whose gradients overflowed is skipped.
+    """
     model.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
@@ -57,8 +62,13 @@ def train_one_epoch(
             logits = model(x)
             loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         scheduler.step()
         if ema is not None:
             ema.update_parameters(model)

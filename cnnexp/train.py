@@ -9,7 +9,6 @@ import math
 import random
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +31,20 @@ from cnnexp.data import (
     take_subset,
 )
 from cnnexp.engine import evaluate, predict, train_one_epoch
-from cnnexp.environment import cpu_has_bf16, environment, nvidia_smi
+from cnnexp.environment import environment, nvidia_smi
 from cnnexp.errors import CnnexpError, ConfigError, DivergedError
 from cnnexp.files import atomic_write_json
 from cnnexp.loader import DeviceLoader
 from cnnexp.models import count_macs, count_parameters
 from cnnexp.monitor import SystemMonitor
+from cnnexp.precision import Precision, choose, step_timer
 from cnnexp.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
+PROBE_BATCH = 128  # images per step when precision=auto times bf16 against fp32 on a CPU
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -66,13 +67,6 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             "device=mps but Apple's MPS backend is not available; use device=auto or cpu"
         )
     return torch.device(name)
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast where the hardware computes bf16 natively (auto), or as the config says."""
-    if precision == "auto":
-        return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
-    return precision == "bf16"
 
 
 def seed_everything(seed: int) -> None:
@@ -129,11 +123,11 @@ def _train(
 
     start_time = time.perf_counter()
     seed_everything(cfg.seed)
-    bf16 = use_bf16(cfg.precision, device)
+    # Our input shapes are fixed, so cuDNN's one-time search for the fastest kernels pays off.
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     channels_last = (
         device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
     )
-    autocast = partial(torch.autocast, device.type, dtype=torch.bfloat16, enabled=bf16)
     progress = sys.stderr.isatty() if cfg.progress == "auto" else bool(cfg.progress)
     progress = progress and is_main
 
@@ -143,7 +137,6 @@ def _train(
         "error": None,
         "device": str(device),
         "world_size": world,
-        "precision": "bf16" if bf16 else "fp32",
         "seed": cfg.seed,
         "epochs": cfg.epochs,
         "config_hash": config_hash,
@@ -233,7 +226,7 @@ def _train(
         if is_main:
             log.info(
                 "%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
-                "%d test); device %s, %s",
+                "%d test); device %s",
                 metrics["model"],
                 f"{metrics['parameters']:,}",
                 f"{metrics['macs']:,}",
@@ -241,13 +234,15 @@ def _train(
                 len(train_set),
                 len(test_set),
                 device,
-                metrics["precision"],
             )
         if hasattr(model, "init_from_data"):  # data-dependent initialisation (a whitening stem)
             # 5000 random training images, the same for every seed.
             pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
             model.init_from_data(_normalised(train_loader, pick[:5000]).float().cpu())
         model = model.to(device, memory_format=torch.channels_last if channels_last else None)
+        precision = _choose_precision(cfg, device, model, train_loader, is_main)
+        autocast, scaler = precision.autocast, precision.scaler()
+        metrics.update(precision=precision.name, precision_reason=precision.reason)
         optimizer = build(cfg.optimizer)(p for p in model.parameters() if p.requires_grad)
         total_steps = cfg.epochs * len(train_loader)
         scheduler = build(cfg.schedule)(optimizer, total_steps=total_steps)
@@ -259,7 +254,8 @@ def _train(
                 use_buffers=True,
             )
         train_model = model
-        if world > 1:
+        metrics["backend"] = distributed.backend()
+        if distributed.active():  # under torchrun, even as one process
             train_model = nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
@@ -274,7 +270,7 @@ def _train(
         ckpt_path = run_dir / CHECKPOINT
         if ckpt_path.exists():
             metrics["history"], start_epoch = _resume(
-                ckpt_path, config_hash, model, optimizer, scheduler, ema
+                ckpt_path, config_hash, model, optimizer, scheduler, ema, scaler
             )
             if is_main:
                 log.info("resuming %s from epoch %d of %d", run_dir, start_epoch + 1, cfg.epochs)
@@ -293,6 +289,7 @@ def _train(
                 train_loss,
                 autocast,
                 ema=ema,
+                scaler=scaler,
                 progress=progress,
                 desc=f"epoch {epoch + 1}/{cfg.epochs}",
             )
@@ -338,6 +335,7 @@ def _train(
                     optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(),
                     ema=ema.state_dict() if ema is not None else None,
+                    scaler=scaler.state_dict() if scaler is not None else None,
                     epoch=epoch,
                     history=metrics["history"],
                     config=OmegaConf.to_container(cfg),
@@ -359,7 +357,7 @@ def _train(
                 test_set,
                 hparam_values(cfg, job),
             )
-        if world > 1:  # DDP keeps the replicas identical; record the proof
+        if distributed.active():  # DDP keeps the replicas identical; record the proof
             metrics["rank_weight_checksums"] = distributed.gather(weights_checksum(model))
         metrics["status"] = "completed"
     except BaseException as err:
@@ -379,6 +377,19 @@ def _train(
         save_metrics()
         tracker.close()
     return metrics
+
+
+def _choose_precision(
+    cfg: DictConfig, device: torch.device, model: nn.Module, loader: DeviceLoader, is_main: bool
+) -> Precision:
+    """`cfg.precision` resolved for this device and model; under DDP rank 0 decides for all."""
+    precision = None
+    if is_main:
+        probe_batch = torch.arange(min(cfg.batch_size, PROBE_BATCH, len(loader.labels)))
+        measure = step_timer(model, _normalised(loader, probe_batch), cache_dir=cfg.data.cache)
+        precision = choose(cfg.precision, device, measure)
+        log.info("precision %s (%s)", precision.name, precision.reason)
+    return distributed.broadcast(precision)
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -431,6 +442,7 @@ def _resume(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     ema: torch.optim.swa_utils.AveragedModel | None,
+    scaler: torch.amp.GradScaler | None,
 ) -> tuple[list[dict[str, Any]], int]:
     """Load a checkpoint into the run's objects; returns (history so far, next epoch)."""
     ckpt = load_checkpoint(path)
@@ -444,6 +456,8 @@ def _resume(
     scheduler.load_state_dict(ckpt["scheduler"])
     if ema is not None:
         ema.load_state_dict(ckpt["ema"])
+    if scaler is not None and ckpt.get("scaler") is not None:
+        scaler.load_state_dict(ckpt["scaler"])
     set_rng_states(ckpt["rng"])
     return ckpt["history"], ckpt["epoch"] + 1
 

@@ -18,7 +18,7 @@ from cnnexp.train import train
         ("optimizer.lr=0", "optimizer.lr=0"),
         ("optimizer.lr=-0.1", "optimizer.lr=-0.1"),
         ("device=tpu", "auto, cpu, cuda, mps"),
-        ("precision=fp8", "auto, bf16, fp32"),
+        ("precision=fp8", "auto, bf16, fp16, fp32"),
     ],
 )
 def test_bad_values_are_refused_by_name(tmp_path, override, words):

@@ -38,6 +38,7 @@ def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
             "cnnexp",
             *TINY,
             "epochs=2",
+            "precision=fp32",  # the re-evaluation below runs in fp32
             "data.synthetic.train_size=1024",
             f"hydra.run.dir={run_dir}",
         ],
