@@ -38,7 +38,8 @@ from cnnexp.train import read_metrics, train
 REPO = Path(__file__).resolve().parent.parent
 # Runs here measure speed and accuracy: no pictures, graph or histograms in TensorBoard.
 QUIET = ["progress=false", "tracking.images_every=0", "tracking.histograms_every=0",
-         "tracking.graph=false", "tracking.misclassified=0", "tracking.confusion=false"]  # fmt: skip
+         "tracking.graph=false", "tracking.misclassified=0",
+         "tracking.confusion=false"]  # fmt: skip
 
 
 TRAINED = 0.2  # test accuracy that shows a 10-class network learned (chance is 0.1)
@@ -62,7 +63,8 @@ class Kit:
             return []
         # An easy synthetic task (little noise), so that every format visibly learns in 2 epochs.
         data = ("data=synthetic data.synthetic.train_size=512 data.synthetic.test_size=256 "
-                "data.synthetic.noise=0.5 batch_size=64 eval_batch_size=256 epochs=2").split()  # fmt: skip
+                "data.synthetic.noise=0.5 batch_size=64 eval_batch_size=256 "
+                "epochs=2").split()  # fmt: skip
         return data + (["model.width_mult=0.125"] if preset.startswith("cifar10") else [])
 
     def say(self, text: str = "") -> None:
@@ -347,7 +349,40 @@ def precision_side_by_side(kit: Kit, fast: dict[str, dict], mnist: dict[str, dic
         fp32 = kit.run(preset, "precision=fp32", name=f"{preset}-fp32")
         kit.say(f"| {preset} | {auto['epochs']} | {auto['precision']}, "
                 f"{auto['final_test_acc']:.4f}, {auto['train_seconds']:.1f} | "
-                f"{fp32.get('final_test_acc', 0):.4f}, {fp32.get('train_seconds', 0):.1f} |")  # fmt: skip
+                f"{fp32.get('final_test_acc', 0):.4f}, "
+                f"{fp32.get('train_seconds', 0):.1f} |")  # fmt: skip
+    kit.say()
+
+
+# What made airbench94 fast per epoch, each added alone to cifar10_fast at the CPU preset's
+# epochs, then all together (= cifar10_cpu). Name -> overrides.
+INGREDIENTS = {
+    "cifar10_fast (tta=flip)": [],
+    "+ mirror-and-translate at test time": ["tta=flip_translate"],
+    "+ flip every other epoch": ["data.augment.flip=alternate"],
+    "+ identity-initialised convs": ["model.identity_init=true"],
+    "+ whitening bias frozen after 3 epochs": ["model.whiten_bias_epochs=3"],
+    "+ batch-norm bias lr x64": ["norm_bias_lr=64"],
+    "+ lookahead": ["lookahead=true"],
+}
+
+
+def ingredients(kit: Kit, epochs: int, seeds: int) -> None:
+    """Each airbench94 ingredient added alone to cifar10_fast, then the cifar10_cpu preset."""
+    kit.say(f"### airbench94's ingredients, one at a time ({epochs} epochs, {seeds} seeds)\n")
+    kit.say("| recipe | test acc (mean ± std) | difference | training s |")
+    kit.say("|--|--:|--:|--:|")
+    variants = {name: ("cifar10_fast", extra) for name, extra in INGREDIENTS.items()}
+    variants["all of them: cifar10_cpu"] = ("cifar10_cpu", [])
+    base = None
+    for i, (name, (preset, extra)) in enumerate(variants.items()):
+        runs = [kit.run(preset, f"epochs={epochs}", f"seed={s}", *extra, name=f"ingr-{i}-{s}")
+                for s in range(seeds)]  # fmt: skip
+        acc = [m["final_test_acc"] for m in runs if m.get("status") == "completed"]
+        seconds = [m["train_seconds"] for m in runs if m.get("status") == "completed"]
+        base = statistics.mean(acc) if base is None and acc else base
+        gap = f"{100 * (statistics.mean(acc) - base):+.2f} points" if acc and base else "-"
+        kit.say(f"| {name} | {mean_std(acc)} | {gap} | {mean_std(seconds)} |")
     kit.say()
 
 
@@ -367,13 +402,15 @@ def main() -> int:
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cnnexp-gpu-kit-"))
     kit = Kit(smoke=args.smoke, device="cpu" if args.smoke else "cuda",
-              seeds=args.seeds or (2 if args.smoke else 5), out=args.out, workdir=workdir)  # fmt: skip
+              seeds=args.seeds or (2 if args.smoke else 5), out=args.out,
+              workdir=workdir)  # fmt: skip
     started = time.perf_counter()
     machine(kit)
     layout = precision_and_layout(kit, epochs=1 if args.smoke else 2)
     compile_run = compiled(kit, 1 if args.smoke else 2, layout["layout-bf16-true"])
     ddp = ddp_one_process(kit)
     mnist = mnist_time_to_99(kit)
+    ingredients(kit, epochs=2 if args.smoke else 8, seeds=1 if args.smoke else 3)
     fast = ours_against_airbench(kit)
     checks(kit, layout, compile_run, ddp, fast)
     precision_side_by_side(kit, fast, mnist)

@@ -11,6 +11,8 @@ CHOICES = {
     "precision": ("auto", "bf16", "fp16", "fp32"),
     "channels_last": ("auto", True, False),
     "progress": ("auto", True, False),
+    "tta": ("none", "flip", "flip_translate"),
+    "lookahead": (True, False),
 }
 
 
@@ -33,5 +35,12 @@ def validate(cfg: DictConfig) -> None:
             )
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise ConfigError(f"label_smoothing={cfg.label_smoothing} is not valid: use 0 <= value < 1")
+    if not isinstance(cfg.norm_bias_lr, (int, float)) or cfg.norm_bias_lr <= 0:
+        raise ConfigError(f"norm_bias_lr={cfg.norm_bias_lr!r} is not valid: use a number > 0")
+    if cfg.data.augment.flip not in (True, False, "alternate"):
+        raise ConfigError(
+            f"data.augment.flip={cfg.data.augment.flip!r} is not valid; choose true, false or "
+            "alternate"
+        )
     if cfg.ema is not None and not 0.0 < cfg.ema < 1.0:
         raise ConfigError(f"ema={cfg.ema} is not valid: use a decay in (0, 1), e.g. 0.99, or null")

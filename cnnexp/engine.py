@@ -9,10 +9,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from cnnexp.loader import DeviceLoader
+from cnnexp.lookahead import Lookahead
 
 
 @dataclass
@@ -42,6 +44,7 @@ def train_one_epoch(
     autocast: Callable[[], AbstractContextManager],
     *,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
+    lookahead: Lookahead | None = None,
     scaler: torch.amp.GradScaler | None = None,
     progress: bool = False,
     desc: str = "train",
@@ -72,6 +75,8 @@ def train_one_epoch(
         scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
+        if lookahead is not None:
+            lookahead.step()
         # Accumulate on the device: .item() here would stall the GPU every step.
         loss_sum += loss.detach().float() * len(y)
         correct += (logits.argmax(1) == y).sum()
@@ -83,6 +88,29 @@ def train_one_epoch(
     return EpochStats(loss_total / max(n, 1), correct_total / max(n, 1), int(n), seconds)
 
 
+def _plain(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x)
+
+
+def _mirror(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits averaged over each image and its mirror image."""
+    return 0.5 * (model(x) + model(x.flip(3)))
+
+
+def _mirror_translate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Half the mirror average, half that of the image shifted one pixel up-left and down-right
+    (reflect-padded), as airbench94 tests: six forward passes per image."""
+    h, w = x.shape[2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[:, :, :h, :w], padded[:, :, 2 : h + 2, 2 : w + 2]]
+    translated = torch.stack([_mirror(model, s) for s in shifted])
+    return 0.5 * _mirror(model, x) + 0.5 * translated.mean(0)
+
+
+# Test-time augmentation by name (the config's `tta`): none, flip, flip_translate.
+TTA = {"none": _plain, "flip": _mirror, "flip_translate": _mirror_translate}
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -90,7 +118,7 @@ def evaluate(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     autocast: Callable[[], AbstractContextManager],
     *,
-    tta_flip: bool = False,
+    tta: str = "none",
 ) -> EpochStats:
     """Loss and accuracy over the whole split (all ranks' shards together)."""
     model.eval()
@@ -101,9 +129,7 @@ def evaluate(
     start = time.perf_counter()
     for x, y in loader:
         with autocast():
-            logits = model(x)
-            if tta_flip:  # average with the mirror image's logits
-                logits = 0.5 * (logits + model(x.flip(3)))
+            logits = TTA[tta](model, x)
         loss_sum += loss_fn(logits.float(), y) * len(y)
         correct += (logits.argmax(1) == y).sum()
         count += len(y)

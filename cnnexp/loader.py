@@ -29,7 +29,7 @@ class DeviceLoader:
         std: Sequence[float],
         train: bool,
         translate: int = 0,
-        flip: bool = False,
+        flip: bool | str = False,
         seed: int = 0,
         channels_last: bool = False,
         rank: int = 0,
@@ -47,6 +47,8 @@ class DeviceLoader:
         self.shift = -mean_t / std_t
         self.train = train
         self.translate = translate
+        if flip not in (True, False, "alternate"):
+            raise ValueError(f"flip must be true, false or alternate, not {flip!r}")
         self.flip = flip
         self.seed = seed
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -82,6 +84,12 @@ class DeviceLoader:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7)
             shifts = torch.randint(0, 2 * self.translate + 1, (n, 2), generator=gen).to(self.device)
             flips = (torch.rand(n, generator=gen) < 0.5).to(self.device)
+            if (
+                self.flip == "alternate"
+            ):  # each image flipped every other epoch, from a random start
+                origin = torch.Generator().manual_seed(self.seed * 100_003 + 13)
+                first = torch.rand(len(self.labels), generator=origin) < 0.5
+                flips = (first[indices[:n]] ^ bool(self.epoch % 2)).to(self.device)
         indices = indices.to(self.device)
         for start in range(0, n, self.batch_size):
             idx = indices[start : start + self.batch_size]

@@ -114,7 +114,7 @@ def test_fast_network_trains_and_its_loss_falls(tmp_path):
         "epochs=3",
         "batch_size=64",
         "device=cpu",
-        "tta_flip=true",
+        "tta=flip",
         "ema=0.9",
     )
     metrics = train(cfg, tmp_path)

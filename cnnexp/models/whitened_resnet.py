@@ -33,6 +33,7 @@ class Stage(nn.Module):
         pool: PoolFactory,
         activation: ActivationFactory,
         bn_momentum: float,
+        identity_init: bool = False,
     ):
         super().__init__()
         self.down = nn.Sequential(
@@ -46,6 +47,10 @@ class Stage(nn.Module):
             _batch_norm(out_channels, bn_momentum),
             activation(),
         )
+
+        if identity_init:  # each conv starts by passing its first channels through (airbench94)
+            for conv in (self.down[0], self.residual[0]):
+                nn.init.dirac_(conv.weight[: conv.in_channels])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.down(x)  # (B, out, H/2, W/2)
@@ -67,6 +72,8 @@ class WhitenedResNet(nn.Module):
         width_mult: float,
         bn_momentum: float,
         head_scale: float,
+        identity_init: bool,
+        whiten_bias_epochs: int | None,
     ):
         super().__init__()
         patch = 2
@@ -77,7 +84,7 @@ class WhitenedResNet(nn.Module):
         channels = whiten_channels
         for width in widths:
             out = max(1, round(width * width_mult))
-            layers.append(Stage(channels, out, pool, activation, bn_momentum))
+            layers.append(Stage(channels, out, pool, activation, bn_momentum, identity_init))
             channels = out
         self.features = nn.Sequential(*layers)
         check_fits(self.features, (in_channels, image_size, image_size), "whitened_resnet")
@@ -85,6 +92,13 @@ class WhitenedResNet(nn.Module):
             nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes, bias=False)
         )
         self.head_scale = head_scale
+        self.whiten_bias_epochs = whiten_bias_epochs
+
+    def set_epoch(self, epoch: int) -> None:
+        """Freeze the whitening stem's bias after `whiten_bias_epochs` epochs (airbench94: 3):
+        it settles early, and a moving first layer unsettles everything after it."""
+        if self.whiten_bias_epochs is not None:
+            self.whiten.bias.requires_grad_(epoch < self.whiten_bias_epochs)
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
