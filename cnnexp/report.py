@@ -25,10 +25,14 @@ from cnnexp.results import (
     environment_of,
     load_study,
     problems,
+    provenance,
+    recipe,
     runs_table,
     summarise,
     system_log,
+    varying_keys,
 )
+from cnnexp.stats import CORRECTIONS
 
 POOLING_EXPLAINED = (
     "Max pooling passes on the strongest response in each window, and in back-propagation its "
@@ -38,14 +42,32 @@ POOLING_EXPLAINED = (
     "neighbours. Which is better is an empirical question, answered below with the numbers."
 )
 ENV_KEYS = ["gpus", "driver", "cuda", "cudnn", "torch", "python", "cpu", "cpu_cores",
-            "torch_threads", "hostname", "platform", "git_commit"]  # fmt: skip
+            "torch_threads", "cpu_bf16", "hostname", "platform", "git_commit"]  # fmt: skip
 # summary.csv column -> the report's heading; accuracies are shown in percent
 SUMMARY_HEADINGS = {
-    "mean": "test acc %", "std": "± std", "n": "seeds", "diff": "vs baseline (points)",
-    "diff_se": "± se", "best_test_acc_mean": "best acc %", "train_seconds_mean": "train s",
-    "images_per_second_mean": "img/s", "parameters_mean": "parameters", "macs_mean": "MACs",
+    "runs": "runs", "usable": "usable", "did not train": "did not train",
+    "diverged": "diverged", "failed": "failed", "incomplete": "incomplete",
+    "mean": "test acc % (mean)", "median": "median", "std": "± std", "seed_values": "each seed",
+    "diff": "vs baseline (points)", "ci": "95% CI", "p_adjusted": "corrected p",
+    "detectable": "detectable (points)", "verdict": "verdict",
+    "train_seconds_mean": "train s", "images_per_second_mean": "img/s",
+    "parameters_mean": "parameters", "macs_mean": "MACs",
 }  # fmt: skip
-PERCENT = ("mean", "std", "diff", "diff_se", "best_test_acc_mean")
+PERCENT = ("mean", "median", "std", "diff", "detectable")
+REFERENCES = [
+    "Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document "
+    "recognition. Proc. IEEE 86(11), 1998 (LeNet-5).",
+    "K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR 2016 "
+    "(the residual convs of the CIFAR-10 network).",
+    "K. Jordan. 94% on CIFAR-10 in 3.29 seconds on a single GPU. arXiv:2404.00498, 2024, and "
+    "github.com/KellerJordan/cifar10-airbench (the whitening stem, scaled head, batch-norm bias "
+    "learning rate, lookahead, mirror-and-translate at test time).",
+    "D. Page. How to train your ResNet. Myrtle.ai blog, 2018 (the fast CIFAR-10 recipe).",
+    "B. L. Welch. The generalization of 'Student's' problem when several different population "
+    "variances are involved. Biometrika 34, 1947 (the test behind every verdict).",
+    "S. Holm. A simple sequentially rejective multiple test procedure. Scand. J. Statist. 6, "
+    "1979 (the correction over a study's comparisons).",
+]
 
 
 class Document:
@@ -131,13 +153,31 @@ class Document:
 
 
 def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary as the report shows it: factors first, accuracies in percent."""
+    """The summary as the report shows it: factors, run counts, accuracies in percent with every
+    seed's value, then the comparison with the baseline."""
     shown = summary.copy()
     for col in PERCENT:
         shown[col] = (100 * shown[col]).round(2)
-    factors = [c for c in shown.columns if c not in SUMMARY_HEADINGS and c != "study"]
-    columns = [c for c in SUMMARY_HEADINGS if shown[c].notna().any()]  # no baseline: no diff
+    shown["seed_values"] = [", ".join(f"{100 * v:.2f}" for v in values)
+                            for values in shown["values"]]  # fmt: skip
+    shown["ci"] = [
+        f"{100 * lo:+.2f} to {100 * hi:+.2f}" if pd.notna(lo) else ""
+        for lo, hi in zip(shown["ci_low"], shown["ci_high"], strict=True)
+    ]
+    shown["p_adjusted"] = shown["p_adjusted"].map(lambda p: f"{p:.3g}" if pd.notna(p) else "")
+    factors = [c for c in shown.columns if c not in SUMMARY_HEADINGS and c not in HIDDEN_COLUMNS]
+    columns = [c for c in SUMMARY_HEADINGS if c in shown and _shown(shown[c])]
     return shown[factors + columns].rename(columns=SUMMARY_HEADINGS)
+
+
+HIDDEN_COLUMNS = {"values", "value_seeds", "n", "se", "t", "df", "p", "ci_low", "ci_high",
+                  "compared_with", "study"}  # fmt: skip
+
+
+def _shown(column: pd.Series) -> bool:
+    """A column worth a place in the table: not empty, and counts that are not all zero."""
+    filled = column.replace("", pd.NA).dropna()
+    return not filled.empty and not (filled.astype(str) == "0").all()
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
@@ -181,58 +221,50 @@ def describe(study: Study) -> str:
     return text + "."
 
 
-def add_study(doc: Document, study: Study, index: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def verdict_rule(alpha: float, correction: str, tests: int) -> str:
+    """How the answers below were decided, in a sentence."""
+    corrected = {
+        "holm": f"corrected with Holm's method over the study's {tests} comparisons",
+        "bonferroni": f"corrected with Bonferroni's method over the study's {tests} comparisons",
+        "none": "not corrected for the number of comparisons",
+    }[correction]
+    return (
+        f"Each level is compared with the baseline by Welch's t-test over its seeds, p-values "
+        f"{corrected}; a level is called better or worse only when the corrected p < {alpha}, "
+        "otherwise 'no clear difference', with the smallest difference the seeds could have "
+        "detected (80% power). Runs that did not train, diverged, failed or did not finish are "
+        "counted but kept out of the means and tests."
+    )
+
+
+def add_study(
+    doc: Document, study: Study, index: int, alpha: float, correction: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The section of one sweep or run; returns its runs and summary tables."""
-    fig_dir = doc.out / "figures"
     tag = f"{index}-{study.name}".replace("/", "_")
     doc.heading(2, f"{study.name}")
     doc.para(describe(study))
-    summary = summarise(study)
+    add_recipe(doc, study)
+    summary = summarise(study, alpha=alpha, correction=correction)
     if study.name == "pooling":
         doc.heading(3, "What differs between max and average pooling")
         doc.para(POOLING_EXPLAINED)
     found = answers(study, summary)
     if found:
         doc.heading(3, "Answers")
+        doc.para(verdict_rule(alpha, correction, int(summary["p"].notna().sum())))
         doc.bullets(found)
-    if not summary.empty:
+    if not summary.empty and summary["n"].sum():
         doc.heading(3, "Test accuracy")
         doc.table(display_summary(summary))
-        if study.factors:
-            doc.image(
-                figures.bars_figure(summary, study.factors, fig_dir / f"{tag}-bars.png"),
-                "final test accuracy, mean ± std over seeds",
-            )
-    for key, caption in (
-        ("test_acc", "test accuracy per epoch"),
-        ("train_loss", "training loss per epoch"),
-        ("test_loss", "test loss per epoch"),
-    ):
-        frame = curves(study, key)
-        if not frame.empty:
-            path = figures.curves_figure(frame, study.factors, key, fig_dir / f"{tag}-{key}.png")
-            doc.image(path, f"{caption} (mean ± std over seeds)")
-    first = Path(study.runs["run"].iloc[0])
-    system = system_log(first)
-    if system is not None and len(system):
-        gpu = any(c.endswith("_util_percent") for c in system.columns)
-        what = "GPU utilisation" if gpu else "CPU utilisation (no GPU was recorded)"
-        doc.image(
-            figures.system_figure(system, fig_dir / f"{tag}-system.png", f"{what}: {first}"), what
-        )
-        stats = study.runs["system"].iloc[0]
-        if stats:
-            doc.para(
-                ", ".join(
-                    f"{k.replace('_', ' ')} {v}"
-                    for k, v in stats.items()
-                    if k.endswith(("_mean", "_peak"))
-                )
-            )
+        for path, caption in accuracy_figures(study, summary, doc.out / "figures", tag):
+            doc.image(path, caption)
+    add_curves(doc, study, tag)
+    add_system(doc, study, tag)
     bad = problems(study)
-    doc.heading(3, "Runs that did not complete")
+    doc.heading(3, "Runs not in the means")
     if bad.empty:
-        doc.para("None: every run completed.")
+        doc.para("None: every run completed and trained.")
     else:
         doc.table(bad)
     table = runs_table(study)
@@ -241,7 +273,150 @@ def add_study(doc: Document, study: Study, index: int) -> tuple[pd.DataFrame, pd
     return table.assign(study=study.name), summary.assign(study=study.name)
 
 
-def build_report(paths: list[Path], out: Path, title: str) -> Path:
+def add_recipe(doc: Document, study: Study) -> None:
+    """The recipe and budget the runs were trained under, and anything that varied by mistake."""
+    doc.heading(3, "Recipe and budget")
+    table = recipe(study)
+    if not table.empty:
+        doc.table(table)
+    doc.para(provenance(study))
+    varying = varying_keys(study)
+    if not varying.empty:
+        doc.para("Beyond the swept factors, these settings differ between runs of the same "
+                 "levels (flagged: the comparison may not be fair):")  # fmt: skip
+        doc.table(varying)
+
+
+def accuracy_figures(
+    study: Study, summary: pd.DataFrame, fig_dir: Path, tag: str
+) -> list[tuple[Path, str]]:
+    """Verdict panels per context where there is one baseline factor, else dots per group."""
+    if len(study.baseline) != 1:
+        return [(figures.group_dots(summary[summary["n"] > 0], study.factors,
+                                    fig_dir / f"{tag}-accuracy.png"),
+                 "final test accuracy of each seed, and the mean with its 95% CI")]  # fmt: skip
+    ((factor, level),) = study.baseline.items()
+    context = [f for f in study.factors if f != factor]
+    out = []
+    groups = summary.groupby(context, sort=False) if context else [((), summary)]
+    for i, (name, part) in enumerate(groups):
+        where = ", ".join(f"{f}={v}" for f, v in zip(context, _tuple(name), strict=True))
+        if (part[factor].astype(str) == level).sum() != 1 or not part["n"].any():
+            continue
+        path = figures.verdict_panels(part, factor, level, fig_dir / f"{tag}-verdicts{i}.png")
+        out.append((path, f"each level against {factor}={level}{' on ' + where if where else ''}"))
+    return out
+
+
+def add_curves(doc: Document, study: Study, tag: str) -> None:
+    for key, caption in (
+        ("test_acc", "test accuracy per epoch"),
+        ("train_loss", "training loss per epoch"),
+        ("test_loss", "test loss per epoch"),
+    ):
+        frame = curves(study, key)
+        if not frame.empty:
+            path = figures.curves_figure(frame, study.factors, key,
+                                         doc.out / "figures" / f"{tag}-{key}.png")  # fmt: skip
+            doc.image(path, f"{caption} (mean ± std over the usable seeds)")
+
+
+def add_system(doc: Document, study: Study, tag: str) -> None:
+    """GPU (else CPU) utilisation over the first run's time."""
+    first = Path(study.runs["run"].iloc[0])
+    system = system_log(first)
+    if system is None or not len(system):
+        return
+    gpu = any(c.endswith("_util_percent") for c in system.columns)
+    what = "GPU utilisation" if gpu else "CPU utilisation (no GPU was recorded)"
+    path = figures.system_figure(system, doc.out / "figures" / f"{tag}-system.png",
+                                 f"{what}: {first}")  # fmt: skip
+    doc.image(path, what)
+    stats = study.runs["system"].iloc[0]
+    if stats:
+        doc.para(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.items()
+                           if k.endswith(("_mean", "_peak"))))  # fmt: skip
+
+
+def add_environments(doc: Document, studies: list[Study]) -> None:
+    """The environment of each study (its first run), and what differs between studies."""
+    envs = {s.name: environment_of(Path(s.runs["run"].iloc[0])) for s in studies}
+    envs = {name: env for name, env in envs.items() if env}
+    if not envs:
+        return
+    doc.heading(2, "Environment")
+    table = pd.DataFrame({name: [str(env.get(k)) for k in ENV_KEYS] for name, env in envs.items()})
+    table.insert(0, "what", ENV_KEYS)
+    doc.table(table)
+    differ = [k for i, k in enumerate(ENV_KEYS) if table.iloc[i, 1:].nunique() > 1]
+    if len(envs) > 1 and differ:
+        doc.para("Differs between studies: " + ", ".join(differ) + ".")
+    first_run = Path(studies[0].runs["run"].iloc[0])
+    smi = first_run / "nvidia-smi.txt"
+    if smi.exists():
+        doc.code(smi.read_text())
+
+
+def conclusions(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str]:
+    """Two or three generated sentences per study: what was better, worse, unclear or failed to
+    train, under which budget."""
+    lines = []
+    for study, summary in zip(studies, summaries, strict=True):
+        budget = _budget(study)
+        if not study.baseline or summary["verdict"].isna().all():
+            done = summary[summary["n"] > 0]
+            parts = [f"{_label(study, r)} {100 * r['mean']:.2f}% test accuracy"
+                     f" ({_seeds(r)})" for _, r in done.iterrows()]  # fmt: skip
+            if parts:
+                lines.append(f"{study.name}: " + "; ".join(parts) + f" — {budget}.")
+            continue
+        by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
+        base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+        said = [f"{study.name} (against {base}; {budget}):"]
+        for verdict in ("better", "worse"):
+            if verdict in by:
+                items = ", ".join(f"{_label(study, r)} ({100 * r['diff']:+.2f} points)"
+                                  for _, r in by[verdict].iterrows())  # fmt: skip
+                said.append(f"{verdict}: {items}.")
+        if "no clear difference" in by:
+            unclear = by["no clear difference"]
+            said.append(
+                "No clear difference: "
+                + ", ".join(_label(study, r) for _, r in unclear.iterrows())  # fmt: skip
+                + f"; these seeds could not have seen a difference smaller than about "
+                f"{100 * unclear['detectable'].min():.2f} to "
+                f"{100 * unclear['detectable'].max():.2f} points."
+            )
+        if "did not train" in by:
+            failed = ", ".join(_label(study, r) for _, r in by["did not train"].iterrows())
+            said.append("Did not train under this recipe (a failed run, not evidence against "
+                        f"the architecture): {failed}.")  # fmt: skip
+        said.append("Another budget (more epochs, all images, each level at its own best "
+                    "learning rate) may change these answers.")  # fmt: skip
+        lines.append(" ".join(said))
+    return lines
+
+
+def _label(study: Study, row: pd.Series) -> str:
+    return ", ".join(f"{f}={row[f]}" for f in study.factors) or study.name
+
+
+def _seeds(row: pd.Series) -> str:
+    n = int(row["n"])
+    return f"mean of {n} seeds" if n > 1 else "one run"
+
+
+def _budget(study: Study) -> str:
+    """The budget in a phrase: data, images, epochs, steps, learning rate."""
+    items = dict(zip(recipe(study)["what"], recipe(study)["value"], strict=True))
+    return (f"{items.get('data set', '?')}, {items.get('training images used', '?')} training "
+            f"images, {items.get('epochs', '?')} epochs ({items.get('optimizer steps', '?')} "
+            f"steps), learning rate {items.get('learning rate', '?')}")  # fmt: skip
+
+
+def build_report(
+    paths: list[Path], out: Path, title: str, alpha: float = 0.05, correction: str = "holm"
+) -> Path:
     """Write the report for `paths` into `out`; returns the markdown file."""
     studies = [load_study(p) for p in paths]
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -250,23 +425,22 @@ def build_report(paths: list[Path], out: Path, title: str) -> Path:
     doc.para(
         f"Made {time.strftime('%Y-%m-%d %H:%M')} by `python -m cnnexp.report` from "
         + ", ".join(str(p) for p in paths)
-        + "."
+        + f" (level {alpha}, correction {correction})."
     )
-    first_run = Path(studies[0].runs["run"].iloc[0])
-    env = environment_of(first_run)
-    if env:
-        doc.heading(2, "Environment")
-        doc.table(pd.DataFrame([{"what": k, "value": str(env.get(k))} for k in ENV_KEYS]))
-        smi = first_run / "nvidia-smi.txt"
-        if smi.exists():
-            doc.code(smi.read_text())
+    add_environments(doc, studies)
     all_runs, all_summaries = [], []
     for i, study in enumerate(studies):
-        runs, summary = add_study(doc, study, i)
+        runs, summary = add_study(doc, study, i, alpha, correction)
         all_runs.append(runs)
         all_summaries.append(summary)
+    doc.heading(2, "Conclusions")
+    doc.bullets(conclusions(studies, all_summaries))
+    doc.heading(2, "References")
+    doc.bullets(REFERENCES)
     pd.concat(all_runs).to_csv(out / "runs.csv", index=False)
-    pd.concat(all_summaries).to_csv(out / "summary.csv", index=False)
+    summaries = pd.concat(all_summaries)
+    summaries["values"] = summaries["values"].map(lambda v: " ".join(f"{x:.6g}" for x in v))
+    summaries.to_csv(out / "summary.csv", index=False)
     (out / "report.md").write_text(doc.markdown())
     (out / "report.html").write_text(doc.html(title))
     return out / "report.md"
@@ -277,7 +451,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="run or sweep folders")
     parser.add_argument("--out", type=Path, help="where to write (default: beside the input)")
     parser.add_argument("--title", default=None)
+    parser.add_argument("--alpha", type=float, default=0.05,
+                        help="significance level of a verdict (default 0.05)")  # fmt: skip
+    parser.add_argument("--correction", choices=CORRECTIONS, default="holm",
+                        help="for many comparisons in one study (default holm)")  # fmt: skip
     args = parser.parse_args(argv)
+    if not 0 < args.alpha < 1:
+        parser.error(f"--alpha {args.alpha} is not a level: use a number between 0 and 1")
     try:
         paths = args.paths or [newest_sweep()]
         for path in paths:
@@ -289,12 +469,16 @@ def main(argv: list[str] | None = None) -> int:
             else Path("reports") / time.strftime("%Y-%m-%d_%H-%M-%S")
         )
         title = args.title or ("cnnexp report" if len(paths) == 1 else "cnnexp lab report")
-        report = build_report(paths, out, title)
+        report = build_report(paths, out, title, args.alpha, args.correction)
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {report} and {report.with_suffix('.html')}")
     return 0
+
+
+def _tuple(name: object) -> tuple:
+    return name if isinstance(name, tuple) else (name,)
 
 
 if __name__ == "__main__":

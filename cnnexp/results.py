@@ -1,6 +1,9 @@
-"""Run folders into pandas tables: one row per run, summaries over seeds, plain-language answers.
+"""Run folders into pandas tables: one row per run, summaries over seeds, verdicts, the recipe.
 
 Reads only what runs wrote (metrics.json, .hydra/, env.json, system.csv); never training code.
+A verdict is Welch's t-test of each level against the study's baseline, Holm-corrected over the
+study's comparisons (cnnexp.stats); runs that did not train, diverged, failed or never finished
+are counted per group and kept out of the means.
 """
 
 from __future__ import annotations
@@ -11,15 +14,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
+from cnnexp import stats
+
 METRIC_COLUMNS = [
-    "status", "final_test_acc", "best_test_acc", "final_test_loss", "final_train_loss",
-    "parameters", "macs", "epochs_done", "epochs", "train_seconds", "wall_seconds",
-    "images_per_second", "device", "precision", "error",
+    "status", "final_test_acc", "best_test_acc", "final_val_acc", "final_test_loss",
+    "final_train_loss", "parameters", "macs", "epochs_done", "epochs", "train_seconds",
+    "wall_seconds", "images_per_second", "device", "precision", "world_size", "train_images",
+    "error",
 ]  # fmt: skip
 REPLICATE = "seed"  # the factor that repeats a configuration; summaries average over it
+USABLE = "completed"  # the one status whose runs enter means and verdicts
+# Every status a run can have in runs.csv, in the order the tables count them.
+STATUSES = ("completed", "did_not_train", "diverged", "failed", "incomplete")
+COUNT_COLUMNS = {"completed": "usable", "did_not_train": "did not train", "diverged": "diverged",
+                 "failed": "failed", "incomplete": "incomplete"}  # fmt: skip
+CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
+LOSS_MARGIN = 0.05  # a final training loss within this many nats of ln(classes) is chance
+TOO_FEW = "too few seeds for a verdict"
 
 
 @dataclass
@@ -31,6 +46,9 @@ class Study:
     runs: pd.DataFrame  # one row per run
     factors: list[str]  # override keys whose values differ between runs, seed excluded
     baseline: dict[str, str] = field(default_factory=dict)
+
+
+# --- reading runs ------------------------------------------------------------------------------
 
 
 def is_run(path: Path) -> bool:
@@ -48,8 +66,29 @@ def find_runs(path: Path) -> list[Path]:
     return sorted(set(runs), key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
 
 
+def chance_reason(metrics: dict[str, Any]) -> str | None:
+    """Why a completed run counts as not having trained, or None if it learned something:
+    test accuracy no better than always answering the most frequent test class, or a final
+    training loss near ln(classes), the loss of a network that outputs the same for all."""
+    acc, loss = metrics.get("final_test_acc"), metrics.get("final_train_loss")
+    counts = metrics.get("test_class_counts") or [
+        sum(row) for row in metrics.get("confusion_matrix") or []
+    ]
+    classes = len(counts) or len(metrics.get("class_names") or []) or None
+    if acc is None or not classes:
+        return None
+    majority = max(counts) / sum(counts) if counts else 1 / classes
+    if acc <= majority + CHANCE_MARGIN:
+        return (f"test accuracy {100 * acc:.2f}% is chance: always answering the most frequent "
+                f"class scores {100 * majority:.2f}%")  # fmt: skip
+    if loss is not None and loss >= math.log(classes) - LOSS_MARGIN:
+        return (f"final training loss {loss:.3f} is ln({classes}) = {math.log(classes):.3f}, "
+                "the loss of a network that gives every image the same answer")  # fmt: skip
+    return None
+
+
 def read_run(run: Path) -> dict[str, Any]:
-    """One row: the run's overrides as columns, its metrics, its history and config."""
+    """One row: the run's overrides as columns, its metrics, history, config and provenance."""
     overrides = _yaml(run / ".hydra" / "overrides.yaml") or []
     config = _yaml(run / ".hydra" / "config.yaml") or {}
     metrics_path = run / "metrics.json"
@@ -65,11 +104,21 @@ def read_run(run: Path) -> dict[str, Any]:
         if not key.startswith("hydra."):
             row[key] = value
     row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
+    reason = chance_reason(metrics) if metrics.get("status") == USABLE else None
+    if reason:
+        row["status"], row["error"] = "did_not_train", reason
+    commit = metrics.get("git_commit") or ""
+    row["git_commit"] = commit.removesuffix("-dirty") or None
+    row["uncommitted_changes"] = commit.endswith("-dirty") if commit else None
     row["history"] = metrics.get("history", [])
     row["system"] = metrics.get("system", {})
+    row["config"] = config
     row["study"] = (config.get("study") or {}).get("name")
     row["baseline"] = (config.get("study") or {}).get("baseline") or {}
     return row
+
+
+HIDDEN = ("history", "system", "config", "study", "baseline")  # per-run objects, not columns
 
 
 def load_study(path: Path) -> Study:
@@ -82,102 +131,307 @@ def load_study(path: Path) -> Study:
             "give a run folder or a sweep folder such as multirun/<date>/<time>"
         )
     runs = pd.DataFrame(rows)
-    fixed = {"run", "history", "system", "study", "baseline", REPLICATE, *METRIC_COLUMNS}
+    fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *METRIC_COLUMNS}
     factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
     baseline = next((r["baseline"] for r in rows if r["baseline"]), {})
-    baseline = {k: str(v) for k, v in baseline.items() if k in factors}
+    baseline = {k: str(v) for k, v in flatten(baseline).items() if k in factors}
     name = next((r["study"] for r in rows if r["study"]), None) or path.name
     return Study(name=name, root=path, runs=runs, factors=factors, baseline=baseline)
 
 
 def runs_table(study: Study) -> pd.DataFrame:
-    """The table of all runs: swept choices and overrides, then the results."""
-    keys = [c for c in study.runs.columns if c not in ("history", "system", "study", "baseline")]
+    """The table of all runs: swept choices and overrides, then the results and provenance."""
+    keys = [c for c in study.runs.columns if c not in HIDDEN]
     first = ["run", *study.factors, *([REPLICATE] if REPLICATE in keys else [])]
     return study.runs[first + [c for c in keys if c not in first]]
 
 
-def summarise(study: Study, metric: str = "final_test_acc") -> pd.DataFrame:
-    """Mean, std and n over seeds of completed runs, per combination of the swept factors, and
-    the difference from the baseline level (with its standard error)."""
-    done = study.runs[study.runs["status"] == "completed"].copy()
-    if done.empty:
-        return pd.DataFrame(columns=[*study.factors, "mean", "std", "n"])
-    # Nothing swept (one run, or seeds only): one group of all runs.
-    grouped = done.groupby(study.factors or (lambda _: study.name), sort=False)
-    summary = grouped[metric].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
-    summary["std"] = summary["std"].fillna(0.0)
-    for extra in ("best_test_acc", "train_seconds", "images_per_second", "parameters", "macs"):
-        summary[f"{extra}_mean"] = grouped[extra].mean()
-    summary = summary.reset_index(drop=not study.factors)
-    summary["diff"] = math.nan
-    summary["diff_se"] = math.nan
-    if study.baseline:
-        for i, row in summary.iterrows():
-            ref = summary
-            for factor in study.factors:
-                level = study.baseline.get(factor, row[factor])
-                ref = ref[ref[factor].astype(str) == str(level)]
-            if len(ref) == 1:
-                r = ref.iloc[0]
-                summary.loc[i, "diff"] = row["mean"] - r["mean"]
-                summary.loc[i, "diff_se"] = math.sqrt(
-                    row["std"] ** 2 / row["n"] + r["std"] ** 2 / r["n"]
-                )
+# --- summaries and verdicts ----------------------------------------------------------------------
+
+
+def _groups(study: Study) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """(factor levels, runs) for every combination of the swept factors, in sweep order."""
+    if not study.factors:
+        return [({}, study.runs)]
+    keys = study.runs[study.factors].astype(str)
+    out = []
+    by = study.factors if len(study.factors) > 1 else study.factors[0]  # scalar keys for one
+    for levels, index in keys.groupby(by, sort=False).groups.items():
+        levels = levels if isinstance(levels, tuple) else (levels,)
+        out.append((dict(zip(study.factors, levels, strict=True)), study.runs.loc[index]))
+    return out
+
+
+def summarise(
+    study: Study,
+    metric: str = "final_test_acc",
+    alpha: float = 0.05,
+    correction: str = "holm",
+) -> pd.DataFrame:
+    """Per combination of the swept factors: how many runs of each status, and over the usable
+    runs the mean, median, std and every seed's value; then, against the baseline, the Welch
+    test, its confidence interval, the corrected p-value, the smallest detectable difference
+    and the verdict."""
+    rows = []
+    for levels, runs in _groups(study):
+        usable = runs[runs["status"] == USABLE]
+        values = usable[metric].astype(float).tolist()
+        seeds = usable[REPLICATE].tolist() if REPLICATE in usable else list(range(len(values)))
+        counts = {COUNT_COLUMNS[s]: int((runs["status"] == s).sum()) for s in STATUSES}
+        rows.append({
+            **levels, **counts, "runs": len(runs), "n": len(values),
+            "mean": np.mean(values) if values else math.nan,
+            "median": np.median(values) if values else math.nan,
+            "std": np.std(values, ddof=1) if len(values) > 1 else math.nan,
+            "values": values, "value_seeds": seeds,
+            **{f"{k}_mean": pd.to_numeric(usable[k], errors="coerce").mean() for k in
+               ("train_seconds", "images_per_second", "parameters", "macs")},
+        })  # fmt: skip
+    summary = pd.DataFrame(rows)
+    return compare(study, summary, alpha, correction)
+
+
+def _baseline_row(study: Study, summary: pd.DataFrame, row: pd.Series) -> pd.Series | None:
+    """The summary row this row is compared with: the same levels, the baseline's levels on
+    the baseline factors."""
+    ref = summary
+    for factor in study.factors:
+        level = study.baseline.get(factor, row[factor])
+        ref = ref[ref[factor].astype(str) == str(level)]
+    return ref.iloc[0] if len(ref) == 1 else None
+
+
+def compare(study: Study, summary: pd.DataFrame, alpha: float, correction: str) -> pd.DataFrame:
+    """Welch's t-test of each non-baseline row against its baseline row, Holm-corrected over
+    the study; adds diff, ci_low, ci_high, t, df, p, p_adjusted, detectable and verdict."""
+    new = ["diff", "se", "ci_low", "ci_high", "t", "df", "p", "p_adjusted", "detectable"]
+    summary = summary.assign(**{c: math.nan for c in new}, verdict=None, compared_with=None)
+    if not study.baseline or summary.empty:
+        return summary
+    for i, row in summary.iterrows():
+        ref = _baseline_row(study, summary, row)
+        if ref is None or ref.name == i:
+            continue
+        summary.at[i, "compared_with"] = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+        summary.at[i, "verdict"] = _precheck(row, ref)
+        if summary.at[i, "verdict"] is None:
+            test = stats.welch(row["values"], ref["values"], alpha)
+            for key in ("diff", "se", "ci_low", "ci_high", "t", "df", "p"):
+                summary.at[i, key] = getattr(test, key)
+    tested = summary["p"].notna()
+    summary["p_adjusted"] = stats.adjust(summary["p"].tolist(), correction)
+    level = stats.per_test_level(alpha, int(tested.sum()), correction)
+    for i, row in summary[tested].iterrows():
+        summary.at[i, "detectable"] = stats.detectable(row["se"], row["df"], level)
+        if row["p_adjusted"] < alpha:
+            summary.at[i, "verdict"] = "better" if row["diff"] > 0 else "worse"
+        else:
+            summary.at[i, "verdict"] = "no clear difference"
     return summary
 
 
-def answers(study: Study, summary: pd.DataFrame) -> list[str]:
-    """One sentence per compared level: the gap from the baseline in points, or 'no clear
-    difference' when the gap is within two standard errors over the seeds."""
-    lines = []
-    if not study.baseline:
-        return lines
+def _precheck(row: pd.Series, ref: pd.Series) -> str | None:
+    """A verdict that needs no test: a level that did not train, or too few seeds."""
+    if row["n"] == 0 and row["did not train"] > 0:
+        return "did not train"
+    if row["n"] < 2 or ref["n"] < 2:
+        return TOO_FEW
+    if row["std"] == 0 and ref["std"] == 0:
+        return "no verdict: every seed gave the same accuracy, so the noise is unknown"
+    return None
+
+
+def _levels(study: Study, row: pd.Series) -> tuple[str, str, str]:
+    """(what changed, the baseline it is compared with, the context) of a summary row."""
+    changed = [f for f in study.baseline if str(row[f]) != study.baseline[f]]
+    what = ", ".join(f"{f}={row[f]}" for f in changed)
+    base = ", ".join(f"{f}={study.baseline[f]}" for f in changed)
     context = [f for f in study.factors if f not in study.baseline]
-    for _, row in summary.iterrows():
-        if math.isnan(row["diff"]):
+    where = " on " + ", ".join(f"{f}={row[f]}" for f in context) if context else ""
+    return what, base, where
+
+
+def _counted(row: pd.Series) -> str:
+    """'3 seeds', or '2 of 3 runs (1 diverged)' when some runs are not in the mean."""
+    n, total = int(row["n"]), int(row["runs"])
+    if n == total:
+        return f"{n} seed{'s' if n != 1 else ''}"
+    left_out = [f"{int(row[c])} {c}" for c in list(COUNT_COLUMNS.values())[1:] if row[c]]
+    return f"mean of {n} of {total} runs ({', '.join(left_out)})"
+
+
+def answers(study: Study, summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> list[str]:
+    """One sentence per compared level with its numbers: better, worse, no clear difference
+    (with the smallest difference the seeds could have shown), did not train, or too few."""
+    runs = study.runs if runs is None else runs
+    lines = []
+    for _, row in summary[summary["verdict"].notna()].iterrows():
+        what, base, where = _levels(study, row)
+        ref = _baseline_row(study, summary, row)
+        verdict = row["verdict"]
+        if verdict == "did not train":
+            lines.append(f"{what}{where}: did not train under this recipe "
+                         f"({_not_trained(study, runs, row)}). This is a failed training run, "
+                         "not evidence that the architecture is worse; a different learning "
+                         "rate, batch norm or more epochs usually fixes it.")  # fmt: skip
             continue
-        changed = [f for f in study.baseline if str(row[f]) != study.baseline[f]]
-        if not changed:
-            continue
-        what = ", ".join(f"{f}={row[f]}" for f in changed)
-        base = ", ".join(f"{f}={study.baseline[f]}" for f in changed)
-        where = " on " + ", ".join(f"{f}={row[f]}" for f in context) if context else ""
-        points, se = 100 * row["diff"], 100 * row["diff_se"]
-        n = int(row["n"])
-        accuracies = f"{100 * row['mean']:.2f}% vs {100 * (row['mean'] - row['diff']):.2f}%"
-        seeds = f"{n} seed{'s' if n != 1 else ''}"
-        if abs(points) <= 2 * se:
-            verdict = (
-                f"no clear difference from {base} ({points:+.2f} ± {se:.2f} points, "
-                f"{accuracies}, {seeds})"
-            )
+        means = f"{_pct(row['mean'])} vs {_pct(ref['mean'])}"
+        if verdict in ("better", "worse"):
+            side = "above" if verdict == "better" else "below"
+            gap = f"{abs(100 * row['diff']):.2f} points {side} {base}"
+            lines.append(f"{what}{where}: {verdict} — {gap} ({means}; {_interval(row)}; "
+                         f"{_counted(row)}).")  # fmt: skip
+        elif verdict == "no clear difference":
+            lines.append(f"{what}{where}: no clear difference from {base} ({means}; "
+                         f"{_interval(row)}; {_counted(row)}); these seeds could only have "
+                         f"detected a difference of about {100 * row['detectable']:.2f} points "
+                         "(80% power).")  # fmt: skip
         else:
-            side = "above" if points > 0 else "below"
-            verdict = f"{abs(points):.2f} ± {se:.2f} points {side} {base} ({accuracies}, {seeds})"
-        lines.append(f"{what}{where}: {verdict}.")
+            lines.append(f"{what}{where}: {verdict} ({_counted(row)} against {int(ref['n'])} "
+                         f"for {base}; means {means}).")  # fmt: skip
     return lines
 
 
+def _interval(row: pd.Series) -> str:
+    return (f"difference {100 * row['diff']:+.2f} points, 95% CI {100 * row['ci_low']:+.2f} to "
+            f"{100 * row['ci_high']:+.2f}, Welch t = {row['t']:.2f} with {row['df']:.1f} df, "
+            f"p = {row['p']:.3g}, corrected p = {row['p_adjusted']:.3g}")  # fmt: skip
+
+
+def _not_trained(study: Study, runs: pd.DataFrame, row: pd.Series) -> str:
+    """The numbers of a group's runs that did not train: their losses and accuracies."""
+    mask = runs["status"] == "did_not_train"
+    for factor in study.factors:
+        mask &= runs[factor].astype(str) == str(row[factor])
+    bad = runs[mask]
+    losses = ", ".join(f"{v:.3f}" for v in bad["final_train_loss"].astype(float))
+    accs = ", ".join(_pct(v) for v in bad["final_test_acc"].astype(float))
+    return (f"{len(bad)} of {int(row['runs'])} runs: final training loss {losses}, test accuracy "
+            f"{accs}; {bad['error'].iloc[0]}")  # fmt: skip
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
 def problems(study: Study) -> pd.DataFrame:
-    """Runs that did not complete: incomplete, failed or diverged, with their errors."""
-    bad = study.runs[study.runs["status"] != "completed"]
-    return bad[["run", *study.factors, "status", "error"]]
+    """Runs that are not in the means: did not train, diverged, failed or incomplete."""
+    bad = study.runs[study.runs["status"] != USABLE]
+    return bad[["run", *study.factors, "status", "final_test_acc", "final_train_loss", "error"]]
+
+
+# --- the recipe and budget of a study -----------------------------------------------------------
+
+RECIPE = {  # the report's name -> where it is in a run's config
+    "data set": "data.name", "training images (subset)": "data.subset",
+    "held out for validation": "data.validation", "epochs": "epochs",
+    "batch size": "batch_size", "optimizer": "optimizer._target_", "learning rate": "optimizer.lr",
+    "momentum": "optimizer.momentum", "weight decay": "optimizer.weight_decay",
+    "schedule": "schedule._target_", "warm-up": "schedule.warmup",
+    "translate (px)": "data.augment.translate", "flip": "data.augment.flip",
+    "label smoothing": "label_smoothing", "batch norm": "model.batch_norm",
+    "weight averaging (ema)": "ema", "test-time augmentation": "tta", "model": "model._target_",
+}  # fmt: skip
+IGNORED = ("tracking.", "progress", "seed", "hydra.", "device", "study.")  # not part of a recipe
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a.b': value} for every leaf of a nested config."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def recipe(study: Study) -> pd.DataFrame:
+    """What the study's runs were trained with, read from their saved configs and metrics:
+    one row per recipe item, the value (or the values, where the swept factors change it)."""
+    configs = [flatten(c) for c in study.runs["config"] if c]
+    items = []
+    for name, key in RECIPE.items():
+        values = {_short(c[key]) for c in configs if key in c}
+        if values:
+            items.append({"what": name, "value": ", ".join(sorted(map(str, values)))})
+    done = study.runs[study.runs["status"] != "incomplete"]
+    steps = _optimizer_steps(study)
+    extra = {
+        "training images used": _joined(done["train_images"].dropna().astype(int)),
+        "optimizer steps": steps,
+        "precision": _joined(done["precision"]),
+        "device": _joined(done["device"]),
+        "seeds": str(study.runs[REPLICATE].nunique()) if REPLICATE in study.runs else "1",
+    }
+    items += [{"what": k, "value": v} for k, v in extra.items() if v]
+    return pd.DataFrame(items)
+
+
+def _optimizer_steps(study: Study) -> str:
+    """Optimizer steps of each run: epochs x (images per epoch // global batch)."""
+    steps = set()
+    for _, run in study.runs.iterrows():
+        history, batch = run["history"] or [], flatten(run["config"] or {}).get("batch_size")
+        if history and batch and run["epochs"]:
+            per_epoch = int(history[0]["images"]) // (batch * int(run["world_size"] or 1))
+            steps.add(int(run["epochs"]) * per_epoch)
+    return ", ".join(f"{s:,}" for s in sorted(steps))
+
+
+def varying_keys(study: Study) -> pd.DataFrame:
+    """Config keys whose values differ between runs of the same factor levels (beyond the seed):
+    something changed that the sweep did not mean to change."""
+    rows = []
+    for levels, runs in _groups(study):
+        configs = [flatten(c) for c in runs["config"] if c]
+        keys = set().union(*configs) if configs else set()
+        for key in sorted(keys):
+            if key.startswith(IGNORED):
+                continue
+            values = {json.dumps(c.get(key), default=str) for c in configs}
+            if len(values) > 1:
+                rows.append({**levels, "key": key, "values": ", ".join(sorted(values))})
+    return pd.DataFrame(rows)
+
+
+def provenance(study: Study) -> str:
+    """Which commits the runs ran at, and whether any had uncommitted changes."""
+    runs = study.runs
+    if runs["git_commit"].isna().all():
+        return "The runs did not record a git commit."
+    parts = []
+    for (commit, dirty), group in runs.groupby(["git_commit", "uncommitted_changes"], dropna=False):
+        label = f"{str(commit)[:10]}{' with uncommitted changes' if dirty else ''}"
+        parts.append(f"{label} ({len(group)} run{'s' if len(group) != 1 else ''})")
+    warning = ""
+    if len(parts) > 1 or runs["uncommitted_changes"].fillna(False).any():
+        warning = " Not one clean commit: compare these runs with care."
+    return "Code: " + "; ".join(parts) + "." + warning
+
+
+def _short(value: Any) -> Any:
+    """A class path shortened to its name (torch.optim.SGD -> SGD)."""
+    return value.rsplit(".", 1)[-1] if isinstance(value, str) and "." in value else value
+
+
+def _joined(column: pd.Series | None) -> str:
+    if column is None:
+        return ""
+    return ", ".join(sorted({str(v) for v in column.dropna()}))
+
+
+# --- curves and logs ---------------------------------------------------------------------------
 
 
 def curves(study: Study, key: str) -> pd.DataFrame:
-    """Per-epoch `key` (e.g. test_acc) of every run: columns run, factors..., epoch, value."""
+    """Per-epoch `key` (e.g. test_acc) of every usable run: run, factors..., epoch, value."""
     rows = []
-    for _, run in study.runs.iterrows():
+    for _, run in study.runs[study.runs["status"] == USABLE].iterrows():
         for h in run["history"]:
-            rows.append(
-                {
-                    "run": run["run"],
-                    **{f: run[f] for f in study.factors},
-                    "epoch": h["epoch"],
-                    key: h[key],
-                }
-            )
+            if key in h:
+                rows.append({"run": run["run"], **{f: run[f] for f in study.factors},
+                             "epoch": h["epoch"], key: h[key]})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -215,6 +215,10 @@ def _train(
             train_images=len(train_set),
             test_images=len(test_set),
             class_names=train_set.class_names,
+            # for telling a run that did not train from one that learned (the report)
+            test_class_counts=torch.bincount(
+                test_set.labels, minlength=len(test_set.class_names)
+            ).tolist(),
         )
 
         # --- network, optimizer, schedule
@@ -242,7 +246,8 @@ def _train(
             pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
             model.init_from_data(_normalised(train_loader, pick[:5000]).float().cpu())
         model = model.to(device, memory_format=torch.channels_last if channels_last else None)
-        precision = _choose_precision(cfg, device, model, train_loader, is_main)
+        ckpt_path = run_dir / CHECKPOINT
+        precision = _choose_precision(cfg, device, model, train_loader, is_main, ckpt_path)
         autocast, scaler = precision.autocast, precision.scaler()
         metrics.update(precision=precision.name, precision_reason=precision.reason)
         optimizer = build_optimizer(cfg.optimizer, model, cfg.norm_bias_lr)
@@ -270,7 +275,6 @@ def _train(
 
         # --- resume
         start_epoch = 0
-        ckpt_path = run_dir / CHECKPOINT
         if ckpt_path.exists():
             metrics["history"], start_epoch = _resume(
                 ckpt_path, config_hash, model, optimizer, scheduler, ema, scaler, lookahead
@@ -344,6 +348,7 @@ def _train(
                     optimizer=optimizer.state_dict(),
                     scheduler=scheduler.state_dict(),
                     ema=ema.state_dict() if ema is not None else None,
+                    precision=precision,
                     scaler=scaler.state_dict() if scaler is not None else None,
                     lookahead=lookahead.state_dict() if lookahead is not None else None,
                     epoch=epoch,
@@ -390,14 +395,23 @@ def _train(
 
 
 def _choose_precision(
-    cfg: DictConfig, device: torch.device, model: nn.Module, loader: DeviceLoader, is_main: bool
+    cfg: DictConfig,
+    device: torch.device,
+    model: nn.Module,
+    loader: DeviceLoader,
+    is_main: bool,
+    checkpoint: Path,
 ) -> Precision:
-    """`cfg.precision` resolved for this device and model; under DDP rank 0 decides for all."""
+    """`cfg.precision` resolved for this device and model; under DDP rank 0 decides for all. A
+    resumed run keeps the precision it started with (a new timing could choose differently)."""
     precision = None
-    if is_main:
+    if is_main and checkpoint.exists():
+        precision = load_checkpoint(checkpoint).get("precision")
+    if is_main and precision is None:
         probe_batch = torch.arange(min(cfg.batch_size, PROBE_BATCH, len(loader.labels)))
         measure = step_timer(model, _normalised(loader, probe_batch), cache_dir=cfg.data.cache)
         precision = choose(cfg.precision, device, measure)
+    if is_main:
         log.info("precision %s (%s)", precision.name, precision.reason)
     return distributed.broadcast(precision)
 

@@ -20,6 +20,7 @@ SWEEP = [
     "-m",
     "data=synthetic",
     "data.synthetic.train_size=1024",
+    "data.synthetic.noise=1.0",  # learnable in 2 epochs by both arms
     "epochs=2",
     "device=cpu",
     "progress=false",
@@ -60,10 +61,14 @@ def test_every_job_has_its_folder_and_failures_do_not_stop_the_sweep(sweep):
 def test_summary_equals_the_runs_result_files(sweep):
     summary = pd.read_csv(sweep / "report" / "summary.csv")
     done = [j for j in metrics_of(sweep) if j["status"] == "completed"]
-    assert len(summary) == 2  # (pool=max|avg) x batch_size=64; the failed group has no row
-    for _, row in summary.iterrows():
+    # (pool=max|avg) x (batch_size=64|4096): the failed groups count their failures, no mean.
+    assert len(summary) == 4
+    failed = summary[summary["batch_size"] == 4096]
+    assert list(failed["failed"]) == [2, 2] and list(failed["n"]) == [0, 0]
+    assert failed["mean"].isna().all()
+    for _, row in summary[summary["batch_size"] == 64].iterrows():
         accs = [j["final_test_acc"] for j in done if j["choices"]["pool"] == row["pool"]]
-        assert row["n"] == len(accs) == 2
+        assert row["n"] == row["usable"] == row["runs"] == len(accs) == 2
         assert row["mean"] == pytest.approx(sum(accs) / 2, abs=1e-12)
         assert row["std"] == pytest.approx(pd.Series(accs).std(), abs=1e-12)
     runs = pd.read_csv(sweep / "report" / "runs.csv")
@@ -86,7 +91,7 @@ def test_report_files_figures_and_failed_runs(sweep):
     out = sweep / "report"
     pngs = list((out / "figures").glob("*.png"))
     assert {p.name.split("-", 2)[-1] for p in pngs} >= {
-        "bars.png",
+        "verdicts0.png",
         "test_acc.png",
         "train_loss.png",
         "test_loss.png",
@@ -96,7 +101,7 @@ def test_report_files_figures_and_failed_runs(sweep):
             image.verify()
             assert image.format == "PNG"
     md = (out / "report.md").read_text()
-    not_complete = md.split("### Runs that did not complete")[1].split("### All runs")[0]
+    not_complete = md.split("### Runs not in the means")[1].split("### All runs")[0]
     assert not_complete.count("| failed ") == 4
     assert "pool=avg on batch_size=64:" in md  # the answer sentence
     html = (out / "report.html").read_text()
@@ -107,13 +112,15 @@ def study_of(rows: list[dict]) -> Study:
     runs = pd.DataFrame(
         [
             {
-                **r,
                 "status": "completed",
                 "best_test_acc": r["final_test_acc"],
+                "final_train_loss": 0.1,
                 "train_seconds": 1.0,
                 "images_per_second": 1.0,
                 "parameters": 1,
                 "macs": 1,
+                "error": None,
+                **r,
             }
             for r in rows
         ]
@@ -121,27 +128,26 @@ def study_of(rows: list[dict]) -> Study:
     return Study("pooling", Path("."), runs, ["pool"], {"pool": "max"})
 
 
-def test_answer_names_a_clear_gap_and_its_size():
-    rows = [
-        {"pool": p, "seed": s, "final_test_acc": acc}
-        for p, accs in (("max", [0.990, 0.991, 0.992]), ("avg", [0.980, 0.981, 0.982]))
-        for s, acc in enumerate(accs)
+def pooling_rows(groups: dict[str, list[float]]) -> list[dict]:
+    return [
+        {"pool": pool, "seed": seed, "final_test_acc": acc}
+        for pool, accs in groups.items()
+        for seed, acc in enumerate(accs)
     ]
-    study = study_of(rows)
+
+
+def test_answer_names_a_clear_gap_and_its_size():
+    study = study_of(pooling_rows({"max": [0.990, 0.991, 0.992], "avg": [0.980, 0.981, 0.982]}))
     (line,) = answers(study, summarise(study))
-    assert line.startswith("pool=avg: 1.00 ± 0.08 points below pool=max")
-    assert "3 seeds" in line
+    assert line.startswith("pool=avg: worse — 1.00 points below pool=max")
+    assert "3 seeds" in line and "95% CI -1.23 to -0.77" in line
 
 
 def test_answer_says_no_clear_difference_within_the_noise():
-    rows = [
-        {"pool": p, "seed": s, "final_test_acc": acc}
-        for p, accs in (("max", [0.990, 0.980, 0.995]), ("avg", [0.985, 0.992, 0.979]))
-        for s, acc in enumerate(accs)
-    ]
-    study = study_of(rows)
+    study = study_of(pooling_rows({"max": [0.990, 0.980, 0.995], "avg": [0.985, 0.992, 0.979]}))
     (line,) = answers(study, summarise(study))
     assert "no clear difference from pool=max" in line
+    assert "could only have detected a difference of about" in line
     assert not math.isnan(summarise(study)["diff"].iloc[1])
 
 
