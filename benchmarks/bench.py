@@ -201,6 +201,36 @@ def cifar(preset: str, device: torch.device, epochs: int | None) -> pd.DataFrame
     return rows.round(4)
 
 
+def backends(device: torch.device) -> pd.DataFrame:
+    """Our loop and Lightning's Trainer on the same runs, side by side (fp32 for both, so only
+    the loop differs): LeNet-5 `mnist_fast`, and the CIFAR-10 fast network for 100 steps."""
+    runs = {
+        "LeNet-5 mnist_fast (2 epochs, 938 steps)": ("mnist_fast", ["precision=fp32"], 0.99),
+        "cifar10_fast, 25,600 images x 2 epochs (100 steps)": (
+            "cifar10_fast", ["precision=fp32", "data.subset=25600", "epochs=2"], None),
+    }  # fmt: skip
+    rows = []
+    for name, (preset, overrides, target) in runs.items():
+        results = {b: run_preset(preset, device, *overrides, f"trainer={b}")
+                   for b in ("native", "lightning")}  # fmt: skip
+        # The same accuracy for both: the target, or the lower of the two final accuracies.
+        goal = target or min(m["final_test_acc"] for m in results.values())
+        for backend, m in results.items():
+            rows.append({
+                "run": name, "trainer": backend, "img/s": round(m["images_per_second"]),
+                "final test acc": f"{100 * m['final_test_acc']:.2f}%",
+                "training s to the same accuracy": _seconds(time_to(m["history"], goal)),
+                "whole run s": round(m["wall_seconds"], 1),
+            })  # fmt: skip
+        extra = rows[-2]["img/s"] / rows[-1]["img/s"] - 1
+        rows[-1]["overhead"] = f"{extra:+.0%} time per image"
+    return pd.DataFrame(rows).fillna("")
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "not reached"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -209,6 +239,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="mnist_fast seeds")
     parser.add_argument("--cifar", nargs="*", default=[], help="presets, e.g. cifar10_cpu")
     parser.add_argument("--cifar-epochs", type=int, default=None, help="override their epochs")
+    parser.add_argument("--backends", action="store_true",
+                        help="also our loop against Lightning's (.[lightning])")  # fmt: skip
     args = parser.parse_args()
     root = os.environ.get("CNNEXP_DATA", "data")
     device = torch.device(args.device)
@@ -223,6 +255,9 @@ def main() -> None:
     print(throughput(root, device, args.repeats, args.images).to_markdown(index=False), "\n")
     print(f"## `+experiment=mnist_fast` time to 99.0% MNIST test accuracy ({args.seeds} seeds)\n")
     print(mnist_fast(device, args.seeds).to_markdown(index=False), "\n")
+    if args.backends:
+        print("## Our loop against PyTorch Lightning's Trainer, side by side\n")
+        print(backends(device).to_markdown(index=False), "\n")
     for preset in args.cifar:
         print(f"## `+experiment={preset}` on {device}\n")
         print(cifar(preset, device, args.cifar_epochs).to_markdown(index=False), "\n")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import atexit
 import logging
 import shutil
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,9 +16,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cnnexp import CONF_DIR
-from cnnexp.distributed import rank_and_world
+from cnnexp.distributed import launched_by_torchrun, rank_and_world
 from cnnexp.errors import CnnexpError
-from cnnexp.train import train
+from cnnexp.train import read_metrics, train
 
 log = logging.getLogger("cnnexp")
 
@@ -30,6 +32,9 @@ def main(cfg: DictConfig) -> float | None:
         "choices": OmegaConf.to_container(hc.runtime.choices),
         "overrides": list(hc.overrides.task),
     }
+    devices = cfg.trainer.get("devices", 1)  # a bad value is refused by train() below
+    if isinstance(devices, int) and devices > 1 and not launched_by_torchrun():
+        return _under_torchrun(devices, job["overrides"], hc.runtime.output_dir)
     try:
         metrics = train(cfg, hc.runtime.output_dir, job)
     except CnnexpError as err:
@@ -44,6 +49,20 @@ def main(cfg: DictConfig) -> float | None:
         return None
     # The number a search (hydra/sweeper=optuna) maximises: validation accuracy where a
     # validation split is held out, never test accuracy when one is.
+    return metrics.get("final_val_acc", metrics.get("final_test_acc"))
+
+
+def _under_torchrun(processes: int, overrides: list[str], run_dir: str) -> float | None:
+    """Run this job again as `torchrun --nproc_per_node=N -m cnnexp` into the same folder: DDP
+    over N processes for `trainer.devices=N`. Returns what a plain run returns."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "cnnexp",
+               *overrides, f"hydra.run.dir={run_dir}"]  # fmt: skip
+    log.info("trainer.devices=%d: %s", processes, " ".join(command))
+    code = subprocess.run(command, check=False).returncode
+    metrics = read_metrics(Path(run_dir)) or {}
+    if code != 0 and HydraConfig.get().mode != RunMode.MULTIRUN:
+        sys.exit(code)
     return metrics.get("final_val_acc", metrics.get("final_test_acc"))
 
 

@@ -42,5 +42,10 @@ def validate(cfg: DictConfig) -> None:
             f"data.augment.flip={cfg.data.augment.flip!r} is not valid; choose true, false or "
             "alternate"
         )
+    devices = cfg.trainer.get("devices", 1)
+    if not _positive_int(devices):
+        raise ConfigError(
+            f"trainer.devices={devices!r} is not valid: it must be a whole number >= 1"
+        )
     if cfg.ema is not None and not 0.0 < cfg.ema < 1.0:
         raise ConfigError(f"ema={cfg.ema} is not valid: use a decay in (0, 1), e.g. 0.99, or null")

@@ -331,6 +331,7 @@ RECIPE = {  # the report's name -> where it is in a run's config
     "translate (px)": "data.augment.translate", "flip": "data.augment.flip",
     "label smoothing": "label_smoothing", "batch norm": "model.batch_norm",
     "weight averaging (ema)": "ema", "test-time augmentation": "tta", "model": "model._target_",
+    "training loop": "trainer.name",
 }  # fmt: skip
 IGNORED = ("tracking.", "progress", "seed", "hydra.", "device", "study.")  # not part of a recipe
 

@@ -31,7 +31,7 @@ from cnnexp.data import (
     split_off,
     take_subset,
 )
-from cnnexp.engine import evaluate, predict, train_one_epoch
+from cnnexp.engine import EpochStats, evaluate, predict, train_one_epoch
 from cnnexp.environment import environment, nvidia_smi
 from cnnexp.errors import CnnexpError, ConfigError, DivergedError
 from cnnexp.files import atomic_write_json
@@ -261,48 +261,13 @@ def _train(
                 multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
                 use_buffers=True,
             )
-        train_model = model
-        metrics["backend"] = distributed.backend()
-        if distributed.active():  # under torchrun, even as one process
-            train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if cfg.compile:
-            train_model = torch.compile(train_model)
         eval_model = ema.module if ema is not None else model
         train_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
         test_loss = nn.CrossEntropyLoss()
+        lightning = cfg.trainer.name == "lightning"
 
-        # --- resume
-        start_epoch = 0
-        if ckpt_path.exists():
-            metrics["history"], start_epoch = _resume(
-                ckpt_path, config_hash, model, optimizer, scheduler, ema, scaler, lookahead
-            )
-            if is_main:
-                log.info("resuming %s from epoch %d of %d", run_dir, start_epoch + 1, cfg.epochs)
-        probe = torch.linspace(0, len(test_set) - 1, max(t.feature_map_images, 1)).long()
-        tracker.start(model, _normalised(test_loader, probe), fresh=start_epoch == 0)
-
-        # --- epochs
-        for epoch in range(start_epoch, cfg.epochs):
-            train_loader.set_epoch(epoch)
-            if hasattr(model, "set_epoch"):  # a network whose training changes by epoch
-                model.set_epoch(epoch)
-            lr = optimizer.param_groups[0]["lr"]
-            tr = train_one_epoch(
-                train_model,
-                train_loader,
-                optimizer,
-                scheduler,
-                train_loss,
-                autocast,
-                ema=ema,
-                lookahead=lookahead,
-                scaler=scaler,
-                progress=progress,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            )
+        def record_epoch(epoch: int, tr: EpochStats, lr: float) -> None:
+            """Test the network after a training epoch, then record and log the epoch."""
             if not math.isfinite(tr.loss) or tr.loss > cfg.max_loss:
                 raise DivergedError(
                     f"training loss is {tr.loss} in epoch {epoch + 1}: the run diverged. "
@@ -312,52 +277,77 @@ def _train(
             # last epoch pays for it; earlier epochs' accuracy is the network's own.
             tta = cfg.tta if epoch + 1 == cfg.epochs else "none"
             te = evaluate(eval_model, test_loader, test_loss, autocast, tta=tta)
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": tr.loss,
-                "train_acc": tr.acc,
-                "test_loss": te.loss,
-                "test_acc": te.acc,
-                "lr": lr,
-                "train_seconds": tr.seconds,
-                "test_seconds": te.seconds,
-                "images_per_second": tr.images / tr.seconds,
-                "images": tr.images,
-            }
+            row = {"epoch": epoch + 1, "train_loss": tr.loss, "train_acc": tr.acc,
+                   "test_loss": te.loss, "test_acc": te.acc, "lr": lr,
+                   "train_seconds": tr.seconds, "test_seconds": te.seconds,
+                   "images_per_second": tr.images / tr.seconds, "images": tr.images}  # fmt: skip
             if val_loader is not None:
                 va = evaluate(eval_model, val_loader, test_loss, autocast, tta=tta)
                 row.update(val_loss=va.loss, val_acc=va.acc)
             metrics["history"].append(row)
             tracker.epoch(row, model)
             if is_main:
-                log.info(
-                    "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
-                    "%.1f s  %.0f img/s",
-                    epoch + 1,
-                    cfg.epochs,
-                    tr.loss,
-                    tr.acc,
-                    te.loss,
-                    te.acc,
-                    tr.seconds,
-                    row["images_per_second"],
-                )
-                save_checkpoint(
-                    ckpt_path,
-                    model=model.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    ema=ema.state_dict() if ema is not None else None,
-                    precision=precision,
-                    scaler=scaler.state_dict() if scaler is not None else None,
-                    lookahead=lookahead.state_dict() if lookahead is not None else None,
-                    epoch=epoch,
-                    history=metrics["history"],
-                    config=OmegaConf.to_container(cfg),
-                    config_hash=config_hash,
-                )
+                log.info("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
+                         "%.1f s  %.0f img/s", epoch + 1, cfg.epochs, tr.loss, tr.acc, te.loss,
+                         te.acc, tr.seconds, row["images_per_second"])  # fmt: skip
                 _summarise(metrics, time.perf_counter() - start_time)
                 save_metrics()
+
+        probe = torch.linspace(0, len(test_set) - 1, max(t.feature_map_images, 1)).long()
+        if lightning:
+            from cnnexp.lightning_backend import fit, resumable
+
+            resumed = resumable(run_dir)
+            tracker.start(model, _normalised(test_loader, probe), fresh=not resumed)
+            fit(cfg, run_dir=run_dir, config_hash=config_hash, model=model,
+                train_loader=train_loader, optimizer=optimizer, scheduler=scheduler,
+                loss_fn=train_loss, precision=precision, ema=ema, lookahead=lookahead,
+                history=metrics["history"], record_epoch=record_epoch,
+                progress=progress)  # fmt: skip
+            metrics["backend"] = distributed.backend()
+        else:
+            metrics["backend"] = distributed.backend()
+            train_model = model
+            if distributed.active():  # under torchrun, even as one process
+                train_model = nn.parallel.DistributedDataParallel(
+                    model, device_ids=[device.index] if device.type == "cuda" else None
+                )
+            if cfg.compile:
+                train_model = torch.compile(train_model)
+            start_epoch = 0
+            if ckpt_path.exists():
+                metrics["history"], start_epoch = _resume(
+                    ckpt_path, config_hash, model, optimizer, scheduler, ema, scaler, lookahead
+                )
+                if is_main:
+                    log.info("resuming %s from epoch %d of %d", run_dir, start_epoch + 1,
+                             cfg.epochs)  # fmt: skip
+            tracker.start(model, _normalised(test_loader, probe), fresh=start_epoch == 0)
+            for epoch in range(start_epoch, cfg.epochs):
+                train_loader.set_epoch(epoch)
+                if hasattr(model, "set_epoch"):  # a network whose training changes by epoch
+                    model.set_epoch(epoch)
+                lr = optimizer.param_groups[0]["lr"]
+                tr = train_one_epoch(train_model, train_loader, optimizer, scheduler, train_loss,
+                                     autocast, ema=ema, lookahead=lookahead, scaler=scaler,
+                                     progress=progress,
+                                     desc=f"epoch {epoch + 1}/{cfg.epochs}")  # fmt: skip
+                record_epoch(epoch, tr, lr)
+                if is_main:
+                    save_checkpoint(
+                        ckpt_path,
+                        model=model.state_dict(),
+                        optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(),
+                        ema=ema.state_dict() if ema is not None else None,
+                        precision=precision,
+                        scaler=scaler.state_dict() if scaler is not None else None,
+                        lookahead=lookahead.state_dict() if lookahead is not None else None,
+                        epoch=epoch,
+                        history=metrics["history"],
+                        config=OmegaConf.to_container(cfg),
+                        config_hash=config_hash,
+                    )
         _summarise(metrics, time.perf_counter() - start_time)
         if is_main:
             whole_test = DeviceLoader(
