@@ -32,6 +32,7 @@ from cnnexp.engine import train_one_epoch
 from cnnexp.environment import environment
 from cnnexp.loader import DeviceLoader
 from cnnexp.precision import Precision, choose, step_timer
+from cnnexp.results import time_to
 from cnnexp.train import build, build_optimizer, train
 
 WARMUP_STEPS = 5  # untimed steps before each window: allocations, oneDNN kernel choice
@@ -156,16 +157,6 @@ def throughput(root: str, device: torch.device, repeats: int, images: int) -> pd
         })  # fmt: skip
     print(f"precision=auto for LeNet-5 here: {ours.name} ({ours.reason})\n")
     return pd.DataFrame(rows)
-
-
-def time_to(history: list[dict], target: float) -> float | None:
-    """Training seconds until the first epoch whose test accuracy reached `target`."""
-    seconds = 0.0
-    for row in history:
-        seconds += row["train_seconds"]
-        if row["test_acc"] >= target:
-            return seconds
-    return None
 
 
 def run_preset(preset: str, device: torch.device, *overrides: str) -> dict:

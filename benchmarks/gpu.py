@@ -33,6 +33,7 @@ from hydra import compose, initialize_config_dir
 
 from cnnexp import CONF_DIR
 from cnnexp.environment import environment, nvidia_smi
+from cnnexp.results import time_to
 from cnnexp.train import read_metrics, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,16 +104,6 @@ def mean_std(values: list[float]) -> str:
         return "none"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.4f} ± {spread:.4f} (n={len(values)})"
-
-
-def time_to(history: list[dict], target: float) -> float | None:
-    """Training seconds until the first epoch whose test accuracy reached `target`."""
-    seconds = 0.0
-    for row in history:
-        seconds += row["train_seconds"]
-        if row["test_acc"] >= target:
-            return seconds
-    return None
 
 
 def machine(kit: Kit) -> None:

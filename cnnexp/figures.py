@@ -57,8 +57,9 @@ def verdict_panels(summary: pd.DataFrame, factor: str, baseline: str, path: Path
     the 95% interval of the verdict's Welch test; the baseline's own seeds at 0."""
     base = summary[summary[factor].astype(str) == baseline].iloc[0]
     panels = _panels(summary, factor, baseline)
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 + 1.6 * len(panels), 3.8),
-                             sharey=True, squeeze=False)  # fmt: skip
+    widths = [len(levels) + 1 for levels in panels.values()]  # room for every level's label
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.5 + 0.6 * sum(widths), 3.9), sharey=True,
+                             squeeze=False, gridspec_kw={"width_ratios": widths})  # fmt: skip
     base_mean = base["mean"]
     for ax, (title, levels) in zip(axes[0], panels.items(), strict=True):
         for x, level in enumerate([baseline, *levels]):
@@ -71,7 +72,7 @@ def verdict_panels(summary: pd.DataFrame, factor: str, baseline: str, path: Path
             _verdict_mark(ax, x, row)
         ax.axhline(0, color="grey", lw=1, ls="--")
         ax.set_xticks(range(len(levels) + 1), ["baseline", *[_value(v) for v in levels]],
-                      rotation=30, fontsize=7)  # fmt: skip
+                      rotation=45, ha="right", fontsize=7)  # fmt: skip
         ax.set_title(title, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("test accuracy − baseline mean (points)")

@@ -181,13 +181,14 @@ def _shown(column: pd.Series) -> bool:
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Whole numbers (parameters, counts) shown as integers rather than in e-notation."""
+    """Whole numbers (parameters, counts) and large rates shown as integers, not e-notation."""
     frame = frame.copy()
     for col in frame.columns:
         values = frame[col]
         if pd.api.types.is_float_dtype(values) and values.notna().any():
-            if (values.dropna() % 1 == 0).all() and values.abs().max() >= 1:
-                frame[col] = values.astype("Int64")
+            whole = (values.dropna() % 1 == 0).all() and values.abs().max() >= 1
+            if whole or values.abs().max() >= 1000:  # counts, or rates where decimals are noise
+                frame[col] = values.round().astype("Int64")
     return frame
 
 
@@ -280,6 +281,17 @@ def add_recipe(doc: Document, study: Study) -> None:
     if not table.empty:
         doc.table(table)
     doc.para(provenance(study))
+    precisions = study.runs.groupby("precision", dropna=True)
+    if len(precisions) > 1:
+        chosen = "; ".join(
+            f"{name}: " + ", ".join(sorted({_label(study, r) for _, r in group.iterrows()}))
+            for name, group in precisions
+        )
+        doc.para(
+            "The runs trained in different number formats (precision=auto chooses per network "
+            f"by speed on this machine) — {chosen}. Differences between these levels include "
+            "the format; set precision=fp32 for one format throughout."
+        )
     varying = varying_keys(study)
     if not varying.empty:
         doc.para("Beyond the swept factors, these settings differ between runs of the same "

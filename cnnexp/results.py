@@ -436,6 +436,16 @@ def curves(study: Study, key: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def time_to(history: list[dict[str, Any]], target: float) -> float | None:
+    """Training seconds until the first epoch whose test accuracy reached `target`."""
+    seconds = 0.0
+    for row in history:
+        seconds += row["train_seconds"]
+        if row["test_acc"] >= target:
+            return seconds
+    return None
+
+
 def environment_of(run: Path) -> dict[str, Any]:
     """env.json of a run, or {}."""
     path = Path(run) / "env.json"
