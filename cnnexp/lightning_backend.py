@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,15 @@ class EpochRecord(Callback):
             trainer.logger.log_metrics(scalars, step=row["epoch"])
 
 
+def _quiet_lightning() -> None:
+    """Keep Lightning's banners (accelerator summary, tips) out of the run's output: our own
+    log says what the run is doing. Its warnings still show."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # The run folder holds our files beside the checkpoint: that is intended.
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
 def fit(
     cfg: DictConfig,
     *,
@@ -172,6 +182,7 @@ def fit(
     if cfg.compile:
         raise ConfigError("compile=true is not supported with trainer=lightning; use "
                           "trainer=native or compile=false")  # fmt: skip
+    _quiet_lightning()
     module = Classifier(model, train_loader, optimizer, scheduler, loss_fn, ema, lookahead,
                         history, config_hash)  # fmt: skip
     device = train_loader.device

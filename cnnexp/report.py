@@ -156,8 +156,8 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary as the report shows it: factors, run counts, accuracies in percent with every
     seed's value, then the comparison with the baseline."""
     shown = summary.copy()
-    for col in PERCENT:
-        shown[col] = (100 * shown[col]).round(2)
+    for col in PERCENT:  # blank, not "nan", where there is nothing to show (the baseline's gap)
+        shown[col] = [f"{100 * v:.2f}" if pd.notna(v) else "" for v in shown[col]]
     shown["seed_values"] = [", ".join(f"{100 * v:.2f}" for v in values)
                             for values in shown["values"]]  # fmt: skip
     shown["ci"] = [
@@ -225,8 +225,8 @@ def describe(study: Study) -> str:
 def verdict_rule(alpha: float, correction: str, tests: int) -> str:
     """How the answers below were decided, in a sentence."""
     corrected = {
-        "holm": f"corrected with Holm's method over the study's {tests} comparisons",
-        "bonferroni": f"corrected with Bonferroni's method over the study's {tests} comparisons",
+        "holm": f"corrected with Holm's method over the study's {_comparisons(tests)}",
+        "bonferroni": f"corrected with Bonferroni's method over the study's {_comparisons(tests)}",
         "none": "not corrected for the number of comparisons",
     }[correction]
     return (
@@ -236,6 +236,10 @@ def verdict_rule(alpha: float, correction: str, tests: int) -> str:
         "detected (80% power). Runs that did not train, diverged, failed or did not finish are "
         "counted but kept out of the means and tests."
     )
+
+
+def _comparisons(tests: int) -> str:
+    return f"{tests} comparison{'s' if tests != 1 else ''}"
 
 
 def add_study(
