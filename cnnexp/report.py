@@ -21,6 +21,7 @@ from cnnexp import figures
 from cnnexp.results import (
     Study,
     answers,
+    counted,
     curves,
     environment_of,
     load_study,
@@ -373,44 +374,67 @@ def add_environments(doc: Document, studies: list[Study]) -> None:
         doc.code(smi.read_text())
 
 
+# The lab's questions that a study of this name answers (conf/experiment/).
+LAB_QUESTIONS = {
+    "pooling": "Max or average pooling, which is better?",
+    "architecture": "Which changes to the network (kernel, stride, layers, activation, width) "
+    "improve it, and by how much?",
+}
+
+
 def conclusions(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str]:
     """Two or three generated sentences per study: what was better, worse, unclear or failed to
     train, under which budget."""
     lines = []
     for study, summary in zip(studies, summaries, strict=True):
-        budget = _budget(study)
         if not study.baseline or summary["verdict"].isna().all():
-            done = summary[summary["n"] > 0]
-            parts = [f"{_label(study, r)} {100 * r['mean']:.2f}% test accuracy"
-                     f" ({_seeds(r)})" for _, r in done.iterrows()]  # fmt: skip
-            if parts:
-                lines.append(f"{study.name}: " + "; ".join(parts) + f" — {budget}.")
-            continue
-        by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
-        base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
-        said = [f"{study.name} (against {base}; {budget}):"]
-        for verdict in ("better", "worse"):
-            if verdict in by:
-                items = ", ".join(f"{_label(study, r)} ({100 * r['diff']:+.2f} points)"
-                                  for _, r in by[verdict].iterrows())  # fmt: skip
-                said.append(f"{verdict}: {items}.")
-        if "no clear difference" in by:
-            unclear = by["no clear difference"]
-            said.append(
-                "No clear difference: "
-                + ", ".join(_label(study, r) for _, r in unclear.iterrows())  # fmt: skip
-                + f"; these seeds could not have seen a difference smaller than about "
-                f"{100 * unclear['detectable'].min():.2f} to "
-                f"{100 * unclear['detectable'].max():.2f} points."
-            )
-        if "did not train" in by:
-            failed = ", ".join(_label(study, r) for _, r in by["did not train"].iterrows())
-            said.append("Did not train under this recipe (a failed run, not evidence against "
-                        f"the architecture): {failed}.")  # fmt: skip
-        said.append("Another budget (more epochs, all images, each level at its own best "
-                    "learning rate) may change these answers.")  # fmt: skip
-        lines.append(" ".join(said))
+            lines += _accuracy_sentences(study, summary)
+        else:
+            lines.append(_verdict_sentences(study, summary))
     return lines
+
+
+def _accuracy_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
+    """'name: 99.29% test accuracy (one run) — budget.' for a study without a baseline."""
+    lines = []
+    for _, row in summary[summary["n"] > 0].iterrows():
+        label = _label(study, row)
+        name = f"{study.name}, {label}" if label != study.name else study.name
+        lines.append(f"{name}: {100 * row['mean']:.2f}% test accuracy ({_seeds(row)}) — "
+                     f"{_budget(study)}.")  # fmt: skip
+    return lines
+
+
+def _verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
+    """The verdicts of a study against its baseline, grouped, with the budget caveat."""
+    by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
+    base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+    question = LAB_QUESTIONS.get(study.name, "")
+    said = [f"{study.name}{': ' + question if question else ''} Against {base}, under "
+            f"{_budget(study)}:"]  # fmt: skip
+    for verdict in ("better", "worse"):
+        if verdict in by:
+            items = ", ".join(f"{_label(study, r)} ({100 * r['diff']:+.2f} points)"
+                              for _, r in by[verdict].iterrows())  # fmt: skip
+            said.append(f"{verdict}: {items}.")
+    if "no clear difference" in by:
+        unclear = by["no clear difference"]
+        low, high = 100 * unclear["detectable"].min(), 100 * unclear["detectable"].max()
+        size = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f} to {high:.2f}"
+        names = ", ".join(_label(study, r) for _, r in unclear.iterrows())
+        said.append(f"No clear difference: {names}; these seeds could not have seen a "
+                    f"difference smaller than about {size} points.")  # fmt: skip
+    if "did not train" in by:
+        failed = ", ".join(_label(study, r) for _, r in by["did not train"].iterrows())
+        said.append("Did not train under this recipe (a failed run, not evidence against the "
+                    f"architecture): {failed}.")  # fmt: skip
+    undecided = summary[summary["verdict"].astype(str).str.startswith(("too few", "no verdict"))]
+    if not undecided.empty:
+        names = ", ".join(f"{_label(study, r)} ({counted(r)})" for _, r in undecided.iterrows())
+        said.append(f"No verdict possible: {names}.")
+    said.append("Another budget (more epochs, all images, each level at its own best learning "
+                "rate) may change these answers.")  # fmt: skip
+    return " ".join(said)
 
 
 def _label(study: Study, row: pd.Series) -> str:

@@ -251,7 +251,7 @@ def _levels(study: Study, row: pd.Series) -> tuple[str, str, str]:
     return what, base, where
 
 
-def _counted(row: pd.Series) -> str:
+def counted(row: pd.Series) -> str:
     """'3 seeds', or '2 of 3 runs (1 diverged)' when some runs are not in the mean."""
     n, total = int(row["n"]), int(row["runs"])
     if n == total:
@@ -280,14 +280,14 @@ def answers(study: Study, summary: pd.DataFrame, runs: pd.DataFrame | None = Non
             side = "above" if verdict == "better" else "below"
             gap = f"{abs(100 * row['diff']):.2f} points {side} {base}"
             lines.append(f"{what}{where}: {verdict} — {gap} ({means}; {_interval(row)}; "
-                         f"{_counted(row)}).")  # fmt: skip
+                         f"{counted(row)}).")  # fmt: skip
         elif verdict == "no clear difference":
             lines.append(f"{what}{where}: no clear difference from {base} ({means}; "
-                         f"{_interval(row)}; {_counted(row)}); these seeds could only have "
+                         f"{_interval(row)}; {counted(row)}); these seeds could only have "
                          f"detected a difference of about {100 * row['detectable']:.2f} points "
                          "(80% power).")  # fmt: skip
         else:
-            lines.append(f"{what}{where}: {verdict} ({_counted(row)} against {int(ref['n'])} "
+            lines.append(f"{what}{where}: {verdict} ({counted(row)} against {int(ref['n'])} "
                          f"for {base}; means {means}).")  # fmt: skip
     return lines
 
