@@ -27,7 +27,7 @@ class EpochStats:
     seconds: float
 
 
-def _reduce(*values: torch.Tensor) -> list[float]:
+def sum_over_ranks(*values: torch.Tensor) -> list[float]:
     """Sum tensors over all ranks (a no-op for one process); the single host sync of a pass."""
     stacked = torch.stack([v.double() for v in values])
     if dist.is_available() and dist.is_initialized():
@@ -81,7 +81,9 @@ def train_one_epoch(
         loss_sum += loss.detach().float() * len(y)
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
-    loss_total, correct_total, n = _reduce(loss_sum, correct, torch.tensor(count, device=device))
+    loss_total, correct_total, n = sum_over_ranks(
+        loss_sum, correct, torch.tensor(count, device=device)
+    )
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -133,7 +135,9 @@ def evaluate(
         loss_sum += loss_fn(logits.float(), y) * len(y)
         correct += (logits.argmax(1) == y).sum()
         count += len(y)
-    loss_total, correct_total, n = _reduce(loss_sum, correct, torch.tensor(count, device=device))
+    loss_total, correct_total, n = sum_over_ranks(
+        loss_sum, correct, torch.tensor(count, device=device)
+    )
     seconds = time.perf_counter() - start
     return EpochStats(loss_total / max(n, 1), correct_total / max(n, 1), int(n), seconds)
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnnexp import distributed
-from cnnexp.engine import EpochStats, _reduce
+from cnnexp.engine import EpochStats, sum_over_ranks
 from cnnexp.errors import ConfigError
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
@@ -109,7 +109,7 @@ class Classifier(L.LightningModule):
     def epoch_stats(self) -> EpochStats:
         """The epoch's mean loss and accuracy over every rank's images, and its time."""
         count = torch.tensor(self.count, device=self.device)
-        loss_sum, correct, n = _reduce(self.sums[0], self.sums[1], count)
+        loss_sum, correct, n = sum_over_ranks(self.sums[0], self.sums[1], count)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - self.started
