@@ -9,6 +9,7 @@ import math
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,43 +134,7 @@ def _train(
     progress = sys.stderr.isatty() if cfg.progress == "auto" else bool(cfg.progress)
     progress = progress and is_main
 
-    env = environment()
-    metrics: dict[str, Any] = {
-        "status": "running",
-        "error": None,
-        "device": str(device),
-        "world_size": world,
-        "seed": cfg.seed,
-        "epochs": cfg.epochs,
-        "config_hash": config_hash,
-        "choices": job.get("choices", {}),
-        "overrides": job.get("overrides", []),
-        "git_commit": env["git_commit"],
-        "torch": env["torch"],
-        "cuda": env["cuda"],
-        "history": [],
-    }
-    t = cfg.tracking
-    tracker = Tracker(
-        run_dir,
-        enabled=is_main,
-        images_every=t.images_every,
-        histograms_every=t.histograms_every,
-        graph=t.graph,
-        feature_map_images=t.feature_map_images,
-        misclassified=t.misclassified,
-        hparams=t.hparams,
-        confusion=t.confusion,
-    )
-    monitor = None
-    if is_main:
-        atomic_write_json(env, run_dir / "env.json")
-        smi = nvidia_smi()
-        if smi:
-            (run_dir / "nvidia-smi.txt").write_text(smi)
-        if t.monitor_interval > 0:
-            monitor = SystemMonitor(run_dir / "system.csv", t.monitor_interval, tracker.scalar)
-            monitor.start()
+    metrics, tracker, monitor = _open_record(cfg, run_dir, job, device, world, is_main)
 
     def save_metrics() -> None:
         if is_main:
@@ -179,37 +144,10 @@ def _train(
     try:
         # --- data: uint8 tensors on the device, plus the facts the model is built from
         d = cfg.data
-        train_set, val_set, test_set, source = _datasets(d)
-        if len(train_set) // world < cfg.batch_size:
-            raise ConfigError(
-                f"batch_size={cfg.batch_size} is larger than the {len(train_set) // world} "
-                "training images each process gets; use a smaller batch_size"
-            )
-        loader_args = dict(
-            device=device,
-            mean=list(d.mean),
-            std=list(d.std),
-            channels_last=channels_last,
-            rank=rank,
-            world_size=world,
-        )
-        train_loader = DeviceLoader(
-            train_set,
-            batch_size=cfg.batch_size,
-            train=True,
-            translate=d.augment.translate,
-            flip=d.augment.flip,
-            seed=cfg.seed,
-            **loader_args,
-        )
-        test_loader = DeviceLoader(
-            test_set, batch_size=cfg.eval_batch_size, train=False, **loader_args
-        )
-        val_loader = None
-        if val_set is not None:  # held out from training, for choosing hyperparameters
-            val_loader = DeviceLoader(
-                val_set, batch_size=cfg.eval_batch_size, train=False, **loader_args
-            )
+        data = _loaders(cfg, device, rank, world, channels_last)
+        train_set, test_set, source = data.train_set, data.test_set, data.source
+        train_loader, test_loader, val_loader = data.train, data.test, data.val
+        loader_args = data.args
         metrics.update(
             data_source=source,
             train_images=len(train_set),
@@ -293,7 +231,7 @@ def _train(
                 _summarise(metrics, time.perf_counter() - start_time)
                 save_metrics()
 
-        probe = torch.linspace(0, len(test_set) - 1, max(t.feature_map_images, 1)).long()
+        probe = torch.linspace(0, len(test_set) - 1, max(cfg.tracking.feature_map_images, 1)).long()
         if lightning:
             from cnnexp.lightning_backend import fit, resumable
 
@@ -382,6 +320,85 @@ def _train(
         save_metrics()
         tracker.close()
     return metrics
+
+
+def _open_record(
+    cfg: DictConfig,
+    run_dir: Path,
+    job: dict[str, Any],
+    device: torch.device,
+    world: int,
+    is_main: bool,
+) -> tuple[dict[str, Any], Tracker, SystemMonitor | None]:
+    """The run's record from its first moment: the metrics dict, TensorBoard and, on rank 0,
+    env.json, nvidia-smi.txt and the system monitor."""
+    env = environment()
+    metrics: dict[str, Any] = {
+        "status": "running",
+        "error": None,
+        "device": str(device),
+        "world_size": world,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "config_hash": _config_hash(cfg),
+        "choices": job.get("choices", {}),
+        "overrides": job.get("overrides", []),
+        "git_commit": env["git_commit"],
+        "torch": env["torch"],
+        "cuda": env["cuda"],
+        "history": [],
+    }
+    t = cfg.tracking
+    tracker = Tracker(run_dir, enabled=is_main, images_every=t.images_every,
+                      histograms_every=t.histograms_every, graph=t.graph,
+                      feature_map_images=t.feature_map_images, misclassified=t.misclassified,
+                      hparams=t.hparams, confusion=t.confusion)  # fmt: skip
+    monitor = None
+    if is_main:
+        atomic_write_json(env, run_dir / "env.json")
+        smi = nvidia_smi()
+        if smi:
+            (run_dir / "nvidia-smi.txt").write_text(smi)
+        if t.monitor_interval > 0:
+            monitor = SystemMonitor(run_dir / "system.csv", t.monitor_interval, tracker.scalar)
+            monitor.start()
+    return metrics, tracker, monitor
+
+
+@dataclass
+class Loaders:
+    """The run's data on the device: a loader per split, the splits and their source."""
+
+    train: DeviceLoader
+    test: DeviceLoader
+    val: DeviceLoader | None
+    train_set: ImageTensorDataset
+    test_set: ImageTensorDataset
+    source: str
+    args: dict[str, Any]  # what every loader of this run shares (device, normalisation, rank)
+
+
+def _loaders(
+    cfg: DictConfig, device: torch.device, rank: int, world: int, channels_last: bool
+) -> Loaders:
+    """Read the configured splits and put each on the device as a loader."""
+    d = cfg.data
+    train_set, val_set, test_set, source = _datasets(d)
+    if len(train_set) // world < cfg.batch_size:
+        raise ConfigError(
+            f"batch_size={cfg.batch_size} is larger than the {len(train_set) // world} "
+            "training images each process gets; use a smaller batch_size"
+        )
+    args = dict(device=device, mean=list(d.mean), std=list(d.std), channels_last=channels_last,
+                rank=rank, world_size=world)  # fmt: skip
+    train = DeviceLoader(train_set, batch_size=cfg.batch_size, train=True,
+                         translate=d.augment.translate, flip=d.augment.flip, seed=cfg.seed,
+                         **args)  # fmt: skip
+    test = DeviceLoader(test_set, batch_size=cfg.eval_batch_size, train=False, **args)
+    val = None
+    if val_set is not None:  # held out from training, for choosing hyperparameters
+        val = DeviceLoader(val_set, batch_size=cfg.eval_batch_size, train=False, **args)
+    return Loaders(train, test, val, train_set, test_set, source, args)
 
 
 def _choose_precision(
