@@ -282,6 +282,7 @@ def add_study(
 def add_recipe(doc: Document, study: Study) -> None:
     """The recipe and budget the runs were trained under, and anything that varied by mistake."""
     doc.heading(3, "Recipe and budget")
+    doc.para(budget_line(study))
     table = recipe(study)
     if not table.empty:
         doc.table(table)
@@ -302,6 +303,21 @@ def add_recipe(doc: Document, study: Study) -> None:
         doc.para("Beyond the swept factors, these settings differ between runs of the same "
                  "levels (flagged: the comparison may not be fair):")  # fmt: skip
         doc.table(varying)
+
+
+BUDGETS = {
+    "cpu": "cpu: sized for two CPU cores, at most 30 minutes for the whole study; networks, "
+    "images or epochs are cut to fit, so the answers are about this short training",
+    "gpu": "gpu: the full-length study, for a GPU",
+}
+
+
+def budget_line(study: Study) -> str:
+    """Which budget the study ran under, as its experiment config names it."""
+    name = study.setting("budget")
+    if name is None:
+        return "Budget: not named (a sweep of its own, not one of the studies in conf/experiment/)."
+    return f"Budget: {BUDGETS.get(str(name), str(name))}."
 
 
 def accuracy_figures(

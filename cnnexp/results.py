@@ -47,6 +47,11 @@ class Study:
     factors: list[str]  # override keys whose values differ between runs, seed excluded
     baseline: dict[str, str] = field(default_factory=dict)
 
+    def setting(self, key: str) -> Any:
+        """A key of the `study` node its runs were configured with (budget, tune, ...)."""
+        values = [(c.get("study") or {}).get(key) for c in self.runs["config"] if c]
+        return next((v for v in values if v is not None), None)
+
 
 # --- reading runs ------------------------------------------------------------------------------
 

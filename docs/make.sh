@@ -1,30 +1,50 @@
 #!/usr/bin/env bash
 # Regenerate the example reports in docs/ from real runs, all at the commit checked out (which
-# should be clean: `git status` empty). About 45 minutes on two CPU cores; the backends sweep needs `pip install -e ".[lightning]"`. Needs the datasets:
-# CNNEXP_DATA=../shared/data. Run folders go to multirun/docs/ and outputs/docs/ (git-ignored);
-# each run's time is in its metrics.json.
+# must be clean: `git status` empty). Needs the datasets: CNNEXP_DATA=../shared/data.
+#   bash docs/make.sh           # the runs (about 80 minutes on two CPU cores), then the reports
+#   bash docs/make.sh runs      # the runs only
+#   bash docs/make.sh reports   # the reports only, from the run folders already there
+# Run folders go to multirun/docs/ and outputs/docs/ (git-ignored); each run's time is in its
+# metrics.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CNNEXP_DATA="${CNNEXP_DATA:-../shared/data}"
 py="${PYTHON:-python}"
-if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
-  echo "docs/make.sh: the tree has uncommitted changes; commit first so the runs record one clean commit" >&2
-  exit 2
-fi
-rm -rf multirun/docs outputs/docs
+what="${1:-all}"
 
-# The studies (sweeps), then the single runs of the lab report.
-$py -m cnnexp -m +experiment=pooling setup=lenet_mnist hydra.sweep.dir=multirun/docs/pooling-mnist
-$py -m cnnexp -m +experiment=architecture hydra.sweep.dir=multirun/docs/architecture-mnist
-$py -m cnnexp hydra.run.dir=outputs/docs/lenet_mnist_default
-$py -m cnnexp -m +experiment=mnist_best seed=0,1,2 hydra.sweep.dir=multirun/docs/mnist_best
-$py -m cnnexp +experiment=cifar10_cpu seed=1 hydra.run.dir=outputs/docs/cifar10_cpu
-$py -m cnnexp -m trainer=native,lightning seed=0,1 +study.name=backends \
-    +study.baseline.trainer=native hydra.sweep.dir=multirun/docs/backends-mnist
+runs() {
+  if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+    echo "docs/make.sh: the tree has uncommitted changes; commit first so the runs record one clean commit" >&2
+    exit 2
+  fi
+  rm -rf multirun/docs outputs/docs
+  # The studies at their CPU budgets (each at most 30 minutes on two cores), then the single
+  # runs of the lab report. `time` prints each one's wall time.
+  time $py -m cnnexp -m +experiment=pooling hydra.sweep.dir=multirun/docs/pooling-cifar10
+  time $py -m cnnexp -m +experiment=architecture hydra.sweep.dir=multirun/docs/architecture-cifar10
+  time $py -m cnnexp -m +experiment=ablation hydra.sweep.dir=multirun/docs/ablation-cifar10
+  time $py -m cnnexp -m +experiment=pooling_mnist hydra.sweep.dir=multirun/docs/pooling-mnist
+  time $py -m cnnexp hydra.run.dir=outputs/docs/lenet_mnist_default
+  time $py -m cnnexp +experiment=cifar10_cpu hydra.run.dir=outputs/docs/cifar10_cpu
+}
 
-# The reports.
-$py -m cnnexp.report multirun/docs/pooling-mnist --out docs/pooling-mnist --title "Max vs average pooling: LeNet-5 on MNIST"
-$py -m cnnexp.report multirun/docs/architecture-mnist --out docs/architecture-mnist --title "Architecture, one factor at a time: a LeNet-shaped convnet on MNIST"
-$py -m cnnexp.report multirun/docs/backends-mnist --out docs/backends-mnist --title "Our loop against Lightning's Trainer: LeNet-5 on MNIST"
-$py -m cnnexp.report outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu multirun/docs/mnist_best \
-    multirun/docs/pooling-mnist multirun/docs/architecture-mnist --out docs/lab-report --title "cnnexp lab report"
+reports() {
+  $py -m cnnexp.report multirun/docs/pooling-cifar10 --out docs/pooling-cifar10 \
+      --title "Max vs average pooling: a small convnet on CIFAR-10"
+  $py -m cnnexp.report multirun/docs/architecture-cifar10 --out docs/architecture-cifar10 \
+      --title "Architecture, one factor at a time: a small convnet on CIFAR-10"
+  $py -m cnnexp.report multirun/docs/ablation-cifar10 --out docs/ablation-cifar10 \
+      --title "What made our CIFAR-10 network good: one ingredient at a time"
+  $py -m cnnexp.report multirun/docs/pooling-mnist --out docs/pooling-mnist \
+      --title "Max vs average pooling: LeNet-5 on MNIST"
+  $py -m cnnexp.report outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu \
+      multirun/docs/pooling-mnist multirun/docs/pooling-cifar10 multirun/docs/architecture-cifar10 \
+      multirun/docs/ablation-cifar10 --out docs/lab-report --title "cnnexp lab report"
+}
+
+case "$what" in
+  runs) runs ;;
+  reports) reports ;;
+  all) runs; reports ;;
+  *) echo "docs/make.sh: unknown step '$what': use runs, reports or all" >&2; exit 2 ;;
+esac

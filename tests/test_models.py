@@ -39,9 +39,9 @@ def test_kernel_size(k):
     assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 
-def test_stride_applies_to_each_stages_first_conv():
+def test_stride_applies_to_the_first_conv_only():
     net = build("model.stride=2", "model.widths=[32,64]")
-    assert [c.stride for c in convs(net)] == [(2, 2), (1, 1), (2, 2), (1, 1)]
+    assert [c.stride for c in convs(net)] == [(2, 2), (1, 1), (1, 1), (1, 1)]
     assert net(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
 

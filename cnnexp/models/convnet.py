@@ -45,11 +45,12 @@ class ConvNet(nn.Module):
             )
         layers: list[nn.Module] = []
         channels = in_channels
-        for width in widths:
+        for stage, width in enumerate(widths):
             out = max(1, round(width * width_mult))
             for i in range(convs_per_stage):
-                # The stage's first conv carries the stride; "same" padding keeps the rest's size.
-                conv_stride = stride if i == 0 else 1
+                # Only the network's first conv carries the stride (a coarser, cheaper first
+                # layer, as in AlexNet); "same" padding keeps every other conv's size.
+                conv_stride = stride if stage == i == 0 else 1
                 layers.append(
                     nn.Conv2d(
                         channels,

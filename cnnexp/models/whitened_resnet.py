@@ -16,11 +16,25 @@ from torch import nn
 from cnnexp.models import ActivationFactory, PoolFactory, check_fits
 
 
-def _batch_norm(channels: int, momentum: float) -> nn.BatchNorm2d:
-    # A fixed scale of 1 (only the shift is learned) trains faster at high learning rates.
+def _batch_norm(channels: int, momentum: float | None) -> nn.Module:
+    """Batch norm with a fixed scale of 1 (only the shift is learned: trains faster at high
+    learning rates); with momentum None (the ablation without batch norm), a learned bias."""
+    if momentum is None:
+        return _Bias(channels)
     bn = nn.BatchNorm2d(channels, momentum=momentum)
     bn.weight.requires_grad_(False)
     return bn
+
+
+class _Bias(nn.Module):
+    """A learned per-channel shift: what is left of batch norm without the normalisation."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
 
 
 class Stage(nn.Module):
@@ -32,8 +46,9 @@ class Stage(nn.Module):
         out_channels: int,
         pool: PoolFactory,
         activation: ActivationFactory,
-        bn_momentum: float,
+        bn_momentum: float | None,
         identity_init: bool = False,
+        residual: bool = True,
     ):
         super().__init__()
         self.down = nn.Sequential(
@@ -42,19 +57,24 @@ class Stage(nn.Module):
             _batch_norm(out_channels, bn_momentum),
             activation(),
         )
-        self.residual = nn.Sequential(
-            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-            _batch_norm(out_channels, bn_momentum),
-            activation(),
+        self.residual = (
+            nn.Sequential(
+                nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+                _batch_norm(out_channels, bn_momentum),
+                activation(),
+            )
+            if residual
+            else None
         )
 
         if identity_init:  # each conv starts by passing its first channels through (airbench94)
-            for conv in (self.down[0], self.residual[0]):
-                nn.init.dirac_(conv.weight[: conv.in_channels])
+            for block in (self.down, self.residual):
+                if block is not None:
+                    nn.init.dirac_(block[0].weight[: block[0].in_channels])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.down(x)  # (B, out, H/2, W/2)
-        return x + self.residual(x)
+        return x if self.residual is None else x + self.residual(x)
 
 
 class WhitenedResNet(nn.Module):
@@ -74,17 +94,24 @@ class WhitenedResNet(nn.Module):
         head_scale: float,
         identity_init: bool,
         whiten_bias_epochs: int | None,
+        whiten: bool = True,
+        residual: bool = True,
+        batch_norm: bool = True,
     ):
         super().__init__()
         patch = 2
         whiten_channels = 2 * in_channels * patch * patch  # each eigenvector and its negative
         self.whiten = nn.Conv2d(in_channels, whiten_channels, patch, padding=0, bias=True)
-        self.whiten.weight.requires_grad_(False)  # set from the data by init_from_data
+        # Whitening: the stem is fixed, set from the data by init_from_data; without it (the
+        # ablation), the same conv is learned from PyTorch's default initialisation.
+        self.whiten.weight.requires_grad_(not whiten)
+        self.whitened = whiten
         layers: list[nn.Module] = [self.whiten, activation()]
         channels = whiten_channels
+        momentum = bn_momentum if batch_norm else None
         for width in widths:
             out = max(1, round(width * width_mult))
-            layers.append(Stage(channels, out, pool, activation, bn_momentum, identity_init))
+            layers.append(Stage(channels, out, pool, activation, momentum, identity_init, residual))
             channels = out
         self.features = nn.Sequential(*layers)
         check_fits(self.features, (in_channels, image_size, image_size), "whitened_resnet")
@@ -103,6 +130,8 @@ class WhitenedResNet(nn.Module):
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """Set the stem to whiten the 2x2 patches of `images` (B, C, H, W), normalised."""
+        if not self.whitened:
+            return
         c, k = self.whiten.in_channels, self.whiten.kernel_size[0]
         patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # (B, C, H', W', k, k)
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * k * k)

@@ -1,0 +1,97 @@
+"""The studies that answer the lab's questions: every arm is the change it names, each study runs
+end to end as a real Hydra multirun (synthetic data, tiny budget), and its report judges it."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO, make_config, run_cli
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from cnnexp import CONF_DIR
+from cnnexp.models import count_macs
+from cnnexp.report import main as report_main
+from cnnexp.results import flatten, load_study
+from cnnexp.train import build
+
+STUDIES = ["architecture", "architecture_mnist", "architecture_gpu", "pooling", "pooling_mnist",
+           "pooling_gpu", "ablation", "ablation_gpu"]  # fmt: skip
+CPU_STUDIES = ["architecture", "pooling", "ablation"]
+
+
+def sweep_params(study: str) -> dict[str, str]:
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={study}"], return_hydra_config=True)
+    return dict(cfg.hydra.sweeper.params)
+
+
+def arm_key(study: str) -> str:
+    return next(k for k in sweep_params(study) if k not in ("seed", "optimizer.lr"))
+
+
+def flat(cfg) -> dict:
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
+
+
+def model_of(cfg):
+    return build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_each_arm_is_the_change_it_names(study):
+    """Every arm composes, builds a network that fits the data, and differs from the baseline in
+    exactly the keys its name says (or, for architecture arms, in the model it builds)."""
+    key = arm_key(study)
+    base_cfg = make_config(f"+experiment={study}")
+    base = flat(base_cfg)
+    assert base_cfg.study.budget in ("cpu", "gpu")
+    assert str(base_cfg.study.baseline[key]) == sweep_params(study)[key].split(",")[0]
+    for arm in sweep_params(study)[key].split(",")[1:]:
+        cfg = make_config(f"+experiment={study}", f"{key}={arm}")
+        changed = {k for k, v in flat(cfg).items() if base.get(k) != v}
+        assert changed, f"{key}={arm} leaves the config as the baseline's"
+        shape = (cfg.data.channels, cfg.data.size, cfg.data.size)
+        assert count_macs(model_of(cfg), shape) > 0
+        if key == "arch" and not arm.startswith("activation"):
+            factor = arm.split("-")[0]
+            assert f"model.{factor}" in changed, (arm, changed)
+
+
+def test_cpu_budgets_fix_one_number_format_and_gpu_budgets_tune_or_lengthen():
+    for study in ("architecture", "pooling", "ablation", "architecture_mnist", "pooling_mnist"):
+        assert make_config(f"+experiment={study}").precision == "fp32", study
+    cpu, gpu = make_config("+experiment=architecture"), make_config("+experiment=architecture_gpu")
+    assert gpu.study.tune == "optimizer.lr" and gpu.data.validation > 0
+    assert "optimizer.lr" in sweep_params("architecture_gpu")
+    assert gpu.epochs > cpu.epochs
+    assert (
+        make_config("+experiment=ablation_gpu").epochs
+        == make_config("+experiment=cifar10_fast").epochs
+    )
+
+
+TINY_STUDY = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=256",
+              "data.synthetic.test_size=128", "device=cpu", "progress=false", "epochs=1",
+              "tracking.graph=false", "tracking.misclassified=0",
+              "tracking.monitor_interval=0"]  # fmt: skip
+SEEDS = {"pooling": "seed=0,1"}  # the others: one seed per arm, to keep the suite short
+
+
+@pytest.mark.parametrize("study", CPU_STUDIES)
+def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
+    """The real multirun with every arm of the study, then its report."""
+    root = tmp_path / study
+    seeds = SEEDS.get(study, "seed=0")
+    result = run_cli("-m", f"+experiment={study}", *TINY_STUDY, seeds, f"hydra.sweep.dir={root}",
+                     cwd=REPO, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    loaded = load_study(root)
+    key = arm_key(study)
+    arms = sweep_params(study)[key].split(",")
+    assert sorted(loaded.runs[key].unique()) == sorted(arms)
+    assert len(loaded.runs) == len(seeds.split(",")) * len(arms)
+    assert (loaded.runs["status"] != "failed").all(), loaded.runs[["run", "error"]]
+    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "budget: cpu" in text.lower()
+    assert f"{key}={arms[1]}" in text
