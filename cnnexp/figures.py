@@ -149,6 +149,22 @@ def system_figure(system: pd.DataFrame, path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
+def picture_grid(rows: dict[str, list[tuple[str, object]]], path: Path) -> Path:
+    """Pictures (PIL images) in a grid: one row per key, titled by their names."""
+    ncols = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(4.2 * ncols, 2.6 * len(rows)),
+                             squeeze=False)  # fmt: skip
+    for r, (label, pictures) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(pictures):
+                name, picture = pictures[c]
+                ax.imshow(np.asarray(picture.convert("L")), cmap="gray")
+                ax.set_title(f"{label}: {name}", fontsize=8)
+    return _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -19,11 +19,16 @@ import pandas as pd
 
 from cnnexp import figures
 from cnnexp.results import (
+    REPLICATE,
+    USABLE,
     Study,
     answers,
+    around_first_pool,
     counted,
     curves,
     environment_of,
+    feature_map_images,
+    flatten,
     load_study,
     problems,
     provenance,
@@ -248,13 +253,13 @@ def add_study(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The section of one sweep or run; returns its runs and summary tables."""
     tag = f"{index}-{study.name}".replace("/", "_")
-    doc.heading(2, f"{study.name}")
+    doc.heading(2, heading(study))
     doc.para(describe(study))
     add_recipe(doc, study)
     summary = summarise(study, alpha=alpha, correction=correction)
+    add_baseline_check(doc, study, summary)
     if study.name == "pooling":
-        doc.heading(3, "What differs between max and average pooling")
-        doc.para(POOLING_EXPLAINED)
+        add_pooling(doc, study, tag)
     found = answers(study, summary)
     if found:
         doc.heading(3, "Answers")
@@ -279,10 +284,80 @@ def add_study(
     return table.assign(study=study.name), summary.assign(study=study.name)
 
 
+def heading(study: Study) -> str:
+    """The study's name, with its data set where the runs name one."""
+    data = {str(flatten(c).get("data.name")) for c in study.runs["config"] if c}
+    return f"{study.name}: {data.pop()}" if len(data) == 1 else study.name
+
+
+def add_pooling(doc: Document, study: Study, tag: str) -> None:
+    """What differs between max and average pooling beyond the final accuracy: the first
+    epochs, the time an epoch takes, and the feature maps after the first pool."""
+    doc.heading(3, "What differs between max and average pooling")
+    doc.para(POOLING_EXPLAINED)
+    early = first_epochs(study)
+    if not early.empty:
+        doc.para("The first epochs (means over the usable seeds): how fast each kind learns.")
+        doc.table(early)
+    rows = {}
+    for kind, runs in study.runs[study.runs["status"] == USABLE].groupby("pool", sort=False):
+        run = Path(runs.sort_values(REPLICATE)["run"].iloc[0]) if REPLICATE in runs else None
+        probes = int(flatten(runs["config"].iloc[0]).get("tracking.feature_map_images", 0))
+        if run is not None and probes and (run / "tb").is_dir():
+            rows[f"pool={kind}"] = around_first_pool(feature_map_images(run, probes), probes)
+    if rows and all(rows.values()):
+        path = figures.picture_grid(rows, doc.out / "figures" / f"{tag}-feature-maps.png")
+        doc.image(path, "feature maps of the same test images after the last epoch (seed "
+                  "0 of each kind; one row per image, one tile per channel, each tile scaled "
+                  "to its own range): the layer before the first pool, then the pool's "
+                  "output")  # fmt: skip
+
+
+def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
+    """Per level: mean test accuracy and training loss after each of the first epochs, and
+    the mean training seconds of an epoch."""
+    acc, loss = curves(study, "test_acc"), curves(study, "train_loss")
+    seconds = curves(study, "train_seconds")
+    if acc.empty or not study.factors:
+        return pd.DataFrame()
+    rows = []
+    for level, part in acc.groupby(study.factors, sort=False):
+        row = dict(zip(study.factors, _tuple(level), strict=True))
+        mask = _matching(loss, row)
+        for e in range(1, epochs + 1):
+            row[f"test acc % after epoch {e}"] = round(
+                100 * part[part.epoch == e].test_acc.mean(), 2
+            )
+            row[f"train loss after epoch {e}"] = round(
+                loss[mask & (loss.epoch == e)].train_loss.mean(), 4
+            )
+        row["train s / epoch"] = round(seconds[_matching(seconds, row)].train_seconds.mean(), 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _matching(frame: pd.DataFrame, levels: dict) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for key, value in levels.items():
+        if key in frame:
+            mask &= frame[key].astype(str) == str(value)
+    return mask
+
+
 def add_recipe(doc: Document, study: Study) -> None:
     """The recipe and budget the runs were trained under, and anything that varied by mistake."""
     doc.heading(3, "Recipe and budget")
     doc.para(budget_line(study))
+    if study.tuning is not None:
+        key = study.setting("tune")
+        doc.para(f"{key} was chosen for each variant from the grid below by the mean accuracy "
+                 "on the validation split (held out of the training images; the test set was "
+                 "not looked at). Only the chosen level's runs are in the tables and verdicts "
+                 "that follow.")  # fmt: skip
+        doc.table(study.tuning)
+    elif study.setting("budget") and "learning rate" in set(recipe(study)["what"]):
+        doc.para("One learning rate is shared by every level (not tuned per level): a level "
+                 "that needs another one is at a disadvantage here.")  # fmt: skip
     table = recipe(study)
     if not table.empty:
         doc.table(table)
@@ -303,6 +378,50 @@ def add_recipe(doc: Document, study: Study) -> None:
         doc.para("Beyond the swept factors, these settings differ between runs of the same "
                  "levels (flagged: the comparison may not be fair):")  # fmt: skip
         doc.table(varying)
+
+
+CONVERGED = 0.003  # a baseline whose accuracy rose less than this over its last epochs
+
+
+def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame) -> None:
+    """Whether the baseline reached the accuracy its config states, and whether it was still
+    improving at the end (not converged: longer training may change the answers)."""
+    if not study.baseline or summary.empty:
+        return
+    is_base = pd.Series(True, index=summary.index)
+    for factor, level in study.baseline.items():
+        is_base &= summary[factor].astype(str) == level
+    stated = study.setting("baseline_reaches")
+    lines = []
+    for _, row in summary[is_base & (summary["n"] > 0)].iterrows():
+        text = (
+            f"The baseline ({_label(study, row)}) reached {100 * row['mean']:.2f}% ({_seeds(row)})"
+        )
+        if stated is not None:
+            met = "met" if row["mean"] >= float(stated) else "NOT met"
+            text += f"; its study states at least {100 * float(stated):.1f}%: {met}"
+        lines.append(text + ". " + convergence(study, row))
+    if lines:
+        doc.heading(3, "Baseline check")
+        doc.bullets(lines)
+
+
+def convergence(study: Study, row: pd.Series) -> str:
+    """How much the baseline's mean test accuracy rose over the last quarter of its epochs."""
+    frame = curves(study, "test_acc")
+    for factor in study.factors:
+        frame = frame[frame[factor].astype(str) == str(row[factor])] if len(frame) else frame
+    if frame.empty or frame["epoch"].max() < 4:
+        return "Too few epochs to tell whether it converged."
+    last = int(frame["epoch"].max())
+    since = last - max(1, last // 4)
+    mean = frame.groupby("epoch")["test_acc"].mean()
+    rise = mean[last] - mean[since]
+    verdict = ("converged at this budget" if rise < CONVERGED
+               else "still rising: not converged at this budget")  # fmt: skip
+    return (
+        f"Its test accuracy rose {100 * rise:+.2f} points from epoch {since} to {last}: {verdict}."
+    )
 
 
 BUDGETS = {
@@ -395,6 +514,8 @@ LAB_QUESTIONS = {
     "pooling": "Max or average pooling, which is better?",
     "architecture": "Which changes to the network (kernel, stride, layers, activation, width) "
     "improve it, and by how much?",
+    "ablation": "Which strategies improved our own network, and by how much? (each ingredient "
+    "removed from the recipe, one at a time; a negative difference is what it was worth)",
 }
 
 

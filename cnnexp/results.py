@@ -8,6 +8,7 @@ are counted per group and kept out of the means.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -46,6 +47,9 @@ class Study:
     runs: pd.DataFrame  # one row per run
     factors: list[str]  # override keys whose values differ between runs, seed excluded
     baseline: dict[str, str] = field(default_factory=dict)
+    # When the study tunes a key (study.tune): per group, the level chosen on validation and the
+    # validation accuracy of each level; `runs` then holds only the chosen level's runs.
+    tuning: pd.DataFrame | None = None
 
     def setting(self, key: str) -> Any:
         """A key of the `study` node its runs were configured with (budget, tune, ...)."""
@@ -141,7 +145,39 @@ def load_study(path: Path) -> Study:
     baseline = next((r["baseline"] for r in rows if r["baseline"]), {})
     baseline = {k: str(v) for k, v in flatten(baseline).items() if k in factors}
     name = next((r["study"] for r in rows if r["study"]), None) or path.name
-    return Study(name=name, root=path, runs=runs, factors=factors, baseline=baseline)
+    study = Study(name=name, root=path, runs=runs, factors=factors, baseline=baseline)
+    tuned = study.setting("tune")
+    return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
+
+
+def select_tuned(study: Study, key: str, metric: str = "final_val_acc") -> Study:
+    """Keep, for each combination of the other factors, only the runs of the level of `key`
+    (a learning rate, say) with the best mean validation accuracy over its usable seeds: each
+    variant is then compared at its own best setting, chosen without looking at the test set."""
+    others = [f for f in study.factors if f != key]
+    keep, rows = [], []
+    groups = study.runs.groupby(others, sort=False) if others else [((), study.runs)]
+    for levels, runs in groups:
+        usable = runs[runs["status"] == USABLE]
+        if usable[metric].isna().all():
+            raise ValueError(
+                f"{study.root}: the study tunes {key} on validation accuracy, but its runs "
+                "recorded none: hold out a validation split (data.validation=5000)"
+            )
+        scores = usable.groupby(key, sort=False)[metric].mean()
+        best = scores.idxmax() if len(scores) else runs[key].iloc[0]
+        keep.append(runs[runs[key] == best])
+        per_level = ", ".join(f"{level}: {100 * score:.2f}" for level, score in scores.items())
+        rows.append({**dict(zip(others, _as_tuple(levels), strict=True)), key: best,
+                     "validation acc % (mean) per level": per_level or "none trained"})  # fmt: skip
+    runs = pd.concat(keep).sort_index()
+    return Study(name=study.name, root=study.root, runs=runs, factors=others,
+                 baseline={k: v for k, v in study.baseline.items() if k != key},
+                 tuning=pd.DataFrame(rows))  # fmt: skip
+
+
+def _as_tuple(levels: object) -> tuple:
+    return levels if isinstance(levels, tuple) else (levels,)
 
 
 def runs_table(study: Study) -> pd.DataFrame:
@@ -449,6 +485,39 @@ def time_to(history: list[dict[str, Any]], target: float) -> float | None:
         if row["test_acc"] >= target:
             return seconds
     return None
+
+
+def feature_map_images(run: Path, rows: int) -> list[tuple[str, Any]]:
+    """The feature-map pictures a run recorded in TensorBoard at its last picture step, in the
+    network's order: [(layer name, PIL image), ...]. Each picture has `rows` rows of tiles (one
+    per probe image), so its height says the layer's map size."""
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(run) / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    tags = [t for t in events.Tags().get("images", []) if t.startswith("features/")]
+    order = sorted(tags, key=lambda t: [int(p) if p.isdigit() else p for p in t.split(".")])
+    out = []
+    for tag in order:
+        picture = Image.open(io.BytesIO(events.Images(tag)[-1].encoded_image_string))
+        out.append((tag.removeprefix("features/"), picture))
+    return out
+
+
+def map_size(picture: Any, rows: int) -> int:
+    """The side of one tile of a feature-map picture (make_grid pads each tile by 1 pixel)."""
+    return (picture.height - 1) // rows - 1
+
+
+def around_first_pool(pictures: list[tuple[str, Any]], rows: int) -> list[tuple[str, Any]]:
+    """The layer before the first downsampling (the first pool in an unstrided network: its
+    map is half its input's) and that pool's own output."""
+    sizes = [map_size(p, rows) for _, p in pictures]
+    for i in range(1, len(pictures)):
+        if sizes[i] == sizes[i - 1] // 2:
+            return pictures[i - 1 : i + 1]
+    return []
 
 
 def environment_of(run: Path) -> dict[str, Any]:

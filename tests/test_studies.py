@@ -3,6 +3,8 @@ end to end as a real Hydra multirun (synthetic data, tiny budget), and its repor
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import REPO, make_config, run_cli
 from hydra import compose, initialize_config_dir
@@ -71,8 +73,8 @@ def test_cpu_budgets_fix_one_number_format_and_gpu_budgets_tune_or_lengthen():
 
 
 TINY_STUDY = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=256",
-              "data.synthetic.test_size=128", "device=cpu", "progress=false", "epochs=1",
-              "tracking.graph=false", "tracking.misclassified=0",
+              "data.synthetic.test_size=128", "data.synthetic.noise=1.0", "device=cpu",
+              "progress=false", "epochs=1", "tracking.graph=false", "tracking.misclassified=0",
               "tracking.monitor_interval=0"]  # fmt: skip
 SEEDS = {"pooling": "seed=0,1"}  # the others: one seed per arm, to keep the suite short
 
@@ -95,3 +97,46 @@ def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     assert "budget: cpu" in text.lower()
     assert f"{key}={arms[1]}" in text
+
+
+def test_pooling_report_shows_first_epochs_and_feature_maps(tmp_path):
+    root = tmp_path / "pooling"
+    result = run_cli("-m", "+experiment=pooling", *TINY_STUDY, "epochs=2", "seed=0,1",
+                     f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    section = text.split("What differs between max and average pooling")[1].split("###")[0]
+    assert "test acc % after epoch 1" in section and "train loss after epoch 2" in section
+    assert "feature maps of the same test images" in section
+    picture = next((tmp_path / "report" / "figures").glob("*feature-maps.png"))
+    assert picture.stat().st_size > 10_000
+
+
+def test_a_tuned_study_compares_each_variant_at_its_best_validation_lr(tmp_path):
+    """architecture_gpu tunes the learning rate per variant on the validation split: the report
+    keeps, per variant, only the runs of the lr with the best mean validation accuracy."""
+    root = tmp_path / "tuned"
+    result = run_cli("-m", "+experiment=architecture_gpu", *TINY_STUDY, "data.validation=64",
+                     "arch=baseline,stride-2", "optimizer.lr=0.001,0.1", "seed=0,1",
+                     "precision=fp32", "model.widths=[8,16,32]",
+                     "tracking.images_every=0", f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    everything = [json.loads(p.read_text()) for p in root.glob("*/metrics.json")]
+    assert len(everything) == 8
+    study = load_study(root)
+    assert study.factors == ["arch"] and study.baseline == {"arch": "baseline"}
+    assert len(study.runs) == 4
+    for arch in ("baseline", "stride-2"):
+        val = {}
+        for m in everything:
+            if f"arch={arch}" in " ".join(m["overrides"]):
+                lr = next(o for o in m["overrides"] if o.startswith("optimizer.lr="))
+                val.setdefault(lr.split("=")[1], []).append(m["final_val_acc"])
+        best = max(val, key=lambda lr: sum(val[lr]) / len(val[lr]))
+        chosen = study.tuning.set_index("arch").loc[arch, "optimizer.lr"]
+        assert chosen == best
+        assert set(study.runs[study.runs["arch"] == arch]["optimizer.lr"]) == {best}
+    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "chosen for each variant from the grid below" in text
