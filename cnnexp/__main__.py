@@ -66,6 +66,23 @@ def _under_torchrun(processes: int, overrides: list[str], run_dir: str) -> float
     return metrics.get("final_val_acc", metrics.get("final_test_acc"))
 
 
+def unknown_choice(args: list[str], conf: Path = CONF_DIR) -> str | None:
+    """The message for the first override that picks a config group option that does not
+    exist (`pool=median`), else None. Checked before Hydra, whose own message is a stack of
+    lines; sweeps (`pool=max,avg`) are checked per value."""
+    for arg in args:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        group = conf / key
+        if not sep or arg.startswith("-") or "(" in value or not group.is_dir():
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice != "null" and choice not in options:
+                return (f"{key}={choice} is not an option: choose one of {', '.join(options)} "
+                        f"(the files in conf/{key}/)")  # fmt: skip
+    return None
+
+
 def _quiet_other_ranks() -> None:
     """Under torchrun only rank 0 keeps a Hydra run folder; the others write theirs to /tmp."""
     rank, _, _ = rank_and_world()
@@ -81,5 +98,8 @@ def _quiet_other_ranks() -> None:
 
 
 if __name__ == "__main__":
+    if problem := unknown_choice(sys.argv[1:]):
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     _quiet_other_ranks()
     main()

@@ -13,11 +13,18 @@ CHOICES = {
     "progress": ("auto", True, False),
     "tta": ("none", "flip", "flip_translate"),
     "lookahead": (True, False),
+    "compile": (True, False),
 }
+# Whole numbers of the network's shape, where the chosen model has them.
+MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")
 
 
 def _positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _whole(value: object, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def validate(cfg: DictConfig) -> None:
@@ -25,6 +32,13 @@ def validate(cfg: DictConfig) -> None:
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if not _positive_int(cfg[key]):
             raise ConfigError(f"{key}={cfg[key]!r} is not valid: it must be a whole number >= 1")
+    if not _whole(cfg.seed, 0) or cfg.seed >= 2**32:
+        raise ConfigError(f"seed={cfg.seed!r} is not valid: it must be a whole number from 0 to "
+                          "2**32 - 1")  # fmt: skip
+    if not _whole(cfg.data.augment.translate, 0):
+        raise ConfigError(f"data.augment.translate={cfg.data.augment.translate!r} is not valid: "
+                          "it must be a whole number of pixels >= 0 (0 = off)")  # fmt: skip
+    _validate_model(cfg.model)
     lr = cfg.optimizer.get("lr")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr <= 0:
         raise ConfigError(f"optimizer.lr={lr!r} is not valid: it must be a number > 0, e.g. 0.01")
@@ -47,5 +61,21 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"trainer.devices={devices!r} is not valid: it must be a whole number >= 1"
         )
-    if cfg.ema is not None and not 0.0 < cfg.ema < 1.0:
+    if cfg.ema is not None and (not isinstance(cfg.ema, float) or not 0.0 < cfg.ema < 1.0):
         raise ConfigError(f"ema={cfg.ema} is not valid: use a decay in (0, 1), e.g. 0.99, or null")
+
+
+def _validate_model(model: DictConfig) -> None:
+    """The shape keys of the chosen network: whole numbers, widths and a positive multiplier."""
+    for key in MODEL_COUNTS:
+        if key in model and not _positive_int(model[key]):
+            raise ConfigError(f"model.{key}={model[key]!r} is not valid: it must be a whole "
+                              "number >= 1")  # fmt: skip
+    widths = model.get("widths")
+    if widths is not None and not (len(widths) and all(_positive_int(w) for w in widths)):
+        raise ConfigError(f"model.widths={list(widths)!r} is not valid: it must be a list of "
+                          "whole numbers >= 1, e.g. [32,64,128]")  # fmt: skip
+    mult = model.get("width_mult")
+    if mult is not None and (isinstance(mult, bool) or not isinstance(mult, (int, float))
+                             or mult <= 0):  # fmt: skip
+        raise ConfigError(f"model.width_mult={mult!r} is not valid: it must be a number > 0")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import REPO, TINY, make_config, run_cli
 
@@ -19,11 +21,16 @@ from cnnexp.train import train
         ("optimizer.lr=-0.1", "optimizer.lr=-0.1"),
         ("device=tpu", "auto, cpu, cuda, mps"),
         ("precision=fp8", "auto, bf16, fp16, fp32"),
+        ("seed=-1", "seed=-1"),
+        ("data.augment.translate=-1", "data.augment.translate=-1"),
+        ("compile=yes", "compile='yes'"),
+        ("model=convnet model.kernel_size=abc", "model.kernel_size='abc'"),
+        ("model=convnet model.widths=[32,0]", "model.widths=[32, 0]"),
     ],
 )
 def test_bad_values_are_refused_by_name(tmp_path, override, words):
-    with pytest.raises(ConfigError, match=words.replace(".", r"\.")):
-        train(make_config(*TINY, override), tmp_path)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        train(make_config(*TINY, *override.split()), tmp_path)
 
 
 def test_cuda_without_gpu_is_refused(tmp_path):
@@ -41,6 +48,17 @@ def test_bad_value_on_the_command_line_exits_without_traceback(tmp_path):
     output = result.stdout + result.stderr
     assert "epochs=0 is not valid" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("args", [["pool=median"], ["-m", "optimizer=sgd,rmsprop"]])
+def test_an_option_that_does_not_exist_is_one_line_and_exit_2(tmp_path, args):
+    result = run_cli(*TINY, *args, f"hydra.run.dir={tmp_path}", cwd=REPO)
+    assert result.returncode == 2
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    group, _, bad = args[-1].partition("=")
+    assert f"{group}={bad.split(',')[-1]} is not an option" in lines[0]
+    assert "choose one of" in lines[0] and "Traceback" not in lines[0]
 
 
 def test_missing_dataset_names_the_path_and_the_fix(tmp_path):
