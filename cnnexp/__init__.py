@@ -4,5 +4,7 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
-# conf/ sits beside the package at the top of the repository.
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# conf/ sits beside the package at the top of the repository; an installed wheel carries it
+# inside the package (pyproject.toml maps it to cnnexp/conf).
+_INSTALLED = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _INSTALLED if _INSTALLED.is_dir() else Path(__file__).resolve().parent.parent / "conf"

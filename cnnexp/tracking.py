@@ -26,36 +26,29 @@ SCALAR_TAGS = {
     "lr": "lr",
     "train_seconds": "time/epoch_seconds",
     "images_per_second": "time/images_per_second",
+    "val_loss": "val/loss",  # where a validation split is held out
+    "val_acc": "val/acc",
 }
-FINAL_METRICS = ("final_test_acc", "best_test_acc", "final_test_loss")
+FINAL_METRICS = ("final_val_acc", "final_val_loss", "final_test_acc", "final_test_loss")
 MAX_CHANNELS = 16  # feature-map channels shown per image
 
 
 class Tracker:
     """Writes TensorBoard events under <run_dir>/tb; does nothing on ranks other than 0."""
 
-    def __init__(
-        self,
-        run_dir: Path,
-        enabled: bool,
-        *,
-        images_every: int = 0,
-        histograms_every: int = 0,
-        graph: bool = False,
-        feature_map_images: int = 0,
-        misclassified: int = 0,
-        hparams: bool = False,
-        confusion: bool = False,
-    ):
+    def __init__(self, run_dir: Path, enabled: bool, settings: Any, epochs: int):
+        """`settings`: the config's `tracking` node (conf/config.yaml says what each key does);
+        `epochs`: the run's length, whose last epoch always gets its histograms."""
         self.run_dir = Path(run_dir)
         self.writer = SummaryWriter(str(self.run_dir / "tb")) if enabled else None
-        self.images_every = images_every
-        self.histograms_every = histograms_every
-        self.graph = graph
-        self.feature_map_images = feature_map_images
-        self.misclassified = misclassified
-        self.hparams = hparams
-        self.confusion = confusion
+        self.images_every = settings.images_every
+        self.histograms_every = settings.histograms_every
+        self.graph = settings.graph
+        self.feature_map_images = settings.feature_map_images
+        self.misclassified = settings.misclassified
+        self.hparams = settings.hparams
+        self.confusion = settings.confusion
+        self.last_epoch = epochs
         self.probe: torch.Tensor | None = None  # fixed test images for the feature maps
 
     def start(self, model: nn.Module, probe: torch.Tensor, fresh: bool = True) -> None:
@@ -81,8 +74,9 @@ class Tracker:
             return
         step = row["epoch"]
         for key, tag in SCALAR_TAGS.items():
-            self.writer.add_scalar(tag, row[key], step)
-        if self.histograms_every and step % self.histograms_every == 0:
+            if key in row:
+                self.writer.add_scalar(tag, row[key], step)
+        if self.histograms_every and (step % self.histograms_every == 0 or step == self.last_epoch):
             for name, p in model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
                 if p.grad is not None:

@@ -349,10 +349,7 @@ def _open_record(
         "history": [],
     }
     t = cfg.tracking
-    tracker = Tracker(run_dir, enabled=is_main, images_every=t.images_every,
-                      histograms_every=t.histograms_every, graph=t.graph,
-                      feature_map_images=t.feature_map_images, misclassified=t.misclassified,
-                      hparams=t.hparams, confusion=t.confusion)  # fmt: skip
+    tracker = Tracker(run_dir, enabled=is_main, settings=t, epochs=cfg.epochs)
     monitor = None
     if is_main:
         atomic_write_json(env, run_dir / "env.json")

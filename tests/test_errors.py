@@ -80,3 +80,11 @@ def test_unknown_key_is_refused_by_hydra(tmp_path):
     result = run_cli(*TINY, "epoch=3", f"hydra.run.dir={tmp_path}", cwd=REPO)
     assert result.returncode != 0
     assert "epoch" in result.stdout + result.stderr
+
+
+def test_a_sweep_where_every_job_failed_exits_non_zero(tmp_path):
+    result = run_cli("-m", *TINY, "optimizer.lr=-1,-2", f"hydra.sweep.dir={tmp_path}", cwd=REPO)
+    assert result.returncode == 1
+    assert f"sweep folder: {tmp_path} (2 failed)" in result.stdout
+    assert f"report: python -m cnnexp.report {tmp_path}" in result.stdout
+    assert "no job of the sweep completed" in result.stderr

@@ -17,7 +17,8 @@ TRACKED = [
     *TINY,
     "model=convnet",
     "model.widths=[8,16]",
-    "tracking.histograms_every=1",
+    "tracking.histograms_every=5",  # longer than the run: histograms at the last epoch only
+    "data.validation=128",
     "tracking.monitor_interval=0.05",
     "data.synthetic.train_size=1024",
 ]
@@ -55,7 +56,7 @@ def test_histograms_of_weights_and_gradients(run):
     histograms = set(events.Tags()["histograms"])
     assert "weights/features.0.weight" in histograms
     assert "grads/features.0.weight" in histograms
-    assert len(events.Histograms("grads/classifier.5.weight")) == 2
+    assert [h.step for h in events.Histograms("grads/classifier.5.weight")] == [2]
 
 
 def test_hparams_and_graph(run):
@@ -64,7 +65,10 @@ def test_hparams_and_graph(run):
     assert "_hparams_/session_start_info" in content
     assert "model.widths" in content["_hparams_/session_start_info"].decode(errors="ignore")
     scalars = set(events.Tags()["scalars"])
-    assert "hparam/final_test_acc" in scalars
+    assert {"hparam/final_test_acc", "hparam/final_val_acc", "val/acc", "val/loss"} <= scalars
+    assert [e.value for e in events.Scalars("val/acc")] == pytest.approx(
+        [row["val_acc"] for row in metrics["history"]], rel=1e-6
+    )
     assert events.Scalars("hparam/final_test_acc")[0].value == pytest.approx(
         metrics["final_test_acc"], rel=1e-6
     )
