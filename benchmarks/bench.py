@@ -33,7 +33,7 @@ from cnnexp.environment import environment
 from cnnexp.loader import DeviceLoader
 from cnnexp.precision import Precision, choose, step_timer
 from cnnexp.results import time_to
-from cnnexp.train import build, build_optimizer, train
+from cnnexp.train import build, build_model, build_optimizer, train
 
 WARMUP_STEPS = 5  # untimed steps before each window: allocations, oneDNN kernel choice
 TEXTBOOK_BATCH = 64  # the PyTorch tutorials' DataLoader batch size
@@ -45,7 +45,7 @@ def config(*overrides: str) -> DictConfig:
 
 
 def lenet(cfg: DictConfig) -> nn.Module:
-    return build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
+    return build_model(cfg)
 
 
 def cpu_flags() -> str:

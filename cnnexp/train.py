@@ -160,7 +160,7 @@ def _train(
         )
 
         # --- network, optimizer, schedule
-        model: nn.Module = build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
+        model = build_model(cfg)
         in_shape = (d.channels, d.size, d.size)
         metrics.update(
             model=type(model).__name__,
@@ -439,6 +439,12 @@ def build_optimizer(node: DictConfig, model: nn.Module, norm_bias_lr: float) -> 
         biases["lr"] *= norm_bias_lr
         biases["weight_decay"] = biases.get("weight_decay", 0.0) / norm_bias_lr
     return optimizer
+
+
+def build_model(cfg: DictConfig) -> nn.Module:
+    """The configured network with its pool and activation: the one place a model is made
+    (training, tests and benchmarks alike)."""
+    return build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

@@ -13,7 +13,7 @@ from PIL import Image
 from cnnexp.data import ImageTensorDataset, load_folder, load_torchvision, make_synthetic
 from cnnexp.errors import DataError
 from cnnexp.loader import DeviceLoader, translate
-from cnnexp.train import train
+from cnnexp.train import _datasets, train
 
 
 def write_folder(root, classes=("cat", "dog"), per_class=3, size=8, splits=("train", "test")):
@@ -115,6 +115,14 @@ def test_mnist_config_pads_to_lenets_32x32(tmp_path):
     cfg = make_config(*TINY, "data=mnist", f"data.root={root}", "epochs=1", "eval_batch_size=10")
     metrics = train(cfg, tmp_path / "run")
     assert metrics["status"] == "completed" and metrics["train_images"] == 256
+    raw, _ = load_torchvision("mnist", str(root), download=False)
+    train_set, _, test_set, _ = _datasets(cfg.data)
+    for padded in (train_set, test_set):
+        assert padded.images.shape[1:] == (1, 32, 32)
+        border = padded.images.clone()
+        border[:, :, 2:30, 2:30] = 0
+        assert not border.any()  # a 2-pixel frame of zeros around each digit
+    assert torch.equal(train_set.images[:, :, 2:30, 2:30], raw.images)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="no shared MNIST copy")

@@ -9,13 +9,12 @@ from hydra.utils import instantiate
 from torch import nn
 
 from cnnexp.errors import ModelError
-from cnnexp.train import build as build_node
-from cnnexp.train import train
+from cnnexp.train import build_model, train
 
 
 def build(*overrides: str, data: str = "cifar10") -> nn.Module:
     cfg = make_config("model=convnet", f"data={data}", *overrides)
-    return build_node(cfg.model, pool=build_node(cfg.pool), activation=build_node(cfg.activation))
+    return build_model(cfg)
 
 
 def convs(net: nn.Module) -> list[nn.Conv2d]:

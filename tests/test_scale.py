@@ -21,7 +21,7 @@ from cnnexp.data import load_splits
 from cnnexp.engine import evaluate
 from cnnexp.loader import DeviceLoader
 from cnnexp.report import main as report_main
-from cnnexp.train import build, read_metrics
+from cnnexp.train import build_model, read_metrics
 
 QUIET = ["tracking.images_every=0", "tracking.graph=false", "tracking.histograms_every=0"]
 
@@ -62,7 +62,7 @@ def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
     # A single-process evaluation of the saved checkpoint gives the reported test accuracy.
     ckpt = load_checkpoint(run_dir / "checkpoint.pt")
     cfg = OmegaConf.create(ckpt["config"])
-    model = build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
+    model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
     d = cfg.data
     _, test_set, _ = load_splits(
@@ -177,14 +177,17 @@ def test_weights_checksum_sees_every_weight_and_buffer():
     assert weights_checksum(a) != weights_checksum(b)
 
 
-def test_slurm_launcher_preset_composes():
+def test_slurm_launcher_preset_is_a_launcher_submitit_accepts(tmp_path):
+    """The preset's keys are all parameters of the SLURM launcher: instantiating it fails on an
+    unknown or misspelt key (the YAML alone would not)."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
 
     from cnnexp import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", ["hydra/launcher=slurm"], return_hydra_config=True)
-    launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("SlurmLauncher")
-    assert (launcher.gpus_per_node, launcher.cpus_per_task, launcher.timeout_min) == (1, 8, 120)
+    launcher = instantiate(cfg.hydra.launcher)
+    assert type(launcher).__name__ == "SlurmLauncher"
+    assert launcher.params["gpus_per_node"] == 1 and launcher.params["timeout_min"] == 120

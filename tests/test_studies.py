@@ -14,7 +14,7 @@ from cnnexp import CONF_DIR
 from cnnexp.models import count_macs
 from cnnexp.report import main as report_main
 from cnnexp.results import flatten, load_study
-from cnnexp.train import build
+from cnnexp.train import build_model
 
 STUDIES = ["architecture", "architecture_mnist", "architecture_gpu", "pooling", "pooling_mnist",
            "pooling_gpu", "ablation", "ablation_gpu"]  # fmt: skip
@@ -36,7 +36,7 @@ def flat(cfg) -> dict:
 
 
 def model_of(cfg):
-    return build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
+    return build_model(cfg)
 
 
 @pytest.mark.parametrize("study", STUDIES)
