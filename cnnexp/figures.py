@@ -152,8 +152,10 @@ def system_figure(system: pd.DataFrame, path: Path, title: str) -> Path:
 def picture_grid(rows: dict[str, list[tuple[str, object]]], path: Path) -> Path:
     """Pictures (PIL images) in a grid: one row per key, titled by their names."""
     ncols = max(len(v) for v in rows.values())
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(4.2 * ncols, 2.6 * len(rows)),
-                             squeeze=False)  # fmt: skip
+    first = next(iter(rows.values()))[0][1]
+    aspect = first.height / first.width
+    size = (5.5 * ncols, (5.5 * aspect + 0.4) * len(rows))
+    fig, axes = plt.subplots(len(rows), ncols, figsize=size, squeeze=False)
     for r, (label, pictures) in enumerate(rows.items()):
         for c in range(ncols):
             ax = axes[r][c]
@@ -161,7 +163,7 @@ def picture_grid(rows: dict[str, list[tuple[str, object]]], path: Path) -> Path:
             if c < len(pictures):
                 name, picture = pictures[c]
                 ax.imshow(np.asarray(picture.convert("L")), cmap="gray")
-                ax.set_title(f"{label}: {name}", fontsize=8)
+                ax.set_title(f"{label}: {name}", fontsize=9)
     return _save(fig, path)
 
 

@@ -304,7 +304,12 @@ def add_pooling(doc: Document, study: Study, tag: str) -> None:
         run = Path(runs.sort_values(REPLICATE)["run"].iloc[0]) if REPLICATE in runs else None
         probes = int(flatten(runs["config"].iloc[0]).get("tracking.feature_map_images", 0))
         if run is not None and probes and (run / "tb").is_dir():
-            rows[f"pool={kind}"] = around_first_pool(feature_map_images(run, probes), probes)
+            pair = around_first_pool(feature_map_images(run, probes), probes)
+            names = ("the conv's output", f"after {kind} pooling")
+            rows[f"pool={kind}"] = [
+                (f"{name} ({what})", picture)
+                for (name, picture), what in zip(pair, names, strict=False)
+            ]
     if rows and all(rows.values()):
         path = figures.picture_grid(rows, doc.out / "figures" / f"{tag}-feature-maps.png")
         doc.image(path, "feature maps of the same test images after the last epoch (seed "
