@@ -302,10 +302,7 @@ def write_airbench_tensors(folder: Path) -> None:
         d = compose(config_name="config", overrides=["data=cifar10"]).data
     from cnnexp.data import load_splits
 
-    train_set, test_set, _ = load_splits(
-        name=d.name, source=d.source, root=d.root, folder=d.folder, download=False,
-        cache=d.cache, channels=d.channels, size=d.size, classes=d.classes,
-    )  # fmt: skip
+    train_set, test_set, _ = load_splits(d)
     folder.mkdir(parents=True, exist_ok=True)
     for split, name in ((train_set, "train"), (test_set, "test")):
         torch.save({"images": split.images.permute(0, 2, 3, 1).contiguous(),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,36 +40,20 @@ class ImageTensorDataset(Dataset):
         return self.images[index], int(self.labels[index])
 
 
-def load_splits(
-    *,
-    name: str,
-    source: str,
-    root: str | None,
-    folder: str | None,
-    download: bool,
-    cache: str | None,
-    channels: int,
-    size: int,
-    classes: int,
-    synthetic: dict | None = None,
-) -> tuple[ImageTensorDataset, ImageTensorDataset, str]:
-    """Load (train, test) from the chosen source, and a line saying where they came from.
-
-    The jobs of a sweep run in one process: each dataset is read once and kept for the next job.
-    """
-    key = (name, source, root, folder, download, cache, channels, size, classes,
-           tuple(sorted((synthetic or {}).items())))  # fmt: skip
-    if key not in _READ:
-        if len(_READ) >= 2:  # keep the last two datasets read, not every one
-            _READ.pop(next(iter(_READ)))
-        _READ[key] = _read_splits(source, name, root, folder, download, cache, channels, size,
-                                  classes, synthetic or {})  # fmt: skip
-    return _READ[key]
+def load_splits(data: Any) -> tuple[ImageTensorDataset, ImageTensorDataset, str]:
+    """Load (train, test) as the config's `data` node describes (conf/data/), and a line saying
+    where they came from."""
+    synthetic = data.get("synthetic")
+    return _read_splits(
+        data.source, data.name, data.root, data.folder, data.download, data.cache,
+        data.channels, data.size, data.classes,
+        tuple(sorted(dict(synthetic).items())) if synthetic else (),
+    )  # fmt: skip
 
 
-_READ: dict[tuple, tuple[ImageTensorDataset, ImageTensorDataset, str]] = {}
-
-
+# The jobs of a sweep run in one process: each dataset is read once and kept for the next job
+# (the last two read, not every one). `_read_splits.cache_clear()` forgets them.
+@functools.lru_cache(maxsize=2)
 def _read_splits(source, name, root, folder, download, cache, channels, size, classes, synthetic):
     if source == "auto":
         source = "folder" if folder and Path(folder).is_dir() else "torchvision"
@@ -78,7 +64,7 @@ def _read_splits(source, name, root, folder, download, cache, channels, size, cl
             raise DataError("data.source=folder needs data.folder=<path with train/ and test/>")
         return (*load_folder(folder, channels, cache), f"image folder {folder}")
     if source == "synthetic":
-        splits = make_synthetic(channels=channels, size=size, classes=classes, **synthetic)
+        splits = make_synthetic(channels=channels, size=size, classes=classes, **dict(synthetic))
         return (*splits, "synthetic")
     raise DataError(
         f"data.source={source!r} is not a source; choose auto, torchvision, folder or synthetic"

@@ -463,18 +463,7 @@ def _datasets(
     d: DictConfig,
 ) -> tuple[ImageTensorDataset, ImageTensorDataset | None, ImageTensorDataset, str]:
     """(train, validation or None, test, where they came from) as the data config describes."""
-    train_set, test_set, source = load_splits(
-        name=d.name,
-        source=d.source,
-        root=d.root,
-        folder=d.folder,
-        download=d.download,
-        cache=d.cache,
-        channels=d.channels,
-        size=d.size,
-        classes=d.classes,
-        synthetic=OmegaConf.to_container(d.synthetic) if "synthetic" in d else None,
-    )
+    train_set, test_set, source = load_splits(d)
     train_set = pad_images(take_subset(train_set, d.subset), d.pad)
     train_set, val_set = split_off(train_set, d.validation)
     test_set = pad_images(test_set, d.pad)

@@ -178,21 +178,15 @@ def test_translate_shifts_each_image_by_its_own_offset():
 
 
 def test_jobs_of_a_sweep_read_a_dataset_once(tmp_path):
-    from cnnexp.data import load_splits
+    from cnnexp.data import _read_splits, load_splits
 
     folder = write_folder(tmp_path / "pics")
-    args = dict(
-        name="pics",
-        source="folder",
-        root=None,
-        folder=str(folder),
-        download=False,
-        cache=None,
-        channels=3,
-        size=8,
-        classes=2,
-    )
-    first = load_splits(**args)
+    data = make_config(*TINY, "data.source=folder", f"data.folder={folder}", "data.cache=null",
+                       "data.channels=3", "data.size=8", "data.classes=2").data  # fmt: skip
+    first = load_splits(data)
     for png in folder.rglob("*.png"):
         png.unlink()  # a second read from disk would now fail
-    assert load_splits(**args) is first
+    assert load_splits(data) is first
+    _read_splits.cache_clear()
+    with pytest.raises(DataError):
+        load_splits(data)  # forgotten: read again, from a folder that is now empty

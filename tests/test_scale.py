@@ -64,21 +64,14 @@ def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
     cfg = OmegaConf.create(ckpt["config"])
     model = build_model(cfg)
     model.load_state_dict(ckpt["model"])
-    d = cfg.data
-    _, test_set, _ = load_splits(
-        name=d.name,
-        source=d.source,
-        root=d.root,
-        folder=d.folder,
-        download=False,
-        cache=None,
-        channels=d.channels,
-        size=d.size,
-        classes=d.classes,
-        synthetic=dict(d.synthetic),
-    )
+    _, test_set, _ = load_splits(cfg.data)
     loader = DeviceLoader(
-        test_set, batch_size=100, device=torch.device("cpu"), mean=d.mean, std=d.std, train=False
+        test_set,
+        batch_size=100,
+        device=torch.device("cpu"),
+        mean=cfg.data.mean,
+        std=cfg.data.std,
+        train=False,
     )
     stats = evaluate(model, loader, torch.nn.CrossEntropyLoss(), nullcontext)
     assert stats.acc == pytest.approx(metrics["final_test_acc"], abs=1e-9)
