@@ -32,9 +32,14 @@ def main(cfg: DictConfig) -> float | None:
         "choices": OmegaConf.to_container(hc.runtime.choices),
         "overrides": list(hc.overrides.task),
     }
+    if "optuna" in str(hc.sweeper.get("_target_", "")) and not cfg.data.validation:
+        log.error("a search chooses by %s, which needs a validation split: add "
+                  "data.validation=5000 (training images held out; never the test set)",
+                  cfg.objective)  # fmt: skip
+        sys.exit(2)
     devices = cfg.trainer.get("devices", 1)  # a bad value is refused by train() below
     if isinstance(devices, int) and devices > 1 and not launched_by_torchrun():
-        return _under_torchrun(devices, job["overrides"], hc.runtime.output_dir)
+        return _under_torchrun(devices, job["overrides"], hc.runtime.output_dir, cfg.objective)
     try:
         metrics = train(cfg, hc.runtime.output_dir, job)
     except CnnexpError as err:
@@ -47,12 +52,13 @@ def main(cfg: DictConfig) -> float | None:
             raise
         log.exception("job %s failed; the sweep goes on", hc.job.num)
         return None
-    # The number a search (hydra/sweeper=optuna) maximises: validation accuracy where a
-    # validation split is held out, never test accuracy when one is.
-    return metrics.get("final_val_acc", metrics.get("final_test_acc"))
+    # The number a search (hydra/sweeper=optuna) maximises: a validation metric, never a test one.
+    return metrics.get(cfg.objective)
 
 
-def _under_torchrun(processes: int, overrides: list[str], run_dir: str) -> float | None:
+def _under_torchrun(
+    processes: int, overrides: list[str], run_dir: str, objective: str
+) -> float | None:
     """Run this job again as `torchrun --nproc_per_node=N -m cnnexp` into the same folder: DDP
     over N processes for `trainer.devices=N`. Returns what a plain run returns."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
@@ -63,7 +69,7 @@ def _under_torchrun(processes: int, overrides: list[str], run_dir: str) -> float
     metrics = read_metrics(Path(run_dir)) or {}
     if code != 0 and HydraConfig.get().mode != RunMode.MULTIRUN:
         sys.exit(code)
-    return metrics.get("final_val_acc", metrics.get("final_test_acc"))
+    return metrics.get(objective)
 
 
 def unknown_choice(args: list[str], conf: Path = CONF_DIR) -> str | None:

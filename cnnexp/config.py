@@ -14,6 +14,10 @@ CHOICES = {
     "tta": ("none", "flip", "flip_translate"),
     "lookahead": (True, False),
     "compile": (True, False),
+    "objective": (
+        "final_val_acc",
+        "best_val_acc",
+    ),  # never a test metric: the test set decides nothing
 }
 # Whole numbers of the network's shape, where the chosen model has them.
 MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")

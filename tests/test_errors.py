@@ -88,3 +88,13 @@ def test_a_sweep_where_every_job_failed_exits_non_zero(tmp_path):
     assert f"sweep folder: {tmp_path} (2 failed)" in result.stdout
     assert f"report: python -m cnnexp.report {tmp_path}" in result.stdout
     assert "no job of the sweep completed" in result.stderr
+
+
+def test_a_search_without_a_validation_split_is_refused(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    result = run_cli("-m", *TINY, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",
+                     "optimizer.lr=tag(log,interval(0.001,0.1))", f"hydra.sweep.dir={tmp_path}",
+                     cwd=REPO)  # fmt: skip
+    assert result.returncode == 2
+    assert "data.validation=5000" in result.stdout + result.stderr
+    assert not list(tmp_path.glob("*/metrics.json"))  # refused before any trial trained
