@@ -81,6 +81,8 @@ def unknown_choice(args: list[str], conf: Path = CONF_DIR) -> str | None:
         group = conf / key
         if not sep or arg.startswith("-") or "(" in value or not group.is_dir():
             continue
+        if key.startswith("hydra"):  # Hydra's own groups hold its plugins' options too
+            continue
         options = sorted(p.stem for p in group.glob("*.yaml"))
         for choice in value.split(","):
             if choice != "null" and choice not in options:

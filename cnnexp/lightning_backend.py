@@ -148,7 +148,7 @@ class EpochRecord(Callback):
         self.record_epoch(trainer.current_epoch, stats, module.epoch_lr)
         row = module.history[-1]
         if trainer.logger is not None:
-            scalars = {tag: row[key] for key, tag in SCALAR_TAGS.items()}
+            scalars = {tag: row[key] for key, tag in SCALAR_TAGS.items() if key in row}
             trainer.logger.log_metrics(scalars, step=row["epoch"])
 
 

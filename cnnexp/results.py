@@ -20,13 +20,11 @@ import pandas as pd
 import yaml
 
 from cnnexp import stats
+from cnnexp.schema import HEADLINE
 
-METRIC_COLUMNS = [
-    "status", "final_test_acc", "best_test_acc", "final_val_acc", "final_test_loss",
-    "final_train_loss", "parameters", "macs", "epochs_done", "epochs", "train_seconds",
-    "wall_seconds", "images_per_second", "device", "precision", "world_size", "train_images",
-    "error",
-]  # fmt: skip
+# The columns of runs.csv taken from each run's record (cnnexp.schema defines them).
+METRIC_COLUMNS = ["status", *HEADLINE, "parameters", "macs", "epochs", "device", "precision",
+                  "world_size", "train_images", "error"]  # fmt: skip
 REPLICATE = "seed"  # the factor that repeats a configuration; summaries average over it
 USABLE = "completed"  # the one status whose runs enter means and verdicts
 # Every status a run can have in runs.csv, in the order the tables count them.
@@ -159,7 +157,7 @@ def select_tuned(study: Study, key: str, metric: str = "final_val_acc") -> Study
     groups = study.runs.groupby(others, sort=False) if others else [((), study.runs)]
     for levels, runs in groups:
         usable = runs[runs["status"] == USABLE]
-        if usable[metric].isna().all():
+        if len(usable) and usable[metric].isna().all():
             raise ValueError(
                 f"{study.root}: the study tunes {key} on validation accuracy, but its runs "
                 "recorded none: hold out a validation split (data.validation=5000)"

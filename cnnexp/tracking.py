@@ -14,6 +14,7 @@ from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid
 
 from cnnexp.data import ImageTensorDataset
+from cnnexp.schema import HPARAM_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ SCALAR_TAGS = {
     "val_loss": "val/loss",  # where a validation split is held out
     "val_acc": "val/acc",
 }
-FINAL_METRICS = ("final_val_acc", "final_val_loss", "final_test_acc", "final_test_loss")
 MAX_CHANNELS = 16  # feature-map channels shown per image
 
 
@@ -110,7 +110,7 @@ class Tracker:
                 figure = plot_misclassified(test_set, wrong, predictions)
                 self.writer.add_figure("test/misclassified", figure, step)
         if self.hparams:
-            self.log_hparams(choices, {k: metrics[k] for k in FINAL_METRICS if k in metrics})
+            self.log_hparams(choices, {k: metrics[k] for k in HPARAM_METRICS if k in metrics})
         self.writer.flush()
 
     def log_hparams(self, choices: dict[str, Any], results: dict[str, float]) -> None:

@@ -8,7 +8,6 @@ import logging
 import math
 import random
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,20 +32,17 @@ from cnnexp.data import (
     take_subset,
 )
 from cnnexp.engine import EpochStats, evaluate, predict, train_one_epoch
-from cnnexp.environment import environment, nvidia_smi
 from cnnexp.errors import CnnexpError, ConfigError, DivergedError
 from cnnexp.files import atomic_write_json
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
 from cnnexp.models import count_macs, count_parameters
-from cnnexp.monitor import SystemMonitor
 from cnnexp.precision import Precision, choose, step_timer
-from cnnexp.tracking import Tracker
+from cnnexp.record import METRICS, RunRecord, read_metrics
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.json"
 PROBE_BATCH = 128  # images per step when precision=auto times bf16 against fp32 on a CPU
 
 
@@ -79,12 +75,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """The run's metrics.json, or None where there is none."""
-    path = Path(run_dir) / METRICS
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and test the configured network; write results into `run_dir`; return the metrics.
 
@@ -111,255 +101,274 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
 def _train(
     cfg: DictConfig, run_dir: Path, job: dict[str, Any], device: torch.device, rank: int, world: int
 ) -> dict[str, Any]:
+    """The run as a story: skip it if done, open its record, then data, model, precision,
+    optimization, the fit, and the end-of-run pictures."""
     run_dir = Path(distributed.broadcast(str(run_dir)))
-    is_main = rank == 0
     config_hash = _config_hash(cfg)
-    previous = read_metrics(run_dir)
-    if previous and previous.get("status") == "completed":
-        if previous.get("config_hash") != config_hash:
-            raise ConfigError(
-                f"{run_dir} holds a completed run of a different config; choose a new "
-                "hydra.run.dir (or hydra.sweep.dir), or delete that folder"
-            )
-        log.info("%s already holds this completed run; nothing to do", run_dir)
-        return previous
-
-    start_time = time.perf_counter()
-    seed_everything(cfg.seed)
-    # Our input shapes are fixed, so cuDNN's one-time search for the fastest kernels pays off.
-    torch.backends.cudnn.benchmark = device.type == "cuda"
-    channels_last = (
-        device.type == "cuda" if cfg.channels_last == "auto" else bool(cfg.channels_last)
-    )
-    progress = sys.stderr.isatty() if cfg.progress == "auto" else bool(cfg.progress)
-    progress = progress and is_main
-
-    metrics, tracker, monitor = _open_record(cfg, run_dir, job, device, world, is_main)
-
-    def save_metrics() -> None:
-        if is_main:
-            atomic_write_json(metrics, run_dir / METRICS)
-
-    save_metrics()  # a run in progress is on record as running from the start
-    try:
-        # --- data: uint8 tensors on the device, plus the facts the model is built from
-        d = cfg.data
-        data = _loaders(cfg, device, rank, world, channels_last)
-        train_set, test_set, source = data.train_set, data.test_set, data.source
-        train_loader, test_loader, val_loader = data.train, data.test, data.val
-        loader_args = data.args
-        metrics.update(
-            data_source=source,
-            train_images=len(train_set),
-            test_images=len(test_set),
-            class_names=train_set.class_names,
-            # for telling a run that did not train from one that learned (the report)
-            test_class_counts=torch.bincount(
-                test_set.labels, minlength=len(test_set.class_names)
-            ).tolist(),
-        )
-
-        # --- network, optimizer, schedule
-        model = build_model(cfg)
-        in_shape = (d.channels, d.size, d.size)
-        metrics.update(
-            model=type(model).__name__,
-            parameters=count_parameters(model),
-            macs=count_macs(model, in_shape),
-        )
-        if is_main:
-            log.info(
-                "%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
-                "%d test); device %s",
-                metrics["model"],
-                f"{metrics['parameters']:,}",
-                f"{metrics['macs']:,}",
-                source,
-                len(train_set),
-                len(test_set),
-                device,
-            )
-        if hasattr(model, "init_from_data"):  # data-dependent initialisation (a whitening stem)
-            # 5000 random training images, the same for every seed.
-            pick = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(0))
-            model.init_from_data(_normalised(train_loader, pick[:5000]).float().cpu())
-        model = model.to(device, memory_format=torch.channels_last if channels_last else None)
-        ckpt_path = run_dir / CHECKPOINT
-        precision = _choose_precision(cfg, device, model, train_loader, is_main, ckpt_path)
-        autocast, scaler = precision.autocast, precision.scaler()
-        metrics.update(precision=precision.name, precision_reason=precision.reason)
-        optimizer = build_optimizer(cfg.optimizer, model, cfg.norm_bias_lr)
-        total_steps = cfg.epochs * len(train_loader)
-        lookahead = Lookahead(model, total_steps) if cfg.lookahead else None
-        scheduler = build(cfg.schedule)(optimizer, total_steps=total_steps)
-        ema = None
-        if cfg.ema is not None:
-            ema = torch.optim.swa_utils.AveragedModel(
-                model,
-                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
-                use_buffers=True,
-            )
-        eval_model = ema.module if ema is not None else model
-        train_loss = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        test_loss = nn.CrossEntropyLoss()
-        lightning = cfg.trainer.name == "lightning"
-
-        def record_epoch(epoch: int, tr: EpochStats, lr: float) -> None:
-            """Test the network after a training epoch, then record and log the epoch."""
-            if not math.isfinite(tr.loss) or tr.loss > cfg.max_loss:
-                raise DivergedError(
-                    f"training loss is {tr.loss} in epoch {epoch + 1}: the run diverged. "
-                    "Lower optimizer.lr or use a schedule with warm-up"
-                )
-            # Test-time augmentation multiplies the cost of a test pass (up to 6x): only the
-            # last epoch pays for it; earlier epochs' accuracy is the network's own.
-            tta = cfg.tta if epoch + 1 == cfg.epochs else "none"
-            te = evaluate(eval_model, test_loader, test_loss, autocast, tta=tta)
-            row = {"epoch": epoch + 1, "train_loss": tr.loss, "train_acc": tr.acc,
-                   "test_loss": te.loss, "test_acc": te.acc, "lr": lr,
-                   "train_seconds": tr.seconds, "test_seconds": te.seconds,
-                   "images_per_second": tr.images / tr.seconds, "images": tr.images}  # fmt: skip
-            if val_loader is not None:
-                va = evaluate(eval_model, val_loader, test_loss, autocast, tta=tta)
-                row.update(val_loss=va.loss, val_acc=va.acc)
-            metrics["history"].append(row)
-            tracker.epoch(row, model)
-            if is_main:
-                log.info("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  "
-                         "%.1f s  %.0f img/s", epoch + 1, cfg.epochs, tr.loss, tr.acc, te.loss,
-                         te.acc, tr.seconds, row["images_per_second"])  # fmt: skip
-                _summarise(metrics, time.perf_counter() - start_time)
-                save_metrics()
-
-        probe = torch.linspace(0, len(test_set) - 1, max(cfg.tracking.feature_map_images, 1)).long()
-        if lightning:
-            from cnnexp.lightning_backend import fit, resumable
-
-            resumed = resumable(run_dir)
-            tracker.start(model, _normalised(test_loader, probe), fresh=not resumed)
-            fit(cfg, run_dir=run_dir, config_hash=config_hash, model=model,
-                train_loader=train_loader, optimizer=optimizer, scheduler=scheduler,
-                loss_fn=train_loss, precision=precision, ema=ema, lookahead=lookahead,
-                history=metrics["history"], record_epoch=record_epoch,
-                progress=progress)  # fmt: skip
-            metrics["backend"] = distributed.backend()
+    done = _completed_run(run_dir, config_hash)
+    if done is not None:
+        return done
+    is_main = rank == 0
+    with RunRecord(cfg, run_dir, job, device, world, is_main, config_hash) as record:
+        seed_everything(cfg.seed)
+        # Our input shapes are fixed, so cuDNN's one-time search for the fastest kernels pays.
+        torch.backends.cudnn.benchmark = device.type == "cuda"
+        channels_last = device.type == "cuda" if cfg.channels_last == "auto" else cfg.channels_last
+        data = _loaders(cfg, device, rank, world, bool(channels_last))
+        _note_data(record, data)
+        model = _model(cfg, data, device, bool(channels_last), record)
+        precision = _choose_precision(cfg, device, model, data.train, is_main,
+                                      run_dir / CHECKPOINT)  # fmt: skip
+        record.metrics.update(precision=precision.name, precision_reason=precision.reason)
+        parts = _optimization(cfg, model, precision, len(data.train))
+        fit = Fit(cfg, run_dir, config_hash, model, data, parts, precision, record,
+                  progress=_progress(cfg, is_main))  # fmt: skip
+        if cfg.trainer.name == "lightning":
+            fit.lightning()
         else:
-            metrics["backend"] = distributed.backend()
-            train_model = model
-            if distributed.active():  # under torchrun, even as one process
-                train_model = nn.parallel.DistributedDataParallel(
-                    model, device_ids=[device.index] if device.type == "cuda" else None
-                )
-            if cfg.compile:
-                train_model = torch.compile(train_model)
-            start_epoch = 0
-            if ckpt_path.exists():
-                metrics["history"], start_epoch = _resume(
-                    ckpt_path, config_hash, model, optimizer, scheduler, ema, scaler, lookahead
-                )
-                if is_main:
-                    log.info("resuming %s from epoch %d of %d", run_dir, start_epoch + 1,
-                             cfg.epochs)  # fmt: skip
-            tracker.start(model, _normalised(test_loader, probe), fresh=start_epoch == 0)
-            for epoch in range(start_epoch, cfg.epochs):
-                train_loader.set_epoch(epoch)
-                if hasattr(model, "set_epoch"):  # a network whose training changes by epoch
-                    model.set_epoch(epoch)
-                lr = optimizer.param_groups[0]["lr"]
-                tr = train_one_epoch(train_model, train_loader, optimizer, scheduler, train_loss,
-                                     autocast, ema=ema, lookahead=lookahead, scaler=scaler,
-                                     progress=progress,
-                                     desc=f"epoch {epoch + 1}/{cfg.epochs}")  # fmt: skip
-                record_epoch(epoch, tr, lr)
-                if is_main:
-                    save_checkpoint(
-                        ckpt_path,
-                        model=model.state_dict(),
-                        optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(),
-                        ema=ema.state_dict() if ema is not None else None,
-                        precision=precision,
-                        scaler=scaler.state_dict() if scaler is not None else None,
-                        lookahead=lookahead.state_dict() if lookahead is not None else None,
-                        epoch=epoch,
-                        history=metrics["history"],
-                        config=OmegaConf.to_container(cfg),
-                        config_hash=config_hash,
-                    )
-        _summarise(metrics, time.perf_counter() - start_time)
-        if is_main:
-            whole_test = DeviceLoader(
-                test_set,
-                batch_size=cfg.eval_batch_size,
-                train=False,
-                **{**loader_args, "rank": 0, "world_size": 1},
-            )
-            tracker.finish(
-                metrics,
-                predict(eval_model, whole_test, autocast),
-                test_set,
-                hparam_values(cfg, job),
-            )
-        if distributed.active():  # DDP keeps the replicas identical; record the proof
-            metrics["rank_weight_checksums"] = distributed.gather(weights_checksum(model))
-        metrics["status"] = "completed"
-    except BaseException as err:
-        metrics["status"] = (
-            "diverged"
-            if isinstance(err, DivergedError)
-            else ("interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
-        )
-        metrics["error"] = (
-            f"{type(err).__name__}: {err}" if not isinstance(err, CnnexpError) else str(err)
-        )
-        raise
-    finally:
-        if monitor is not None:
-            metrics["system"] = monitor.stop()
-        _summarise(metrics, time.perf_counter() - start_time)
-        save_metrics()
-        tracker.close()
-    return metrics
+            fit.native()
+        record.metrics["backend"] = distributed.backend()  # Lightning may have set one up
+        _finish(cfg, record, data, model, parts, precision, job)
+    return record.metrics
 
 
-def _open_record(
+def _completed_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
+    """The metrics of a completed run of this config in `run_dir` (nothing to do), or None;
+    a completed run of another config is refused."""
+    previous = read_metrics(run_dir)
+    if not (previous and previous.get("status") == "completed"):
+        return None
+    if previous.get("config_hash") != config_hash:
+        raise ConfigError(
+            f"{run_dir} holds a completed run of a different config; choose a new "
+            "hydra.run.dir (or hydra.sweep.dir), or delete that folder"
+        )
+    log.info("%s already holds this completed run; nothing to do", run_dir)
+    return previous
+
+
+def _progress(cfg: DictConfig, is_main: bool) -> bool:
+    """Progress bars: on a terminal by default, on rank 0 only."""
+    return is_main and (sys.stderr.isatty() if cfg.progress == "auto" else bool(cfg.progress))
+
+
+def _note_data(record: RunRecord, data: Loaders) -> None:
+    test_set = data.test_set
+    record.metrics.update(
+        data_source=data.source,
+        train_images=len(data.train_set),
+        test_images=len(test_set),
+        class_names=data.train_set.class_names,
+        # for telling a run that did not train from one that learned (the report)
+        test_class_counts=torch.bincount(
+            test_set.labels, minlength=len(test_set.class_names)
+        ).tolist(),
+    )
+
+
+def _model(
+    cfg: DictConfig, data: Loaders, device: torch.device, channels_last: bool, record: RunRecord
+) -> nn.Module:
+    """The configured network, its size on record, initialised from data where it asks to be
+    (a whitening stem), on the device."""
+    model = build_model(cfg)
+    d = cfg.data
+    record.metrics.update(model=type(model).__name__, parameters=count_parameters(model),
+                          macs=count_macs(model, (d.channels, d.size, d.size)))  # fmt: skip
+    m = record.metrics
+    if record.is_main:
+        log.info("%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
+                 "%d test); device %s", m["model"], f"{m['parameters']:,}", f"{m['macs']:,}",
+                 data.source, m["train_images"], m["test_images"], device)  # fmt: skip
+    if hasattr(model, "init_from_data"):  # data-dependent initialisation (a whitening stem)
+        # 5000 random training images, the same for every seed.
+        pick = torch.randperm(len(data.train_set), generator=torch.Generator().manual_seed(0))
+        model.init_from_data(_normalised(data.train, pick[:5000]).float().cpu())
+    return model.to(device, memory_format=torch.channels_last if channels_last else None)
+
+
+@dataclass
+class Optimization:
+    """What changes the weights: optimizer and per-step schedule, and the optional weight
+    averages (EMA, lookahead) and fp16 gradient scaler."""
+
+    optimizer: Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ema: torch.optim.swa_utils.AveragedModel | None
+    lookahead: Lookahead | None
+    scaler: torch.amp.GradScaler | None
+    eval_model: nn.Module  # the EMA's copy where there is one, else the model itself
+
+
+def _optimization(
+    cfg: DictConfig, model: nn.Module, precision: Precision, steps_per_epoch: int
+) -> Optimization:
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.norm_bias_lr)
+    total_steps = cfg.epochs * steps_per_epoch
+    ema = None
+    if cfg.ema is not None:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+            use_buffers=True,
+        )
+    return Optimization(
+        optimizer=optimizer,
+        scheduler=build(cfg.schedule)(optimizer, total_steps=total_steps),
+        ema=ema,
+        lookahead=Lookahead(model, total_steps) if cfg.lookahead else None,
+        scaler=precision.scaler(),
+        eval_model=ema.module if ema is not None else model,
+    )
+
+
+@dataclass
+class Fit:
+    """The epoch loop, by our own trainer or by Lightning's, and what each epoch records."""
+
+    cfg: DictConfig
+    run_dir: Path
+    config_hash: str
+    model: nn.Module
+    data: Loaders
+    parts: Optimization
+    precision: Precision
+    record: RunRecord
+    progress: bool
+
+    def __post_init__(self) -> None:
+        self.train_loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        self.test_loss = nn.CrossEntropyLoss()
+
+    def record_epoch(self, epoch: int, trained: EpochStats, lr: float) -> None:
+        """Test the network after a training epoch, then record and log the epoch."""
+        cfg = self.cfg
+        if not math.isfinite(trained.loss) or trained.loss > cfg.max_loss:
+            raise DivergedError(
+                f"training loss is {trained.loss} in epoch {epoch + 1}: the run diverged. "
+                "Lower optimizer.lr or use a schedule with warm-up"
+            )
+        # Test-time augmentation multiplies the cost of a test pass (up to 6x): only the last
+        # epoch pays for it; earlier epochs' accuracy is the network's own.
+        tta = cfg.tta if epoch + 1 == cfg.epochs else "none"
+        model, autocast = self.parts.eval_model, self.precision.autocast
+        tested = evaluate(model, self.data.test, self.test_loss, autocast, tta=tta)
+        row = {"epoch": epoch + 1, "train_loss": trained.loss, "train_acc": trained.acc,
+               "test_loss": tested.loss, "test_acc": tested.acc, "lr": lr,
+               "train_seconds": trained.seconds, "test_seconds": tested.seconds,
+               "images_per_second": trained.images / trained.seconds,
+               "images": trained.images}  # fmt: skip
+        if self.data.val is not None:
+            validated = evaluate(model, self.data.val, self.test_loss, autocast, tta=tta)
+            row.update(val_loss=validated.loss, val_acc=validated.acc)
+        self.record.metrics["history"].append(row)
+        self.record.tracker.epoch(row, self.model)
+        if self.record.is_main:
+            log.info("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  %.1f s  "
+                     "%.0f img/s", epoch + 1, cfg.epochs, trained.loss, trained.acc, tested.loss,
+                     tested.acc, trained.seconds, row["images_per_second"])  # fmt: skip
+            self.record.save()
+
+    def probe(self) -> torch.Tensor:
+        """The fixed test images whose feature maps TensorBoard shows."""
+        count = max(self.cfg.tracking.feature_map_images, 1)
+        indices = torch.linspace(0, len(self.data.test_set) - 1, count).long()
+        return _normalised(self.data.test, indices)
+
+    def lightning(self) -> None:
+        from cnnexp.lightning_backend import fit, resumable
+
+        self.record.tracker.start(self.model, self.probe(), fresh=not resumable(self.run_dir))
+        parts = self.parts
+        fit(self.cfg, run_dir=self.run_dir, config_hash=self.config_hash, model=self.model,
+            train_loader=self.data.train, optimizer=parts.optimizer, scheduler=parts.scheduler,
+            loss_fn=self.train_loss, precision=self.precision, ema=parts.ema,
+            lookahead=parts.lookahead, history=self.record.metrics["history"],
+            record_epoch=self.record_epoch, progress=self.progress)  # fmt: skip
+
+    def native(self) -> None:
+        """Our loop: DDP under torchrun, optional compile, resume from the run folder, then an
+        epoch at a time with a checkpoint after each."""
+        cfg, parts, model = self.cfg, self.parts, self.model
+        train_model = model
+        if distributed.active():  # under torchrun, even as one process
+            device = next(model.parameters()).device
+            train_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if cfg.compile:
+            train_model = torch.compile(train_model)
+        start = self.resume()
+        self.record.tracker.start(model, self.probe(), fresh=start == 0)
+        for epoch in range(start, cfg.epochs):
+            self.data.train.set_epoch(epoch)
+            if hasattr(model, "set_epoch"):  # a network whose training changes by epoch
+                model.set_epoch(epoch)
+            lr = parts.optimizer.param_groups[0]["lr"]
+            trained = train_one_epoch(train_model, self.data.train, parts.optimizer,
+                                      parts.scheduler, self.train_loss, self.precision.autocast,
+                                      ema=parts.ema, lookahead=parts.lookahead,
+                                      scaler=parts.scaler, progress=self.progress,
+                                      desc=f"epoch {epoch + 1}/{cfg.epochs}")  # fmt: skip
+            self.record_epoch(epoch, trained, lr)
+            if self.record.is_main:
+                self.checkpoint(epoch)
+
+    def resume(self) -> int:
+        """Load the run folder's checkpoint, if any; returns the epoch to start from."""
+        path = self.run_dir / CHECKPOINT
+        if not path.exists():
+            return 0
+        parts = self.parts
+        history, start = _resume(
+            path,
+            self.config_hash,
+            self.model,
+            parts.optimizer,
+            parts.scheduler,
+            parts.ema,
+            parts.scaler,
+            parts.lookahead,
+        )
+        self.record.metrics["history"] = history
+        if self.record.is_main:
+            log.info("resuming %s from epoch %d of %d", self.run_dir, start + 1, self.cfg.epochs)
+        return start
+
+    def checkpoint(self, epoch: int) -> None:
+        parts = self.parts
+
+        def state(part: Any) -> Any:
+            return part.state_dict() if part is not None else None
+
+        save_checkpoint(self.run_dir / CHECKPOINT, model=self.model.state_dict(),
+                        optimizer=state(parts.optimizer), scheduler=state(parts.scheduler),
+                        ema=state(parts.ema), precision=self.precision,
+                        scaler=state(parts.scaler), lookahead=state(parts.lookahead),
+                        epoch=epoch, history=self.record.metrics["history"],
+                        config=OmegaConf.to_container(self.cfg),
+                        config_hash=self.config_hash)  # fmt: skip
+
+
+def _finish(
     cfg: DictConfig,
-    run_dir: Path,
+    record: RunRecord,
+    data: Loaders,
+    model: nn.Module,
+    parts: Optimization,
+    precision: Precision,
     job: dict[str, Any],
-    device: torch.device,
-    world: int,
-    is_main: bool,
-) -> tuple[dict[str, Any], Tracker, SystemMonitor | None]:
-    """The run's record from its first moment: the metrics dict, TensorBoard and, on rank 0,
-    env.json, nvidia-smi.txt and the system monitor."""
-    env = environment()
-    metrics: dict[str, Any] = {
-        "status": "running",
-        "error": None,
-        "device": str(device),
-        "world_size": world,
-        "seed": cfg.seed,
-        "epochs": cfg.epochs,
-        "config_hash": _config_hash(cfg),
-        "choices": job.get("choices", {}),
-        "overrides": job.get("overrides", []),
-        "git_commit": env["git_commit"],
-        "torch": env["torch"],
-        "cuda": env["cuda"],
-        "history": [],
-    }
-    t = cfg.tracking
-    tracker = Tracker(run_dir, enabled=is_main, settings=t, epochs=cfg.epochs)
-    monitor = None
-    if is_main:
-        atomic_write_json(env, run_dir / "env.json")
-        smi = nvidia_smi()
-        if smi:
-            (run_dir / "nvidia-smi.txt").write_text(smi)
-        if t.monitor_interval > 0:
-            monitor = SystemMonitor(run_dir / "system.csv", t.monitor_interval, tracker.scalar)
-            monitor.start()
-    return metrics, tracker, monitor
+) -> None:
+    """The end-of-run pictures (confusion matrix, misclassified images, hparams) from one pass
+    over the whole test set, and the replicas' checksums under DDP."""
+    record.save()
+    if record.is_main:
+        whole_test = DeviceLoader(data.test_set, batch_size=cfg.eval_batch_size, train=False,
+                                  **{**data.args, "rank": 0, "world_size": 1})  # fmt: skip
+        predictions = predict(parts.eval_model, whole_test, precision.autocast)
+        record.tracker.finish(record.metrics, predictions, data.test_set, hparam_values(cfg, job))
+    if distributed.active():  # DDP keeps the replicas identical; record the proof
+        record.metrics["rank_weight_checksums"] = distributed.gather(weights_checksum(model))
 
 
 @dataclass
@@ -507,30 +516,6 @@ def _resume(
         lookahead.load_state_dict(ckpt["lookahead"])
     set_rng_states(ckpt["rng"])
     return ckpt["history"], ckpt["epoch"] + 1
-
-
-def _summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
-    """Headline numbers from the per-epoch history."""
-    history = metrics["history"]
-    if not history:
-        return
-    train_seconds = sum(row["train_seconds"] for row in history)
-    metrics.update(
-        final_test_acc=history[-1]["test_acc"],
-        best_test_acc=max(row["test_acc"] for row in history),
-        final_test_loss=history[-1]["test_loss"],
-        final_train_loss=history[-1]["train_loss"],
-        epochs_done=len(history),
-        train_seconds=train_seconds,
-        images_per_second=sum(r["images_per_second"] * r["train_seconds"] for r in history)
-        / train_seconds,
-    )
-    if "val_acc" in history[-1]:
-        metrics.update(
-            final_val_acc=history[-1]["val_acc"],
-            best_val_acc=max(row["val_acc"] for row in history),
-        )
-    metrics["wall_seconds"] = wall_seconds  # of this process; a resumed run counts from resuming
 
 
 def _normalised(loader: DeviceLoader, indices: torch.Tensor) -> torch.Tensor:

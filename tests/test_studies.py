@@ -118,12 +118,14 @@ def test_a_tuned_study_compares_each_variant_at_its_best_validation_lr(tmp_path)
     keeps, per variant, only the runs of the lr with the best mean validation accuracy."""
     root = tmp_path / "tuned"
     result = run_cli("-m", "+experiment=architecture_gpu", *TINY_STUDY, "data.validation=64",
-                     "arch=baseline,stride-2", "optimizer.lr=0.001,0.1", "seed=0,1",
+                     "arch=baseline,stride-2", "optimizer.lr=0.01,0.1", "seed=0,1",
+                     "epochs=2", "data.synthetic.train_size=512",
                      "precision=fp32", "model.widths=[8,16,32]",
                      "tracking.images_every=0", f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     everything = [json.loads(p.read_text()) for p in root.glob("*/metrics.json")]
     assert len(everything) == 8
+    assert {m["status"] for m in everything} == {"completed"}
     study = load_study(root)
     assert study.factors == ["arch"] and study.baseline == {"arch": "baseline"}
     assert len(study.runs) == 4

@@ -1,0 +1,25 @@
+"""One definition of the run record, metrics.json: its file name, version, statuses and keys.
+
+Training writes it (cnnexp.record), tracking logs its headline numbers to TensorBoard, and
+cnnexp.results reads it back for the report; all take the names from here.
+"""
+
+from __future__ import annotations
+
+METRICS = "metrics.json"
+# 1: the first layout; 2: record_version, validation headline numbers, precision_reason,
+# test_class_counts. Readers treat a record without the field as version 1.
+RECORD_VERSION = 2
+# What a run's status can be while and after it runs. "did_not_train" is the report's own
+# judgement of a completed run (cnnexp.results), never written by training.
+STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+# Headline numbers, summarised from the per-epoch history. A run's test result is its last
+# epoch's: the best epoch on the test set would be a choice made by looking at the test set.
+HEADLINE = ("final_val_acc", "best_val_acc", "final_test_acc", "final_test_loss",
+            "final_train_loss", "epochs_done", "train_seconds", "images_per_second",
+            "wall_seconds")  # fmt: skip
+# One row of the per-epoch history (val_* only where a validation split is held out).
+EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc",
+              "lr", "train_seconds", "test_seconds", "images_per_second", "images")  # fmt: skip
+# The headline numbers logged to TensorBoard's HParams view, validation first.
+HPARAM_METRICS = ("final_val_acc", "final_test_acc", "final_test_loss")

@@ -1,0 +1,85 @@
+"""The run record and its folder: what a run refuses, resumes and fingerprints, and the data
+it trains on (a validation split apart from training, flips as configured)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import TINY, make_config
+
+from cnnexp.data import make_synthetic
+from cnnexp.errors import ConfigError
+from cnnexp.loader import DeviceLoader
+from cnnexp.record import read_metrics
+from cnnexp.schema import EPOCH_KEYS, HEADLINE, RECORD_VERSION, STATUSES
+from cnnexp.train import Fit, _config_hash, _datasets, train
+
+QUICK = [*TINY, "precision=fp32", "tracking.images_every=0", "tracking.graph=false",
+         "tracking.monitor_interval=0"]  # fmt: skip
+
+
+def test_a_folder_holding_another_configs_run_is_refused(tmp_path):
+    first = train(make_config(*QUICK, "epochs=1"), tmp_path)
+    assert first["record_version"] == RECORD_VERSION and first["status"] in STATUSES
+    assert all(set(row) <= set(EPOCH_KEYS) for row in first["history"])
+    assert set(HEADLINE) - {"final_val_acc", "best_val_acc"} <= set(first)  # no validation split
+    with pytest.raises(ConfigError, match="different config"):
+        train(make_config(*QUICK, "epochs=1", "optimizer.lr=0.2"), tmp_path)
+    assert read_metrics(tmp_path) == json.loads(json.dumps(first))  # left as it was
+
+
+def test_resume_with_weight_averaging_and_augmentation_matches_a_whole_run(tmp_path, monkeypatch):
+    """Stopped after its first epoch's checkpoint and started again, a run with an EMA,
+    lookahead and random flips and shifts ends exactly as the run that was never stopped."""
+    args = [*QUICK, "epochs=3", "ema=0.9", "lookahead=true", "data.augment.translate=2",
+            "data.augment.flip=true"]  # fmt: skip
+    whole = train(make_config(*args), tmp_path / "whole")
+    checkpoint = Fit.checkpoint
+
+    def stop_after_the_first(self, epoch):
+        checkpoint(self, epoch)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Fit, "checkpoint", stop_after_the_first)
+        with pytest.raises(KeyboardInterrupt):
+            train(make_config(*args), tmp_path / "cut")
+    stopped = read_metrics(tmp_path / "cut")
+    assert stopped["status"] == "interrupted" and len(stopped["history"]) == 1
+    resumed = train(make_config(*args), tmp_path / "cut")
+    keys = ("train_loss", "train_acc", "test_loss", "test_acc")
+    assert [[r[k] for k in keys] for r in resumed["history"]] == [
+        [r[k] for k in keys] for r in whole["history"]
+    ]
+
+
+def test_validation_split_is_held_apart_from_training():
+    cfg = make_config(*TINY, "data.validation=256")
+    train_set, val_set, test_set, _ = _datasets(cfg.data)
+    assert len(val_set) == 256 and len(train_set) == cfg.data.synthetic.train_size - 256
+    rows = {bytes(image.numpy()) for image in train_set.images}
+    assert not any(bytes(image.numpy()) in rows for image in val_set.images)
+    assert len(rows) == len(train_set)  # the images are distinct, so the check can see overlap
+
+
+def test_fingerprint_ignores_tracking_and_progress_but_not_the_recipe():
+    base = _config_hash(make_config(*TINY))
+    assert _config_hash(make_config(*TINY, "tracking.images_every=0", "progress=true")) == base
+    assert _config_hash(make_config(*TINY, "optimizer.lr=0.2")) != base
+    assert _config_hash(make_config(*TINY, "data.augment.flip=true")) != base
+
+
+def test_flip_mirrors_about_half_the_images_and_changes_nothing_else():
+    train_set, _ = make_synthetic(channels=1, size=8, classes=2, train_size=512, test_size=8,
+                                  noise=1.0)  # fmt: skip
+    loader = DeviceLoader(train_set, batch_size=512, device=torch.device("cpu"), mean=[0.0],
+                          std=[1.0], train=True, flip=True)  # fmt: skip
+    x, _ = next(iter(loader))
+    original = train_set.images[loader._indices()].float() * loader.scale + loader.shift
+    mirrored = torch.tensor([torch.equal(a, b.flip(-1)) and not torch.equal(a, b)
+                             for a, b in zip(x, original, strict=True)])  # fmt: skip
+    plain = torch.tensor([torch.equal(a, b) for a, b in zip(x, original, strict=True)])
+    assert bool((mirrored | plain).all())
+    assert 0.4 < mirrored.float().mean().item() < 0.6
