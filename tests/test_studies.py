@@ -142,3 +142,28 @@ def test_a_tuned_study_compares_each_variant_at_its_best_validation_lr(tmp_path)
     assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "chosen for each variant from the grid below" in text
+
+
+# The other budgets and data sets, each run end to end on its first two arms (a network small
+# enough for the suite where the study's own is a GPU's).
+OTHER_STUDIES = {
+    "pooling_mnist": [],
+    "architecture_mnist": [],
+    "pooling_gpu": ["model.widths=[8,16,32]", "precision=fp32"],
+    "ablation_gpu": ["model.widths=[8,16,16]", "precision=fp32", "batch_size=128"],
+}
+
+
+@pytest.mark.parametrize("study", OTHER_STUDIES)
+def test_other_budgets_run_end_to_end(study, tmp_path):
+    key = arm_key(study)
+    arms = sweep_params(study)[key].split(",")[:2]
+    root = tmp_path / study
+    result = run_cli("-m", f"+experiment={study}", *TINY_STUDY, *OTHER_STUDIES[study], "seed=0",
+                     f"{key}={','.join(arms)}", "tracking.images_every=0",
+                     f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    loaded = load_study(root)
+    assert sorted(loaded.runs[key].unique()) == sorted(arms)
+    assert (loaded.runs["status"] != "failed").all(), loaded.runs[["run", "error"]]
+    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
