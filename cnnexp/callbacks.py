@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -21,7 +20,7 @@ class EndOfJob(Callback):
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         if rank_and_world()[0] == 0:
-            print(f"run folder: {HydraConfig.get().runtime.output_dir}")
+            print(f"run folder: {config.hydra.runtime.output_dir}")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)

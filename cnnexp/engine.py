@@ -35,6 +35,31 @@ def sum_over_ranks(*values: torch.Tensor) -> list[float]:
     return stacked.tolist()
 
 
+class _Tally:
+    """Loss and correct answers summed on the device over one pass: an .item() per step would
+    stall a GPU. `stats()` sums them over the ranks, the pass's one host sync."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.count = 0
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss += loss.detach().float() * len(y)
+        self.correct += (logits.argmax(1) == y).sum()
+        self.count += len(y)
+
+    def stats(self) -> EpochStats:
+        count = torch.tensor(self.count, device=self.device)
+        loss, correct, n = sum_over_ranks(self.loss, self.correct, count)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - self.start
+        return EpochStats(loss / max(n, 1), correct / max(n, 1), int(n), seconds)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DeviceLoader,
@@ -55,11 +80,7 @@ def train_one_epoch(
     gradients do not underflow, and a step whose gradients overflowed is skipped.
     """
     model.train()
-    device = loader.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    count = 0
-    start = time.perf_counter()
+    tally = _Tally(loader.device)
     for x, y in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
         with autocast():
             logits = model(x)
@@ -77,17 +98,8 @@ def train_one_epoch(
             ema.update_parameters(model)
         if lookahead is not None:
             lookahead.step()
-        # Accumulate on the device: .item() here would stall the GPU every step.
-        loss_sum += loss.detach().float() * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        count += len(y)
-    loss_total, correct_total, n = sum_over_ranks(
-        loss_sum, correct, torch.tensor(count, device=device)
-    )
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    return EpochStats(loss_total / max(n, 1), correct_total / max(n, 1), int(n), seconds)
+        tally.add(loss, logits, y)
+    return tally.stats()
 
 
 def _plain(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -124,22 +136,12 @@ def evaluate(
 ) -> EpochStats:
     """Loss and accuracy over the whole split (all ranks' shards together)."""
     model.eval()
-    device = loader.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    count = 0
-    start = time.perf_counter()
+    tally = _Tally(loader.device)
     for x, y in loader:
         with autocast():
             logits = TTA[tta](model, x)
-        loss_sum += loss_fn(logits.float(), y) * len(y)
-        correct += (logits.argmax(1) == y).sum()
-        count += len(y)
-    loss_total, correct_total, n = sum_over_ranks(
-        loss_sum, correct, torch.tensor(count, device=device)
-    )
-    seconds = time.perf_counter() - start
-    return EpochStats(loss_total / max(n, 1), correct_total / max(n, 1), int(n), seconds)
+        tally.add(loss_fn(logits.float(), y), logits, y)
+    return tally.stats()
 
 
 @torch.no_grad()

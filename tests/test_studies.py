@@ -154,6 +154,7 @@ OTHER_STUDIES = {
 }
 
 
+@pytest.mark.slow  # 30 s together: they keep the default suite near 5 minutes
 @pytest.mark.parametrize("study", OTHER_STUDIES)
 def test_other_budgets_run_end_to_end(study, tmp_path):
     key = arm_key(study)
