@@ -327,8 +327,8 @@ def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
         return pd.DataFrame()
     rows = []
     for level, part in acc.groupby(study.factors, sort=False):
-        row = dict(zip(study.factors, _tuple(level), strict=True))
-        mask = _matching(loss, row)
+        levels = dict(zip(study.factors, _tuple(level), strict=True))
+        row, mask = dict(levels), _matching(loss, levels)
         for e in range(1, epochs + 1):
             row[f"test acc % after epoch {e}"] = round(
                 100 * part[part.epoch == e].test_acc.mean(), 2
@@ -336,7 +336,7 @@ def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
             row[f"train loss after epoch {e}"] = round(
                 loss[mask & (loss.epoch == e)].train_loss.mean(), 4
             )
-        row["train s / epoch"] = round(seconds[_matching(seconds, row)].train_seconds.mean(), 2)
+        row["train s / epoch"] = round(seconds[_matching(seconds, levels)].train_seconds.mean(), 2)
         rows.append(row)
     return pd.DataFrame(rows)
 
