@@ -14,27 +14,22 @@ CHOICES = {
     "tta": ("none", "flip", "flip_translate"),
     "lookahead": (True, False),
     "compile": (True, False),
-    "objective": (
-        "final_val_acc",
-        "best_val_acc",
-    ),  # never a test metric: the test set decides nothing
+    # What a search maximises: never a test metric, so the test set decides nothing.
+    "objective": ("final_val_acc", "best_val_acc"),
 }
 # Whole numbers of the network's shape, where the chosen model has them.
 MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")
 
 
-def _positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _whole(value: object, low: int) -> bool:
+def _whole(value: object, low: int = 1) -> bool:
+    """A whole number (not a bool) >= low."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key, its value and what would be valid."""
     for key in ("epochs", "batch_size", "eval_batch_size"):
-        if not _positive_int(cfg[key]):
+        if not _whole(cfg[key]):
             raise ConfigError(f"{key}={cfg[key]!r} is not valid: it must be a whole number >= 1")
     if not _whole(cfg.seed, 0) or cfg.seed >= 2**32:
         raise ConfigError(f"seed={cfg.seed!r} is not valid: it must be a whole number from 0 to "
@@ -61,7 +56,7 @@ def validate(cfg: DictConfig) -> None:
             "alternate"
         )
     devices = cfg.trainer.get("devices", 1)
-    if not _positive_int(devices):
+    if not _whole(devices):
         raise ConfigError(
             f"trainer.devices={devices!r} is not valid: it must be a whole number >= 1"
         )
@@ -72,11 +67,11 @@ def validate(cfg: DictConfig) -> None:
 def _validate_model(model: DictConfig) -> None:
     """The shape keys of the chosen network: whole numbers, widths and a positive multiplier."""
     for key in MODEL_COUNTS:
-        if key in model and not _positive_int(model[key]):
+        if key in model and not _whole(model[key]):
             raise ConfigError(f"model.{key}={model[key]!r} is not valid: it must be a whole "
                               "number >= 1")  # fmt: skip
     widths = model.get("widths")
-    if widths is not None and not (len(widths) and all(_positive_int(w) for w in widths)):
+    if widths is not None and not (len(widths) and all(_whole(w) for w in widths)):
         raise ConfigError(f"model.widths={list(widths)!r} is not valid: it must be a list of "
                           "whole numbers >= 1, e.g. [32,64,128]")  # fmt: skip
     mult = model.get("width_mult")

@@ -304,7 +304,7 @@ def add_pooling(doc: Document, study: Study, tag: str) -> None:
         run = Path(runs.sort_values(REPLICATE)["run"].iloc[0]) if REPLICATE in runs else None
         probes = int(flatten(runs["config"].iloc[0]).get("tracking.feature_map_images", 0))
         if run is not None and probes and (run / "tb").is_dir():
-            pair = around_first_pool(feature_map_images(run, probes), probes)
+            pair = around_first_pool(feature_map_images(run), probes)
             names = ("the conv's output", f"after {kind} pooling")
             rows[f"pool={kind}"] = [
                 (f"{name} ({what})", picture)

@@ -485,10 +485,10 @@ def time_to(history: list[dict[str, Any]], target: float) -> float | None:
     return None
 
 
-def feature_map_images(run: Path, rows: int) -> list[tuple[str, Any]]:
+def feature_map_images(run: Path) -> list[tuple[str, Any]]:
     """The feature-map pictures a run recorded in TensorBoard at its last picture step, in the
-    network's order: [(layer name, PIL image), ...]. Each picture has `rows` rows of tiles (one
-    per probe image), so its height says the layer's map size."""
+    network's order: [(layer name, PIL image), ...]. Each picture has one row of tiles per probe
+    image, so its height says the layer's map size (map_size)."""
     from PIL import Image
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
