@@ -25,6 +25,7 @@ class EpochStats:
     acc: float
     images: int
     seconds: float
+    predictions: torch.Tensor | None = None  # this rank's predicted classes, when kept
 
 
 def sum_over_ranks(*values: torch.Tensor) -> list[float]:
@@ -39,17 +40,21 @@ class _Tally:
     """Loss and correct answers summed on the device over one pass: an .item() per step would
     stall a GPU. `stats()` sums them over the ranks, the pass's one host sync."""
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, keep: bool = False):
         self.device = device
+        self.kept: list[torch.Tensor] | None = [] if keep else None
         self.loss = torch.zeros((), device=device)
         self.correct = torch.zeros((), device=device, dtype=torch.long)
         self.count = 0
         self.start = time.perf_counter()
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        predicted = logits.argmax(1)
         self.loss += loss.detach().float() * len(y)
-        self.correct += (logits.argmax(1) == y).sum()
+        self.correct += (predicted == y).sum()
         self.count += len(y)
+        if self.kept is not None:
+            self.kept.append(predicted)
 
     def stats(self) -> EpochStats:
         count = torch.tensor(self.count, device=self.device)
@@ -57,7 +62,8 @@ class _Tally:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - self.start
-        return EpochStats(loss / max(n, 1), correct / max(n, 1), int(n), seconds)
+        kept = torch.cat(self.kept).cpu() if self.kept else None
+        return EpochStats(loss / max(n, 1), correct / max(n, 1), int(n), seconds, kept)
 
 
 def train_one_epoch(
@@ -133,10 +139,12 @@ def evaluate(
     autocast: Callable[[], AbstractContextManager],
     *,
     tta: str = "none",
+    keep_predictions: bool = False,
 ) -> EpochStats:
-    """Loss and accuracy over the whole split (all ranks' shards together)."""
+    """Loss and accuracy over the whole split (all ranks' shards together); with
+    `keep_predictions`, also this rank's predicted classes in the loader's order."""
     model.eval()
-    tally = _Tally(loader.device)
+    tally = _Tally(loader.device, keep=keep_predictions)
     for x, y in loader:
         with autocast():
             logits = TTA[tta](model, x)
@@ -146,12 +154,12 @@ def evaluate(
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, loader: DeviceLoader, autocast: Callable[[], AbstractContextManager]
+    model: nn.Module,
+    loader: DeviceLoader,
+    autocast: Callable[[], AbstractContextManager],
+    tta: str = "none",
 ) -> torch.Tensor:
-    """Predicted class of every image of `loader`, in order, on the CPU."""
+    """Predicted class of every image of `loader`, in order, on the CPU (this process only)."""
     model.eval()
-    preds = []
-    for x, _ in loader:
-        with autocast():
-            preds.append(model(x).argmax(1))
-    return torch.cat(preds).cpu()
+    with autocast():
+        return torch.cat([TTA[tta](model, x).argmax(1) for x, _ in loader]).cpu()

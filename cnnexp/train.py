@@ -128,7 +128,7 @@ def _train(
         else:
             fit.native()
         record.metrics["backend"] = distributed.backend()  # Lightning may have set one up
-        _finish(cfg, record, data, model, parts, precision, job)
+        fit.finish(job)
     return record.metrics
 
 
@@ -239,6 +239,7 @@ class Fit:
     def __post_init__(self) -> None:
         self.train_loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
         self.test_loss = nn.CrossEntropyLoss()
+        self.predictions: torch.Tensor | None = None  # the last epoch's, on this rank
 
     def record_epoch(self, epoch: int, trained: EpochStats, lr: float) -> None:
         """Test the network after a training epoch, then record and log the epoch."""
@@ -250,9 +251,14 @@ class Fit:
             )
         # Test-time augmentation multiplies the cost of a test pass (up to 6x): only the last
         # epoch pays for it; earlier epochs' accuracy is the network's own.
-        tta = cfg.tta if epoch + 1 == cfg.epochs else "none"
+        last = epoch + 1 == cfg.epochs
+        tta = cfg.tta if last else "none"
         model, autocast = self.parts.eval_model, self.precision.autocast
-        tested = evaluate(model, self.data.test, self.test_loss, autocast, tta=tta)
+        # The last test pass keeps its predictions for the end-of-run pictures (finish).
+        tested = evaluate(model, self.data.test, self.test_loss, autocast, tta=tta,
+                          keep_predictions=last)  # fmt: skip
+        if last:
+            self.predictions = tested.predictions
         row = {"epoch": epoch + 1, "train_loss": trained.loss, "train_acc": trained.acc,
                "test_loss": tested.loss, "test_acc": tested.acc, "lr": lr,
                "train_seconds": trained.seconds, "test_seconds": tested.seconds,
@@ -335,6 +341,36 @@ class Fit:
             log.info("resuming %s from epoch %d of %d", self.run_dir, start + 1, self.cfg.epochs)
         return start
 
+    def finish(self, job: dict[str, Any]) -> None:
+        """The end-of-run pictures (confusion matrix, misclassified images, hparams) from the
+        last epoch's test predictions, and the replicas' checksums under DDP."""
+        record = self.record
+        record.save()
+        predictions = self.test_predictions()
+        if record.is_main:
+            record.tracker.finish(record.metrics, predictions, self.data.test_set,
+                                  hparam_values(self.cfg, job))  # fmt: skip
+        if distributed.active():  # DDP keeps the replicas identical; record the proof
+            record.metrics["rank_weight_checksums"] = distributed.gather(
+                weights_checksum(self.model)
+            )
+
+    def test_predictions(self) -> torch.Tensor:
+        """The predicted class of every test image, in order, as the last epoch tested them:
+        its kept predictions (each rank's shard interleaved back under DDP: rank r tested
+        images r, r + world, ...), or a pass of its own when the last epoch ran in an earlier
+        process."""
+        if self.predictions is None:
+            alone = {**self.data.args, "rank": 0, "world_size": 1}
+            whole = DeviceLoader(self.data.test_set, batch_size=self.cfg.eval_batch_size,
+                                 train=False, **alone)  # fmt: skip
+            return predict(self.parts.eval_model, whole, self.precision.autocast, self.cfg.tta)
+        shards = distributed.gather(self.predictions)
+        predictions = torch.empty(len(self.data.test_set), dtype=torch.long)
+        for rank, shard in enumerate(shards):
+            predictions[rank :: len(shards)] = shard
+        return predictions
+
     def checkpoint(self, epoch: int) -> None:
         parts = self.parts
 
@@ -348,27 +384,6 @@ class Fit:
                         epoch=epoch, history=self.record.metrics["history"],
                         config=OmegaConf.to_container(self.cfg),
                         config_hash=self.config_hash)  # fmt: skip
-
-
-def _finish(
-    cfg: DictConfig,
-    record: RunRecord,
-    data: Loaders,
-    model: nn.Module,
-    parts: Optimization,
-    precision: Precision,
-    job: dict[str, Any],
-) -> None:
-    """The end-of-run pictures (confusion matrix, misclassified images, hparams) from one pass
-    over the whole test set, and the replicas' checksums under DDP."""
-    record.save()
-    if record.is_main:
-        whole_test = DeviceLoader(data.test_set, batch_size=cfg.eval_batch_size, train=False,
-                                  **{**data.args, "rank": 0, "world_size": 1})  # fmt: skip
-        predictions = predict(parts.eval_model, whole_test, precision.autocast)
-        record.tracker.finish(record.metrics, predictions, data.test_set, hparam_values(cfg, job))
-    if distributed.active():  # DDP keeps the replicas identical; record the proof
-        record.metrics["rank_weight_checksums"] = distributed.gather(weights_checksum(model))
 
 
 @dataclass

@@ -83,3 +83,12 @@ def test_flip_mirrors_about_half_the_images_and_changes_nothing_else():
     plain = torch.tensor([torch.equal(a, b) for a, b in zip(x, original, strict=True)])
     assert bool((mirrored | plain).all())
     assert 0.4 < mirrored.float().mean().item() < 0.6
+
+
+def test_the_confusion_matrix_is_the_last_test_pass_with_its_test_time_augmentation(tmp_path):
+    metrics = train(make_config(*QUICK, "epochs=2", "tta=flip"), tmp_path)
+    matrix = torch.tensor(metrics["confusion_matrix"])
+    assert matrix.sum() == metrics["test_images"]
+    assert matrix.trace().item() / matrix.sum().item() == pytest.approx(
+        metrics["final_test_acc"], abs=1e-9
+    )

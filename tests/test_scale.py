@@ -55,6 +55,11 @@ def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
     assert metrics["status"] == "completed" and metrics["world_size"] == 2
     checksums = metrics["rank_weight_checksums"]
     assert len(checksums) == 2 and checksums[0] == checksums[1]
+    # The confusion matrix comes from both ranks' last test pass, put back in order.
+    matrix = metrics["confusion_matrix"]
+    correct = sum(matrix[i][i] for i in range(len(matrix)))
+    assert sum(map(sum, matrix)) == metrics["test_images"]
+    assert correct / metrics["test_images"] == pytest.approx(metrics["final_test_acc"], abs=1e-9)
     # Each rank trained on its own half: an epoch is 1024 images over both ranks, not 2048.
     assert metrics["train_images"] == 1024
     assert [row["images"] for row in metrics["history"]] == [1024, 1024]
