@@ -16,6 +16,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cnnexp import CONF_DIR
+from cnnexp.config import command_line_problem, typed_overrides
 from cnnexp.distributed import launched_by_torchrun, rank_and_world
 from cnnexp.errors import CnnexpError
 from cnnexp.train import read_metrics, train
@@ -30,7 +31,7 @@ def main(cfg: DictConfig) -> float | None:
     sweeping = hc.mode == RunMode.MULTIRUN
     job = {
         "choices": OmegaConf.to_container(hc.runtime.choices),
-        "overrides": list(hc.overrides.task),
+        "overrides": typed_overrides(hc.overrides.task),
     }
     if "optuna" in str(hc.sweeper.get("_target_", "")) and not cfg.data.validation:
         log.error("a search chooses by %s, which needs a validation split: add "
@@ -39,7 +40,7 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     devices = cfg.trainer.get("devices", 1)  # a bad value is refused by train() below
     if isinstance(devices, int) and devices > 1 and not launched_by_torchrun():
-        return _under_torchrun(devices, job["overrides"], hc.runtime.output_dir, cfg.objective)
+        return _under_torchrun(devices, hc.overrides.task, hc.runtime.output_dir, cfg.objective)
     try:
         metrics = train(cfg, hc.runtime.output_dir, job)
     except CnnexpError as err:
@@ -72,25 +73,6 @@ def _under_torchrun(
     return metrics.get(objective)
 
 
-def unknown_choice(args: list[str], conf: Path = CONF_DIR) -> str | None:
-    """The message for the first override that picks a config group option that does not
-    exist (`pool=median`), else None. Checked before Hydra, whose own message is a stack of
-    lines; sweeps (`pool=max,avg`) are checked per value."""
-    for arg in args:
-        key, sep, value = arg.lstrip("+~").partition("=")
-        group = conf / key
-        if not sep or arg.startswith("-") or "(" in value or not group.is_dir():
-            continue
-        if key.startswith("hydra"):  # Hydra's own groups hold its plugins' options too
-            continue
-        options = sorted(p.stem for p in group.glob("*.yaml"))
-        for choice in value.split(","):
-            if choice != "null" and choice not in options:
-                return (f"{key}={choice} is not an option: choose one of {', '.join(options)} "
-                        f"(the files in conf/{key}/)")  # fmt: skip
-    return None
-
-
 def _quiet_other_ranks() -> None:
     """Under torchrun only rank 0 keeps a Hydra run folder; the others write theirs to /tmp."""
     rank, _, _ = rank_and_world()
@@ -106,7 +88,7 @@ def _quiet_other_ranks() -> None:
 
 
 if __name__ == "__main__":
-    if problem := unknown_choice(sys.argv[1:]):
+    if problem := command_line_problem(sys.argv[1:], CONF_DIR):
         print(f"error: {problem}", file=sys.stderr)
         sys.exit(2)
     _quiet_other_ranks()

@@ -1,10 +1,215 @@
-"""Checks of config values that Hydra's own composition cannot catch."""
+"""The config's schema and the checks a type cannot express.
 
-from __future__ import annotations
+Every group and the top level have a structured config (a dataclass in Hydra's ConfigStore), so a
+wrong type or an unknown key fails when the config is composed. The values themselves live once,
+in the YAML files under conf/; the dataclasses only say what each key is (MISSING: set in YAML).
+`validate` then checks ranges and choices.
+"""
 
-from omegaconf import DictConfig
+import types
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import (
+    Any,
+    NamedTuple,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
+from omegaconf import MISSING, BooleanNode, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from cnnexp.errors import ConfigError
+
+
+@dataclass
+class Built:
+    """A class or function built by `hydra.utils.instantiate`, its arguments given later."""
+
+    _target_: str = MISSING
+    _partial_: bool = MISSING
+
+
+@dataclass
+class LeakyReLU(Built):
+    negative_slope: float = MISSING
+
+
+@dataclass
+class SGD(Built):
+    lr: float = MISSING  # peak learning rate, for the mean loss of a batch
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+    weight_decay: float = MISSING
+
+
+@dataclass
+class Adam(Built):
+    lr: float = MISSING
+    weight_decay: float = MISSING
+
+
+@dataclass
+class Warmup(Built):
+    warmup: float = MISSING  # fraction of all steps
+
+
+@dataclass
+class WarmupLinear(Warmup):
+    final: float = MISSING  # the last step's learning rate, as a fraction of the peak
+
+
+@dataclass
+class LeNet(Built):
+    in_channels: int = MISSING
+    image_size: int = MISSING
+    num_classes: int = MISSING
+
+
+@dataclass
+class ConvNet(LeNet):
+    widths: list[int] = MISSING
+    width_mult: float = MISSING
+    convs_per_stage: int = MISSING
+    kernel_size: int = MISSING
+    stride: int = MISSING
+    fc_layers: int = MISSING
+    fc_width: int = MISSING
+    batch_norm: bool = MISSING
+    dropout: float = MISSING
+
+
+@dataclass
+class WhitenedResNet(LeNet):
+    widths: list[int] = MISSING
+    width_mult: float = MISSING
+    bn_momentum: float = MISSING
+    head_scale: float = MISSING
+    identity_init: bool = MISSING
+    whiten_bias_epochs: int | None = MISSING
+    whiten: bool = MISSING
+    residual: bool = MISSING
+    batch_norm: bool = MISSING
+
+
+@dataclass
+class Augment:
+    translate: int = MISSING
+    flip: Any = MISSING  # true | false | alternate
+
+
+@dataclass
+class Synthetic:
+    train_size: int = MISSING
+    test_size: int = MISSING
+    noise: float = MISSING
+
+
+@dataclass
+class Data:
+    name: str = MISSING
+    source: str = MISSING
+    root: str | None = MISSING
+    folder: str | None = MISSING
+    download: bool = MISSING
+    cache: str | None = MISSING
+    channels: int = MISSING
+    size: int = MISSING
+    pad: int = MISSING
+    classes: int = MISSING
+    mean: list[float] = MISSING
+    std: list[float] = MISSING
+    subset: int | None = MISSING
+    validation: int = MISSING
+    augment: Augment = MISSING
+    synthetic: Synthetic | None = None  # only for source=synthetic
+
+
+@dataclass
+class Trainer:
+    name: str = MISSING
+    devices: int = MISSING
+
+
+@dataclass
+class Study:
+    name: str | None = MISSING
+    baseline: dict[str, Any] = MISSING
+    budget: str | None = MISSING
+    baseline_reaches: float | None = MISSING
+    tune: str | None = MISSING
+
+
+@dataclass
+class Tracking:
+    images_every: int = MISSING
+    feature_map_images: int = MISSING
+    histograms_every: int = MISSING
+    graph: bool = MISSING
+    confusion: bool = MISSING
+    misclassified: int = MISSING
+    hparams: bool = MISSING
+    monitor_interval: float = MISSING
+
+
+@dataclass
+class Config:
+    """The top level. Groups whose options differ in shape (model, optimizer, ...) are typed by
+    each option's own schema, named in that option's defaults list."""
+
+    data: Data = MISSING
+    model: Any = MISSING
+    pool: Any = MISSING
+    activation: Any = MISSING
+    optimizer: Any = MISSING
+    schedule: Any = MISSING
+    trainer: Trainer = MISSING
+    seed: int = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    device: str = MISSING
+    precision: str = MISSING
+    channels_last: Any = MISSING  # auto | true | false
+    compile: bool = MISSING
+    label_smoothing: float = MISSING
+    eval_batch_size: int = MISSING
+    tta: str = MISSING
+    ema: float | None = MISSING
+    lookahead: bool = MISSING
+    norm_bias_lr: float = MISSING
+    objective: str = MISSING
+    max_loss: float = MISSING
+    progress: Any = MISSING  # auto | true | false
+    study: Study = MISSING
+    tracking: Tracking = MISSING
+
+
+# Each option's schema, by group: conf/model/convnet.yaml starts `defaults: [convnet_schema]`.
+SCHEMAS = {
+    "pool": {"built": Built},
+    "activation": {"built": Built, "leaky_relu": LeakyReLU},
+    "optimizer": {"sgd": SGD, "adam": Adam},
+    "schedule": {"built": Built, "warmup": Warmup, "warmup_linear": WarmupLinear},
+    "model": {"lenet": LeNet, "convnet": ConvNet, "whitened_resnet": WhitenedResNet},
+}
+
+
+def register() -> None:
+    """Put every schema in Hydra's ConfigStore, before any config is composed: the top level's
+    as `config_schema` (named first in conf/config.yaml), each option's as `<name>_schema`."""
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            store.store(group=group, name=f"{name}_schema", node=node)
+
 
 CHOICES = {
     "device": ("auto", "cpu", "cuda", "mps"),
@@ -28,6 +233,7 @@ def _whole(value: object, low: int = 1) -> bool:
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first bad key, its value and what would be valid."""
+    _refuse_unknown_keys(cfg)
     for key in ("epochs", "batch_size", "eval_batch_size"):
         if not _whole(cfg[key]):
             raise ConfigError(f"{key}={cfg[key]!r} is not valid: it must be a whole number >= 1")
@@ -78,3 +284,156 @@ def _validate_model(model: DictConfig) -> None:
     if mult is not None and (isinstance(mult, bool) or not isinstance(mult, (int, float))
                              or mult <= 0):  # fmt: skip
         raise ConfigError(f"model.width_mult={mult!r} is not valid: it must be a number > 0")
+
+
+def _refuse_unknown_keys(node: DictConfig, path: str = "") -> None:
+    """Every key under a schema is one of its fields. Hydra's `+key=value` appends past the
+    schema, so composing alone does not catch `+model.kernelsize=5`."""
+    schema = OmegaConf.get_type(node)
+    if is_dataclass(schema):
+        known = [f.name for f in fields(schema)]
+        for key in node:
+            if key not in known:
+                raise ConfigError(_not_a_key(f"{path}{key}", schema))
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            _refuse_unknown_keys(child, f"{path}{key}.")
+
+
+def _not_a_key(key: str, schema: type) -> str:
+    parent, _, _ = key.rpartition(".")
+    where = f"{parent} ({schema.__name__})" if parent else "the top level"
+    names = [f.name for f in fields(schema) if not f.name.startswith("_")]
+    return f"{key} is not a config key; {where} has: {', '.join(names)}"
+
+
+# --- the command line, checked before Hydra starts a run --------------------------------------
+
+
+class Choice(NamedTuple):
+    """One value of one override: `seed=1` of `seed=0,1`."""
+
+    text: str  # as an override: seed=1
+    key: str  # seed; +experiment=x gives experiment
+    value: Any  # typed as Hydra's grammar reads it: 1, true, 'yes'
+
+
+def typed_overrides(overrides: list[str]) -> dict[str, Any]:
+    """A job's overrides as {key: value}, typed as Hydra's grammar reads them (`seed=1` -> 1,
+    `model.widths=[8,16]` -> [8, 16]), Hydra's own left out. The one reading of them: written
+    into metrics.json at the start of a run, and used by the report for a run that never began."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return {o.key_or_group: o.value() for o in parsed if not o.key_or_group.startswith("hydra")}
+
+
+def command_line_problem(args: list[str], conf: Path) -> str | None:
+    """The first problem with the configs that a command line composes, as one line naming the
+    key and what is allowed; else None. Each value of a sweep is composed with the first value
+    of every other sweep, so a bad value fails before any job trains."""
+    overrides = [arg for arg in args if "=" in arg and not arg.startswith("-")]
+    if problem := unknown_choice(overrides, conf):
+        return problem
+    parser, parsed = OverridesParser.create(), []
+    for arg in overrides:
+        try:
+            parsed += parser.parse_overrides([arg])
+        except HydraException as err:  # Hydra's message, without its link to the grammar
+            reason = " ".join(line for line in str(err).splitlines() if not line.startswith("See"))
+            return f"{arg} cannot be read: {reason} (https://hydra.cc/docs/advanced/override_grammar/basic/)"
+    sweeps = [_choices(o) for o in parsed if not o.key_or_group.startswith("hydra")]
+    sweeps = [values for values in sweeps if values]
+    firsts = [values[0] for values in sweeps]
+    runs = [firsts] + [[*firsts[:i], value, *firsts[i + 1 :]]
+                       for i, values in enumerate(sweeps) for value in values[1:]]  # fmt: skip
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        for run in runs:
+            if problem := _composed_problem(run):
+                return problem
+    return None
+
+
+def _choices(override: Override) -> list[Choice]:
+    """The override's values; none for a search's interval (the search draws those)."""
+    key, prefix = override.key_or_group, override.get_key_element()
+    if not override.is_sweep_override():
+        return [Choice(override.input_line or "", key, override.value())]
+    if override.is_interval_sweep():
+        return []
+    texts = override.sweep_string_iterator()
+    return [Choice(f"{prefix}={text}", key, value)
+            for text, value in zip(texts, override.sweep_iterator(), strict=True)]  # fmt: skip
+
+
+def _composed_problem(run: list[Choice]) -> str | None:
+    """Compose one job's config and check it: types and keys (the schema), then `validate`."""
+    try:
+        cfg = compose(config_name="config", overrides=[choice.text for choice in run])
+    except (HydraException, OmegaConfBaseException) as err:
+        return _explain(err, run)
+    for choice in run:
+        node = _node(cfg, choice.key)
+        if isinstance(node, BooleanNode) and not isinstance(choice.value, bool | None):
+            # OmegaConf would read yes/no/on/off as booleans; a typo should not pass as one.
+            return f"{choice.text} is not valid: {choice.key} is true or false"
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def _node(cfg: DictConfig, key: str) -> Any:
+    """The node (not its value) at a dotted key, or None."""
+    parent, _, last = key.rpartition(".")
+    container = OmegaConf.select(cfg, parent) if parent else cfg
+    if isinstance(container, DictConfig) and last in container:
+        return container._get_node(last)
+    return None  # a config group (+experiment=...) or a key the schema would refuse
+
+
+def _explain(err: Exception, run: list[Choice]) -> str:
+    """One line for a composition error: the key, its value and what the schema allows."""
+    cause = err.__cause__ or err
+    key = (getattr(cause, "full_key", None) or "").partition("[")[0]  # model.widths[1]: a list
+    schema = getattr(cause, "object_type", None)
+    given = next((c.text for c in run if c.key == key), None)
+    if not key:
+        return " ".join(str(err).split())
+    if not is_dataclass(schema):  # an element of a list: OmegaConf's own reason
+        return f"{given or key} is not valid: {str(getattr(cause, 'msg', cause)).splitlines()[0]}"
+    field = key.rpartition(".")[2]
+    hints = get_type_hints(schema)
+    if field not in hints:
+        return _not_a_key(key, schema)
+    return f"{given or key} is not valid: {key} is {_kind(hints[field])}"
+
+
+def _kind(annotation: Any) -> str:
+    """A schema type in words: int -> 'a whole number'."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (Union, types.UnionType):  # X | None
+        return f"{_kind(args[0])} or null"
+    if get_origin(annotation) is list:
+        return f"a list of {_kind(args[0]).removeprefix('a ')}s, e.g. [1,2]"
+    words = {int: "a whole number", float: "a number", bool: "true or false", str: "text"}
+    return words.get(annotation, "a value")
+
+
+def unknown_choice(args: list[str], conf: Path) -> str | None:
+    """The message for the first override that picks a config group option that does not
+    exist (`pool=median`), else None. Checked before Hydra, whose own message is a stack of
+    lines; sweeps (`pool=max,avg`) are checked per value."""
+    for arg in args:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        group = conf / key
+        if not sep or arg.startswith("-") or "(" in value or not group.is_dir():
+            continue
+        if key.startswith("hydra"):  # Hydra's own groups hold its plugins' options too
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for choice in value.split(","):
+            if choice != "null" and choice not in options:
+                return (f"{key}={choice} is not an option: choose one of {', '.join(options)} "
+                        f"(the files in conf/{key}/)")  # fmt: skip
+    return None

@@ -72,7 +72,7 @@ class RunRecord:
             "record_version": RECORD_VERSION, "status": "running", "error": None,
             "device": str(device), "world_size": world, "seed": cfg.seed, "epochs": cfg.epochs,
             "config_hash": config_hash, "choices": job.get("choices", {}),
-            "overrides": job.get("overrides", []), "git_commit": env["git_commit"],
+            "overrides": job.get("overrides", {}), "git_commit": env["git_commit"],
             "torch": env["torch"], "cuda": env["cuda"], "history": [],
         }  # fmt: skip
         self.tracker = Tracker(run_dir, enabled=is_main, settings=cfg.tracking, epochs=cfg.epochs)

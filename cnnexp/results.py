@@ -20,6 +20,7 @@ import pandas as pd
 import yaml
 
 from cnnexp import stats
+from cnnexp.config import typed_overrides
 from cnnexp.schema import HEADLINE
 
 # The columns of runs.csv taken from each run's record (cnnexp.schema defines them).
@@ -96,7 +97,6 @@ def chance_reason(metrics: dict[str, Any]) -> str | None:
 
 def read_run(run: Path) -> dict[str, Any]:
     """One row: the run's overrides as columns, its metrics, history, config and provenance."""
-    overrides = _yaml(run / ".hydra" / "overrides.yaml") or []
     config = _yaml(run / ".hydra" / "config.yaml") or {}
     metrics_path = run / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
@@ -104,12 +104,7 @@ def read_run(run: Path) -> dict[str, Any]:
         metrics = {"status": "incomplete", "error": "no metrics.json: the job never started"}
     elif metrics.get("status") == "running":
         metrics["status"] = "incomplete"  # stopped without a word: killed, or still going
-    row: dict[str, Any] = {"run": str(run)}
-    for override in overrides:
-        key, _, value = override.partition("=")
-        key = key.lstrip("+~")
-        if not key.startswith("hydra."):
-            row[key] = value
+    row: dict[str, Any] = {"run": str(run), **_overrides(run, metrics)}
     row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
     reason = chance_reason(metrics) if metrics.get("status") == USABLE else None
     if reason:
@@ -123,6 +118,15 @@ def read_run(run: Path) -> dict[str, Any]:
     row["study"] = (config.get("study") or {}).get("name")
     row["baseline"] = (config.get("study") or {}).get("baseline") or {}
     return row
+
+
+def _overrides(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The run's overrides, typed: as its metrics.json records them; for a run that never began
+    (or one recorded before record version 3 typed them), read from Hydra's overrides.yaml."""
+    recorded = metrics.get("overrides")
+    if isinstance(recorded, dict):
+        return recorded
+    return typed_overrides(_yaml(run / ".hydra" / "overrides.yaml") or [])
 
 
 HIDDEN = ("history", "system", "config", "study", "baseline")  # per-run objects, not columns

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 METRICS = "metrics.json"
 # 1: the first layout; 2: record_version, validation headline numbers, precision_reason,
-# test_class_counts. Readers treat a record without the field as version 1.
-RECORD_VERSION = 2
+# test_class_counts; 3: overrides as {key: typed value} (cnnexp.config.typed_overrides), no
+# longer a list of strings. Readers treat a record without the field as version 1.
+RECORD_VERSION = 3
 # What a run's status can be while and after it runs. "did_not_train" is the report's own
 # judgement of a completed run (cnnexp.results), never written by training.
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")

@@ -39,6 +39,7 @@ from cnnexp.lookahead import Lookahead
 from cnnexp.models import count_macs, count_parameters
 from cnnexp.precision import Precision, choose, step_timer
 from cnnexp.record import METRICS, RunRecord, read_metrics
+from cnnexp.schema import RECORD_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
     except ConfigError as err:  # on record in the run folder, so a sweep's report lists it
         previous = read_metrics(run_dir)
         if rank == 0 and not (previous and previous.get("status") == "completed"):
-            failure = {"status": "failed", "error": str(err), **(job or {})}
+            failure = {"record_version": RECORD_VERSION, "status": "failed", "error": str(err),
+                       **(job or {})}  # fmt: skip
             atomic_write_json(failure, Path(run_dir) / METRICS)
         raise
     distributed.init(device)
@@ -542,9 +544,7 @@ def _normalised(loader: DeviceLoader, indices: torch.Tensor) -> torch.Tensor:
 def hparam_values(cfg: DictConfig, job: dict[str, Any]) -> dict[str, Any]:
     """What distinguishes this run in a sweep: group choices, overrides, seed and lr."""
     values = {k: v for k, v in job.get("choices", {}).items() if not k.startswith("hydra")}
-    for override in job.get("overrides", []):
-        key, _, value = override.partition("=")
-        values[key.lstrip("+~")] = value
+    values.update(job.get("overrides", {}))
     values.update(seed=cfg.seed, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.optimizer.lr)
     return values
 

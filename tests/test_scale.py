@@ -115,8 +115,8 @@ def test_joblib_sweep_and_optuna_search_are_read_by_the_report(tmp_path):
     trials = [read_metrics(p) for p in sorted(search.glob("[0-9]*"))]
     assert len(trials) == 3 and all(t["status"] == "completed" for t in trials)
     assert all("final_val_acc" in t for t in trials)
-    lrs = {o for t in trials for o in t["overrides"] if o.startswith("optimizer.lr=")}
-    assert len(lrs) == 3
+    lrs = {t["overrides"]["optimizer.lr"] for t in trials}  # recorded as numbers, not text
+    assert len(lrs) == 3 and all(isinstance(lr, float) for lr in lrs)
     best = (search / "optimization_results.yaml").read_text()
     assert str(max(t["final_val_acc"] for t in trials))[:6] in best
 

@@ -132,9 +132,8 @@ def test_a_tuned_study_compares_each_variant_at_its_best_validation_lr(tmp_path)
     for arch in ("baseline", "stride-2"):
         val = {}
         for m in everything:
-            if f"arch={arch}" in " ".join(m["overrides"]):
-                lr = next(o for o in m["overrides"] if o.startswith("optimizer.lr="))
-                val.setdefault(lr.split("=")[1], []).append(m["final_val_acc"])
+            if m["overrides"]["arch"] == arch:
+                val.setdefault(m["overrides"]["optimizer.lr"], []).append(m["final_val_acc"])
         best = max(val, key=lambda lr: sum(val[lr]) / len(val[lr]))
         chosen = study.tuning.set_index("arch").loc[arch, "optimizer.lr"]
         assert chosen == best

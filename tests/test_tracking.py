@@ -30,7 +30,7 @@ def run(tmp_path_factory):
     metrics = train(
         make_config(*TRACKED),
         run_dir,
-        {"choices": {"model": "convnet"}, "overrides": ["model.widths=[8,16]"]},
+        {"choices": {"model": "convnet"}, "overrides": {"model.widths": [8, 16]}},
     )
     events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "histograms": 0})
     events.Reload()
