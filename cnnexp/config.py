@@ -2,7 +2,8 @@
 
 Every group and the top level have a structured config (a dataclass in Hydra's ConfigStore), so a
 wrong type or an unknown key fails when the config is composed. The values themselves live once,
-in the YAML files under conf/; the dataclasses only say what each key is (MISSING: set in YAML).
+in the YAML files under conf/; the dataclasses only say what each key is (no defaults here: a
+key without a value in YAML is MISSING).
 `validate` then checks ranges and choices.
 """
 
@@ -23,7 +24,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import MISSING, BooleanNode, DictConfig, OmegaConf
+from omegaconf import BooleanNode, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from cnnexp.errors import ConfigError
@@ -33,130 +34,130 @@ from cnnexp.errors import ConfigError
 class Built:
     """A class or function built by `hydra.utils.instantiate`, its arguments given later."""
 
-    _target_: str = MISSING
-    _partial_: bool = MISSING
+    _target_: str
+    _partial_: bool
 
 
 @dataclass
 class LeakyReLU(Built):
-    negative_slope: float = MISSING
+    negative_slope: float
 
 
 @dataclass
 class SGD(Built):
-    lr: float = MISSING  # peak learning rate, for the mean loss of a batch
-    momentum: float = MISSING
-    nesterov: bool = MISSING
-    weight_decay: float = MISSING
+    lr: float  # peak learning rate, for the mean loss of a batch
+    momentum: float
+    nesterov: bool
+    weight_decay: float
 
 
 @dataclass
 class Adam(Built):
-    lr: float = MISSING
-    weight_decay: float = MISSING
+    lr: float
+    weight_decay: float
 
 
 @dataclass
 class Warmup(Built):
-    warmup: float = MISSING  # fraction of all steps
+    warmup: float  # fraction of all steps
 
 
 @dataclass
 class WarmupLinear(Warmup):
-    final: float = MISSING  # the last step's learning rate, as a fraction of the peak
+    final: float  # the last step's learning rate, as a fraction of the peak
 
 
 @dataclass
 class LeNet(Built):
-    in_channels: int = MISSING
-    image_size: int = MISSING
-    num_classes: int = MISSING
+    in_channels: int
+    image_size: int
+    num_classes: int
 
 
 @dataclass
 class ConvNet(LeNet):
-    widths: list[int] = MISSING
-    width_mult: float = MISSING
-    convs_per_stage: int = MISSING
-    kernel_size: int = MISSING
-    stride: int = MISSING
-    fc_layers: int = MISSING
-    fc_width: int = MISSING
-    batch_norm: bool = MISSING
-    dropout: float = MISSING
+    widths: list[int]
+    width_mult: float
+    convs_per_stage: int
+    kernel_size: int
+    stride: int
+    fc_layers: int
+    fc_width: int
+    batch_norm: bool
+    dropout: float
 
 
 @dataclass
 class WhitenedResNet(LeNet):
-    widths: list[int] = MISSING
-    width_mult: float = MISSING
-    bn_momentum: float = MISSING
-    head_scale: float = MISSING
-    identity_init: bool = MISSING
-    whiten_bias_epochs: int | None = MISSING
-    whiten: bool = MISSING
-    residual: bool = MISSING
-    batch_norm: bool = MISSING
+    widths: list[int]
+    width_mult: float
+    bn_momentum: float
+    head_scale: float
+    identity_init: bool
+    whiten_bias_epochs: int | None
+    whiten: bool
+    residual: bool
+    batch_norm: bool
 
 
 @dataclass
 class Augment:
-    translate: int = MISSING
-    flip: Any = MISSING  # true | false | alternate
+    translate: int
+    flip: Any  # true | false | alternate
 
 
 @dataclass
 class Synthetic:
-    train_size: int = MISSING
-    test_size: int = MISSING
-    noise: float = MISSING
+    train_size: int
+    test_size: int
+    noise: float
 
 
 @dataclass
 class Data:
-    name: str = MISSING
-    source: str = MISSING
-    root: str | None = MISSING
-    folder: str | None = MISSING
-    download: bool = MISSING
-    cache: str | None = MISSING
-    channels: int = MISSING
-    size: int = MISSING
-    pad: int = MISSING
-    classes: int = MISSING
-    mean: list[float] = MISSING
-    std: list[float] = MISSING
-    subset: int | None = MISSING
-    validation: int = MISSING
-    augment: Augment = MISSING
+    name: str
+    source: str
+    root: str | None
+    folder: str | None
+    download: bool
+    cache: str | None
+    channels: int
+    size: int
+    pad: int
+    classes: int
+    mean: list[float]
+    std: list[float]
+    subset: int | None
+    validation: int
+    augment: Augment
     synthetic: Synthetic | None = None  # only for source=synthetic
 
 
 @dataclass
 class Trainer:
-    name: str = MISSING
-    devices: int = MISSING
+    name: str
+    devices: int
 
 
 @dataclass
 class Study:
-    name: str | None = MISSING
-    baseline: dict[str, Any] = MISSING
-    budget: str | None = MISSING
-    baseline_reaches: float | None = MISSING
-    tune: str | None = MISSING
+    name: str | None
+    baseline: dict[str, Any]
+    budget: str | None
+    baseline_reaches: float | None
+    tune: str | None
 
 
 @dataclass
 class Tracking:
-    images_every: int = MISSING
-    feature_map_images: int = MISSING
-    histograms_every: int = MISSING
-    graph: bool = MISSING
-    confusion: bool = MISSING
-    misclassified: int = MISSING
-    hparams: bool = MISSING
-    monitor_interval: float = MISSING
+    images_every: int
+    feature_map_images: int
+    histograms_every: int
+    graph: bool
+    confusion: bool
+    misclassified: int
+    hparams: bool
+    monitor_interval: float
 
 
 @dataclass
@@ -164,31 +165,31 @@ class Config:
     """The top level. Groups whose options differ in shape (model, optimizer, ...) are typed by
     each option's own schema, named in that option's defaults list."""
 
-    data: Data = MISSING
-    model: Any = MISSING
-    pool: Any = MISSING
-    activation: Any = MISSING
-    optimizer: Any = MISSING
-    schedule: Any = MISSING
-    trainer: Trainer = MISSING
-    seed: int = MISSING
-    epochs: int = MISSING
-    batch_size: int = MISSING
-    device: str = MISSING
-    precision: str = MISSING
-    channels_last: Any = MISSING  # auto | true | false
-    compile: bool = MISSING
-    label_smoothing: float = MISSING
-    eval_batch_size: int = MISSING
-    tta: str = MISSING
-    ema: float | None = MISSING
-    lookahead: bool = MISSING
-    norm_bias_lr: float = MISSING
-    objective: str = MISSING
-    max_loss: float = MISSING
-    progress: Any = MISSING  # auto | true | false
-    study: Study = MISSING
-    tracking: Tracking = MISSING
+    data: Data
+    model: Any
+    pool: Any
+    activation: Any
+    optimizer: Any
+    schedule: Any
+    trainer: Trainer
+    seed: int
+    epochs: int
+    batch_size: int
+    device: str
+    precision: str
+    channels_last: Any  # auto | true | false
+    compile: bool
+    label_smoothing: float
+    eval_batch_size: int
+    tta: str
+    ema: float | None
+    lookahead: bool
+    norm_bias_lr: float
+    objective: str
+    max_loss: float
+    progress: Any  # auto | true | false
+    study: Study
+    tracking: Tracking
 
 
 # Each option's schema, by group: conf/model/convnet.yaml starts `defaults: [convnet_schema]`.

@@ -18,7 +18,8 @@ CPU = torch.device("cpu")
 
 def resnet(**overrides) -> WhitenedResNet:
     args = dict(widths=[8, 8, 8], width_mult=1.0, bn_momentum=0.4, head_scale=0.125,
-                identity_init=False, whiten_bias_epochs=None)  # fmt: skip
+                identity_init=False, whiten_bias_epochs=None, whiten=True, residual=True,
+                batch_norm=True)  # fmt: skip
     return WhitenedResNet(3, 32, 10, nn.MaxPool2d, nn.GELU, **{**args, **overrides})
 
 

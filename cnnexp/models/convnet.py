@@ -17,23 +17,12 @@ class ConvNet(nn.Module):
     each stage, then `fc_layers` fully connected layers (the last one gives the class scores)."""
 
     def __init__(
-        self,
-        in_channels: int,
-        image_size: int,
-        num_classes: int,
-        pool: PoolFactory,
-        activation: ActivationFactory,
-        *,
-        widths: Sequence[int],
-        width_mult: float,
-        convs_per_stage: int,
-        kernel_size: int,
-        stride: int,
-        fc_layers: int,
-        fc_width: int,
-        batch_norm: bool,
-        dropout: float,
-    ):
+        self, in_channels: int, image_size: int, num_classes: int,  # the data's (interpolated)
+        pool: PoolFactory, activation: ActivationFactory,  # from conf/pool, conf/activation
+        *, widths: Sequence[int], width_mult: float,  # the stages' channels
+        convs_per_stage: int, kernel_size: int, stride: int, batch_norm: bool,  # their convs
+        fc_layers: int, fc_width: int, dropout: float,  # the classifier
+    ):  # fmt: skip
         super().__init__()
         if not widths or convs_per_stage < 1 or fc_layers < 1 or kernel_size < 1 or stride < 1:
             raise ModelError(

@@ -40,16 +40,9 @@ class _Bias(nn.Module):
 class Stage(nn.Module):
     """conv -> pool -> BN -> act, then x + act(BN(conv(x)))."""
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        pool: PoolFactory,
-        activation: ActivationFactory,
-        bn_momentum: float | None,
-        identity_init: bool = False,
-        residual: bool = True,
-    ):
+    def __init__(self, in_channels: int, out_channels: int, pool: PoolFactory,
+                 activation: ActivationFactory, bn_momentum: float | None,
+                 identity_init: bool, residual: bool):  # fmt: skip
         super().__init__()
         self.down = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
@@ -81,23 +74,13 @@ class WhitenedResNet(nn.Module):
     """Whitening stem (2x2 patches), residual stages of `widths`, max pool, scaled linear head."""
 
     def __init__(
-        self,
-        in_channels: int,
-        image_size: int,
-        num_classes: int,
-        pool: PoolFactory,
-        activation: ActivationFactory,
-        *,
-        widths: Sequence[int],
-        width_mult: float,
-        bn_momentum: float,
-        head_scale: float,
-        identity_init: bool,
-        whiten_bias_epochs: int | None,
-        whiten: bool = True,
-        residual: bool = True,
-        batch_norm: bool = True,
-    ):
+        self, in_channels: int, image_size: int, num_classes: int,  # the data's (interpolated)
+        pool: PoolFactory, activation: ActivationFactory,  # from conf/pool, conf/activation
+        *, widths: Sequence[int], width_mult: float,  # the stages' channels
+        whiten: bool, whiten_bias_epochs: int | None,  # the stem
+        residual: bool, batch_norm: bool, bn_momentum: float, identity_init: bool,  # the stages
+        head_scale: float,  # the head
+    ):  # fmt: skip
         super().__init__()
         patch = 2
         whiten_channels = 2 * in_channels * patch * patch  # each eigenvector and its negative
