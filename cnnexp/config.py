@@ -52,6 +52,12 @@ class SGD(Built):
 
 
 @dataclass
+class Muon(SGD):
+    filter_lr: float
+    filter_momentum: float
+
+
+@dataclass
 class Adam(Built):
     lr: float
     weight_decay: float
@@ -196,7 +202,7 @@ class Config:
 SCHEMAS = {
     "pool": {"built": Built},
     "activation": {"built": Built, "leaky_relu": LeakyReLU},
-    "optimizer": {"sgd": SGD, "adam": Adam},
+    "optimizer": {"sgd": SGD, "muon": Muon, "adam": Adam},
     "schedule": {"built": Built, "warmup": Warmup, "warmup_linear": WarmupLinear},
     "model": {"lenet": LeNet, "convnet": ConvNet, "whitened_resnet": WhitenedResNet},
 }
