@@ -198,7 +198,7 @@ class Config:
     tracking: Tracking
 
 
-# Each option's schema, by group: conf/model/convnet.yaml starts `defaults: [convnet_schema]`.
+# Each option's schema, by group.
 SCHEMAS = {
     "pool": {"built": Built},
     "activation": {"built": Built, "leaky_relu": LeakyReLU},
@@ -210,12 +210,14 @@ SCHEMAS = {
 
 def register() -> None:
     """Put every schema in Hydra's ConfigStore, before any config is composed: the top level's
-    as `config_schema` (named first in conf/config.yaml), each option's as `<name>_schema`."""
+    as `schema/config` (first in conf/config.yaml's defaults), each option's as
+    `schema/<group>/<name>` (conf/model/convnet.yaml: `defaults: [/schema/model/convnet@_here_]`).
+    Under schema/, apart from the groups' own options."""
     store = ConfigStore.instance()
-    store.store(name="config_schema", node=Config)
+    store.store(group="schema", name="config", node=Config)
     for group, schemas in SCHEMAS.items():
         for name, node in schemas.items():
-            store.store(group=group, name=f"{name}_schema", node=node)
+            store.store(group=f"schema/{group}", name=name, node=node)
 
 
 CHOICES = {
