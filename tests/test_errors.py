@@ -54,7 +54,8 @@ def test_cuda_without_gpu_is_refused(tmp_path):
         ("model=convnet model.kernel_size=abc",
          "model.kernel_size=abc is not valid: model.kernel_size is a whole number"),
         ("pool=median", "pool=median is not an option: choose one of avg, max"),
-        ("optimizer=rmsprop", "optimizer=rmsprop is not an option: choose one of adam, adamw, muon, sgd"),
+        ("optimizer=rmsprop", "optimizer=rmsprop is not an option: choose one of adam, adamw, "
+                              "muon, sgd"),
         ("epochs=0", "epochs=0 is not valid: it must be a whole number >= 1"),
         ("label_smoothing=lots", "label_smoothing=lots is not valid: label_smoothing is a number"),
         ("ema=often", "ema=often is not valid: ema is a number or null"),
