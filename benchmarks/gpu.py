@@ -355,11 +355,7 @@ INGREDIENTS = {
     "+ lookahead": ["lookahead=true"],
     "+ 2-pixel translations instead of 4": ["data.augment.translate=2"],
     "+ weight decay x3 (1.5e-3)": ["optimizer.weight_decay=1.5e-3"],
-    "+ Muon for the conv filters": [
-        "optimizer=muon",
-        "optimizer.lr=0.4",
-        "optimizer.filter_lr=0.08",
-    ],  # fmt: skip
+    "+ Muon for the filters": ["optimizer=muon", "optimizer.lr=0.4", "optimizer.filter_lr=0.08"],
 }
 
 
