@@ -108,5 +108,6 @@ def test_cifar10_cpu_preset_composes_and_trains_on_synthetic_data(tmp_path):
     cfg = make_config("+experiment=cifar10_cpu", *TINY, "model.width_mult=0.125",
                       "data.synthetic.noise=0.5", "tracking.images_every=0")  # fmt: skip
     assert cfg.tta == "flip_translate" and cfg.norm_bias_lr == 64.0
+    assert cfg.optimizer._target_ == "cnnexp.muon.Muon" and cfg.data.augment.translate == 2
     metrics = train(cfg, tmp_path)
     assert metrics["status"] == "completed" and metrics["final_test_acc"] > 0.5
