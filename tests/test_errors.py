@@ -82,7 +82,7 @@ def test_good_command_lines_pass_the_check():
 
 @pytest.mark.parametrize(
     "args",
-    [["epochs=0"], ["compile=yes"], ["epoch=3"], ["pool=median"], ["-m", "optimizer=sgd,rmsprop"]],
+    [["epochs=0"], ["compile=yes"], ["-m", "optimizer=sgd,rmsprop"]],  # range, type, option
 )
 def test_a_bad_command_line_is_one_line_and_exit_2(tmp_path, args):
     result = run_cli(*TINY, *args, f"hydra.run.dir={tmp_path}", cwd=REPO)

@@ -83,6 +83,7 @@ def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
     assert stats.images == 512
 
 
+@pytest.mark.slow  # 23 s: two plugin sweeps
 def test_joblib_sweep_and_optuna_search_are_read_by_the_report(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")

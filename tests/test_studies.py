@@ -79,7 +79,11 @@ TINY_STUDY = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=2
 SEEDS = {"pooling": "seed=0,1"}  # the others: one seed per arm, to keep the suite short
 
 
-@pytest.mark.parametrize("study", CPU_STUDIES)
+# The architecture study (18 arms, 22 s here) runs with the slow tests: the suite stays < 5 min.
+@pytest.mark.parametrize(
+    "study", [pytest.param(s, marks=pytest.mark.slow) if s == "architecture" else s
+              for s in CPU_STUDIES],
+)  # fmt: skip
 def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
     """The real multirun with every arm of the study, then its report."""
     root = tmp_path / study
