@@ -220,14 +220,13 @@ def register() -> None:
             store.store(group=f"schema/{group}", name=name, node=node)
 
 
+# Text keys with a fixed set of values (booleans are typed by the schema).
 CHOICES = {
     "device": ("auto", "cpu", "cuda", "mps"),
     "precision": ("auto", "bf16", "fp16", "fp32"),
     "channels_last": ("auto", True, False),
     "progress": ("auto", True, False),
     "tta": ("none", "flip", "flip_translate"),
-    "lookahead": (True, False),
-    "compile": (True, False),
     # What a search maximises: never a test metric, so the test set decides nothing.
     "objective": ("final_val_acc", "best_val_acc"),
 }
