@@ -38,8 +38,8 @@ def main(cfg: DictConfig) -> float | None:
                   "data.validation=5000 (training images held out; never the test set)",
                   cfg.objective)  # fmt: skip
         sys.exit(2)
-    devices = cfg.trainer.get("devices", 1)  # a bad value is refused by train() below
-    if isinstance(devices, int) and devices > 1 and not launched_by_torchrun():
+    devices = cfg.trainer.devices  # checked (>= 1) before Hydra started
+    if devices > 1 and not launched_by_torchrun():
         return _under_torchrun(devices, hc.overrides.task, hc.runtime.output_dir, cfg.objective)
     try:
         metrics = train(cfg, hc.runtime.output_dir, job)
