@@ -32,7 +32,7 @@ from cnnexp.engine import train_one_epoch
 from cnnexp.environment import environment
 from cnnexp.loader import DeviceLoader
 from cnnexp.precision import Precision, choose, step_timer
-from cnnexp.results import time_to
+from cnnexp.report.curves import time_to
 from cnnexp.train import build, build_model, build_optimizer, train
 
 WARMUP_STEPS = 5  # untimed steps before each window: allocations, oneDNN kernel choice

@@ -33,7 +33,7 @@ from hydra import compose, initialize_config_dir
 
 from cnnexp import CONF_DIR
 from cnnexp.environment import environment, nvidia_smi
-from cnnexp.results import time_to
+from cnnexp.report.curves import time_to
 from cnnexp.train import read_metrics, train
 
 REPO = Path(__file__).resolve().parent.parent

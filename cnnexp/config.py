@@ -152,6 +152,9 @@ class Study:
     budget: str | None
     baseline_reaches: float | None
     tune: str | None
+    question: str | None
+    sections: list[str]
+    role: str | None
 
 
 @dataclass
@@ -231,6 +234,10 @@ CHOICES = {
     "objective": ("final_val_acc", "best_val_acc"),
 }
 # Whole numbers of the network's shape, where the chosen model has them.
+# What a study's runs can be (study.role) and the report's extra sections it can ask for
+# (study.sections; cnnexp.report.build.SECTIONS draws them).
+STUDY_ROLES = (None, "budget_check")
+STUDY_SECTIONS = ("pooling",)
 MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")
 
 
@@ -265,6 +272,12 @@ def validate(cfg: DictConfig) -> None:
             f"data.augment.flip={cfg.data.augment.flip!r} is not valid; choose true, false or "
             "alternate"
         )
+    if cfg.study.role not in STUDY_ROLES:
+        raise ConfigError(f"study.role={cfg.study.role!r} is not valid; choose budget_check or null")
+    for section in cfg.study.sections:
+        if section not in STUDY_SECTIONS:
+            raise ConfigError(f"study.sections has {section!r}; the report's sections are "
+                              f"{', '.join(STUDY_SECTIONS)}")  # fmt: skip
     if cfg.trainer.devices < 1:
         raise ConfigError(
             f"trainer.devices={cfg.trainer.devices!r} is not valid: it must be a whole number >= 1"

@@ -17,7 +17,7 @@ from cnnexp.environment import environment, nvidia_smi
 from cnnexp.errors import CnnexpError, DivergedError
 from cnnexp.files import atomic_write_json
 from cnnexp.monitor import SystemMonitor
-from cnnexp.schema import METRICS, RECORD_VERSION
+from cnnexp.schema import METRICS, RECORD_VERSION, WITHOUT
 from cnnexp.tracking import Tracker
 
 
@@ -42,6 +42,9 @@ def summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
         images_per_second=sum(r["images_per_second"] * r["train_seconds"] for r in history)
         / train_seconds,
     )
+    for key in WITHOUT.values():  # the last epoch's evaluation-only pairs
+        if key in history[-1]:
+            metrics[f"final_{key}"] = history[-1][key]
     if "val_acc" in history[-1]:
         metrics.update(
             final_val_acc=history[-1]["val_acc"],

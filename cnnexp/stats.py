@@ -1,79 +1,336 @@
-"""The statistics behind a verdict: Welch's t-test, its confidence interval, Holm's correction
-and the smallest difference the seeds could have detected. SciPy does the distributions."""
+"""The statistics behind a verdict, with no prose: one model of a study's arms, many-to-one
+comparisons against its baseline with intervals that match them, pairs where the network is the
+same, and the power of it all. SciPy and statsmodels do the distributions and the fits.
+
+A study's arms are fitted together. Where their variances agree (Bartlett's test does not reject),
+one residual variance pooled over all of them (an ordinary least squares fit of accuracy on arm,
+statsmodels) serves every comparison, with the model's degrees of freedom; an arm whose variance
+is out of line with the rest is left out of the pool and compared by Welch's test. Every
+comparison of a study belongs to one family: Dunnett's many-to-one test (SciPy) on the pooled
+arms, Holm's step-down over Welch's tests of the rest, the family's level split between the two
+by the number of arms in each (Bonferroni). Each interval is the family's simultaneous interval
+at the level its test used, so an interval excludes zero exactly when its verdict says so.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import optimize, stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import ttest_power
 
-CORRECTIONS = ("holm", "bonferroni", "none")
+ALPHA = 0.05  # the family-wise level of a study's verdicts
+POWER = 0.8  # the power at which a detectable difference is stated
+METHODS = ("dunnett", "holm", "none")  # many-to-one family-wise methods; none: each test alone
+METHOD = "dunnett"
+RNG = 0  # Dunnett's p-values are numerical integrals: a fixed seed makes them repeatable
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A variant against its baseline: difference of means (variant - baseline) and its test."""
+    """One arm against the control: difference of means (arm - control) and its verdict's test.
+
+    `level` is the per-comparison level the interval was made at (its confidence is 1 - level)
+    and `detectable` the true difference found with probability POWER at that level."""
 
     diff: float
-    se: float  # standard error of the difference
+    se: float
+    df: float
     t: float
-    df: float  # Welch-Satterthwaite degrees of freedom
-    p: float  # two-sided
-    ci_low: float  # confidence interval of the difference at the chosen level
+    p: float  # two-sided, of this test alone
+    p_adjusted: float  # for the whole family: the arm differs when p_adjusted < alpha
+    ci_low: float
     ci_high: float
+    level: float
+    detectable: float
+    test: str  # "dunnett", "pooled t", "welch" or "paired t"
+
+    @property
+    def differs(self) -> bool:
+        """The simultaneous interval excludes zero."""
+        return self.ci_low > 0 or self.ci_high < 0
 
 
-def welch(variant: Sequence[float], baseline: Sequence[float], alpha: float = 0.05) -> Comparison:
-    """Welch's t-test (unequal variances) of two groups of at least 2 values each, with the
-    (1 - alpha) confidence interval of the difference from the t distribution."""
-    a, b = np.asarray(variant, float), np.asarray(baseline, float)
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("Welch's t-test needs at least 2 values in each group")
+@dataclass(frozen=True)
+class Variances:
+    """How the arms' noise was modelled: pooled (with its estimate and degrees of freedom) over
+    every arm but `left_out`, or not at all (`pooled` false: every arm by Welch's test)."""
+
+    pooled: bool
+    sigma: float  # the pooled residual standard deviation (NaN when not pooled)
+    df: float  # the model's residual degrees of freedom
+    bartlett_stat: float
+    bartlett_p: float  # over the arms kept in the pool (NaN when fewer than two have spread)
+    bartlett_all_p: float  # over every arm with spread, before any was left out
+    left_out: tuple[str, ...]  # arms with out-of-line variances, compared by Welch's test
+
+
+def check_variances(groups: Mapping[str, Sequence[float]], control: str, alpha: float = ALPHA):
+    """Pool the arms whose variances agree. While Bartlett's test rejects equal variances over
+    the pool, the arm whose variance is most out of line with the others' pooled variance (a
+    two-sided F test, Bonferroni over the arms) leaves the pool; where no single arm is out of
+    line (or the control is), nothing is pooled."""
+    arrays = {k: np.asarray(v, float) for k, v in groups.items() if len(v)}
+    spread = [k for k, v in arrays.items() if len(v) > 1 and v.var(ddof=1) > 0]
+    first = _bartlett(arrays, spread)
+    left_out: list[str] = []
+    stat, p = first
+    while p < alpha:
+        worst, worst_p = _most_out_of_line(arrays, spread)
+        if worst == control or worst_p >= alpha / len(spread):
+            return Variances(False, math.nan, math.nan, stat, p, first[1], tuple(left_out))
+        left_out.append(worst)
+        spread.remove(worst)
+        stat, p = _bartlett(arrays, spread)
+    pool = {k: v for k, v in arrays.items() if k not in left_out}
+    sigma, df = pooled_fit(pool)
+    if not df > 0 or not sigma > 0:
+        return Variances(False, math.nan, math.nan, stat, p, first[1], tuple(left_out))
+    return Variances(True, sigma, df, stat, p, first[1], tuple(left_out))
+
+
+def _bartlett(arrays: Mapping[str, np.ndarray], names: list[str]) -> tuple[float, float]:
+    if len(names) < 2:
+        return math.nan, math.nan
+    result = stats.bartlett(*(arrays[k] for k in names))
+    return float(result.statistic), float(result.pvalue)
+
+
+def _most_out_of_line(arrays: Mapping[str, np.ndarray], names: list[str]) -> tuple[str, float]:
+    """The arm whose variance differs most from the pooled variance of the others (F test)."""
+    best, best_p = names[0], math.inf
+    for name in names:
+        others = [arrays[k] for k in names if k != name]
+        df_others = sum(len(v) - 1 for v in others)
+        var_others = sum((len(v) - 1) * v.var(ddof=1) for v in others) / df_others
+        df_arm = len(arrays[name]) - 1
+        ratio = arrays[name].var(ddof=1) / var_others
+        p = 2 * min(stats.f.sf(ratio, df_arm, df_others), stats.f.cdf(ratio, df_arm, df_others))
+        if p < best_p:
+            best, best_p = name, float(p)
+    return best, best_p
+
+
+def pooled_fit(groups: Mapping[str, Sequence[float]]) -> tuple[float, float]:
+    """The residual standard deviation and degrees of freedom of accuracy ~ arm (OLS)."""
+    frame = pd.DataFrame(
+        [{"arm": k, "y": float(y)} for k, values in groups.items() for y in values]
+    )
+    if frame["arm"].nunique() < 1 or len(frame) <= frame["arm"].nunique():
+        return math.nan, 0.0
+    fit = smf.ols("y ~ C(arm)", frame).fit() if frame["arm"].nunique() > 1 else _mean_fit(frame)
+    return math.sqrt(fit.mse_resid), float(fit.df_resid)
+
+
+def _mean_fit(frame: pd.DataFrame):
+    return smf.ols("y ~ 1", frame).fit()
+
+
+def against_control(
+    groups: Mapping[str, Sequence[float]],
+    control: str,
+    alpha: float = ALPHA,
+    method: str = METHOD,
+) -> tuple[dict[str, Comparison], Variances]:
+    """Every arm of `groups` (name -> values) but `control`, against it, as one family."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    variances = check_variances(groups, control, alpha)
+    arms = [k for k, v in groups.items() if k != control and len(v)]
+    pooled = [k for k in arms if variances.pooled and k not in variances.left_out]
+    alone = [k for k in arms if k not in pooled and len(groups[k]) > 1]
+    tests = {
+        **_pooled_tests(groups, control, pooled, variances),
+        **{k: _welch(groups[k], groups[control]) for k in alone},
+    }
+    m = len(tests)
+    if m == 0:
+        return {}, variances
+    if method == "dunnett" and pooled:
+        out = _dunnett(groups, control, pooled, variances, alpha * len(pooled) / m, m / len(pooled))
+        share = len(alone) / m
+        out |= _stepwise(tests, alone, alpha * share, "holm", 1 / share if share else 1.0)
+        return out, variances
+    names = list(tests)
+    return _stepwise(tests, names, alpha, method, 1.0), variances
+
+
+@dataclass(frozen=True)
+class _Test:
+    diff: float
+    se: float
+    df: float
+    test: str
+
+    @property
+    def t(self) -> float:
+        return self.diff / self.se
+
+    @property
+    def p(self) -> float:
+        return float(2 * stats.t.sf(abs(self.t), self.df))
+
+
+def _pooled_tests(groups, control, names, variances) -> dict[str, _Test]:
+    base = np.asarray(groups[control], float)
+    out = {}
+    for name in names:
+        arm = np.asarray(groups[name], float)
+        se = variances.sigma * math.sqrt(1 / len(arm) + 1 / len(base))
+        out[name] = _Test(arm.mean() - base.mean(), se, variances.df, "pooled t")
+    return out
+
+
+def _welch(arm: Sequence[float], base: Sequence[float]) -> _Test:
+    a, b = np.asarray(arm, float), np.asarray(base, float)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    diff, se = float(a.mean() - b.mean()), math.sqrt(va + vb)
-    if se == 0.0:  # no spread in either group: the noise cannot be estimated
-        return Comparison(diff, 0.0, math.nan, math.nan, math.nan, math.nan, math.nan)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return _Test(a.mean() - b.mean(), 0.0, math.nan, "welch")
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    result = stats.ttest_ind(a, b, equal_var=False)
-    half = stats.t.ppf(1 - alpha / 2, df) * se
-    return Comparison(diff, se, float(result.statistic), df, float(result.pvalue),
-                      diff - half, diff + half)  # fmt: skip
+    return _Test(a.mean() - b.mean(), se, df, "welch")
 
 
-def adjust(pvalues: Sequence[float], method: str = "holm") -> list[float]:
-    """p-values corrected for testing them all together (Holm's step-down, Bonferroni, or none);
-    NaN stays NaN and does not count as a test."""
-    if method not in CORRECTIONS:
-        raise ValueError(f"correction {method!r} is not one of {', '.join(CORRECTIONS)}")
-    p = np.asarray(pvalues, float)
-    tested = np.flatnonzero(~np.isnan(p))
-    m = len(tested)
-    out = p.copy()
-    if method == "none" or m == 0:
-        return out.tolist()
-    if method == "bonferroni":
-        out[tested] = np.minimum(1.0, p[tested] * m)
-        return out.tolist()
-    order = tested[np.argsort(p[tested], kind="stable")]
-    running = 0.0
-    for rank, index in enumerate(order):  # the k-th smallest is multiplied by m - k + 1
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        out[index] = running
-    return out.tolist()
+def _dunnett(groups, control, names, variances, level, inflate) -> dict[str, Comparison]:
+    """SciPy's Dunnett test of `names` against `control` with its simultaneous intervals at
+    1 - level; p-values multiplied by `inflate` for the family's other share (Bonferroni)."""
+    samples = [np.asarray(groups[k], float) for k in names]
+    base = np.asarray(groups[control], float)
+    result = stats.dunnett(*samples, control=base, rng=RNG)
+    interval = result.confidence_interval(1 - level)
+    tests = _pooled_tests(groups, control, names, variances)
+    out = {}
+    for i, name in enumerate(names):
+        test = tests[name]
+        low, high = float(interval.low[i]), float(interval.high[i])
+        critical = (high - low) / 2 / test.se  # Dunnett's critical value for this design
+        per_test = float(2 * stats.t.sf(critical, test.df))  # the level of one test it equals
+        out[name] = Comparison(
+            test.diff,
+            test.se,
+            test.df,
+            test.t,
+            test.p,
+            min(1.0, float(result.pvalue[i]) * inflate),
+            low,
+            high,
+            per_test,
+            detectable(test.se, test.df, per_test),
+            "dunnett",
+        )
+    return out
 
 
-def detectable(se: float, df: float, alpha: float, power: float = 0.8) -> float:
-    """The smallest true difference that a two-sided test at level `alpha` with this standard
-    error and these degrees of freedom would find with probability `power` (t approximation)."""
-    if not (se > 0 and df > 0):
+def _stepwise(tests, names, alpha, method, inflate) -> dict[str, Comparison]:
+    """Holm's step-down (or no correction) over `names`, each interval at the level of the
+    step that decided it: the k-th smallest p-value is tested at alpha / (m - k + 1) while the
+    steps before it rejected; the first step that does not reject, and every step after it,
+    is shown at that step's level. A test whose noise is unknown (no spread) has no verdict."""
+    usable = [k for k in names if tests[k].se > 0]
+    out = {k: _no_noise(tests[k]) for k in names if k not in usable}
+    if not usable:
+        return out
+    holm = method == "holm"
+    p = np.array([tests[k].p for k in usable])
+    adjusted = multipletests(p, alpha=alpha, method="holm")[1] if holm else p
+    m = len(usable)
+    stop = None  # the level of the first step that did not reject
+    for rank, index in enumerate(np.argsort(p, kind="stable")):
+        step = alpha / (m - rank) if holm else alpha
+        if stop is None and adjusted[index] >= alpha:
+            stop = step
+        level = step if stop is None else stop
+        test = tests[usable[index]]
+        half = stats.t.ppf(1 - level / 2, test.df) * test.se
+        out[usable[index]] = Comparison(
+            test.diff,
+            test.se,
+            test.df,
+            test.t,
+            test.p,
+            min(1.0, float(adjusted[index]) * inflate),
+            test.diff - half,
+            test.diff + half,
+            level,
+            detectable(test.se, test.df, alpha / m if holm else alpha),
+            test.test,
+        )
+    return out
+
+
+def _no_noise(test: _Test) -> Comparison:
+    nan = math.nan
+    return Comparison(test.diff, 0.0, nan, nan, nan, nan, nan, nan, nan, nan, test.test)
+
+
+def paired(after: Sequence[float], before: Sequence[float], alpha: float = ALPHA) -> Comparison:
+    """`after - before` over pairs measured on the same networks (SciPy's ttest_rel), with its
+    1 - alpha interval. Pairs that all differ by the same amount have no noise to test."""
+    a, b = np.asarray(after, float), np.asarray(before, float)
+    d = a - b
+    if len(d) < 2 or d.std(ddof=1) == 0:
+        return _no_noise(_Test(float(d.mean()) if len(d) else math.nan, 0.0, math.nan, "paired t"))
+    result = stats.ttest_rel(a, b)
+    interval = result.confidence_interval(1 - alpha)
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    df = float(len(d) - 1)
+    return Comparison(
+        float(d.mean()),
+        se,
+        df,
+        float(result.statistic),
+        float(result.pvalue),
+        float(result.pvalue),
+        float(interval.low),
+        float(interval.high),
+        alpha,
+        detectable(se, df, alpha),
+        "paired t",
+    )
+
+
+def welch(arm: Sequence[float], base: Sequence[float], alpha: float = ALPHA) -> Comparison:
+    """Welch's test of two independent groups alone, with its 1 - alpha interval."""
+    test = _welch(arm, base)
+    return _stepwise({"arm": test}, ["arm"], alpha, "none", 1.0)["arm"]
+
+
+def detectable(se: float, df: float, level: float, power: float = POWER) -> float:
+    """The true difference that a two-sided t test at `level` with this standard error and
+    these degrees of freedom finds with probability `power` (the noncentral t of statsmodels'
+    ttest_power, with the effect measured in standard errors)."""
+    if not (se > 0 and df > 0 and 0 < level < 1):
         return math.nan
-    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df)) * se)
+    highest = stats.t.isf(level / 2, df) + 2.0
+    while two_sided_power(highest, df, level) < power:  # heavy tails (few df) need more
+        highest *= 2
+    found = optimize.brentq(lambda e: two_sided_power(e, df, level) - power, 1e-6, highest)
+    return float(found * se)
 
 
-def per_test_level(alpha: float, tests: int, method: str) -> float:
-    """The level one comparison must pass when `tests` are made: the strictest step of Holm and
-    Bonferroni (alpha / tests), or alpha uncorrected. Used for the detectable difference."""
-    return alpha / max(tests, 1) if method in ("holm", "bonferroni") else alpha
+def two_sided_power(effect: float, df: float, level: float) -> float:
+    """The power of a two-sided t test at `level` for a true difference of `effect` standard
+    errors. statsmodels' two-sided form returns NaN where the far tail underflows (a large
+    effect), so the two tails are added here, the far one counting 0 when it underflows."""
+    near = ttest_power(effect, nobs=1, alpha=level / 2, df=df, alternative="larger")
+    far = ttest_power(effect, nobs=1, alpha=level / 2, df=df, alternative="smaller")
+    return float(near + (0.0 if np.isnan(far) else far))
+
+
+def seeds_needed(
+    sigma: float, target: float, arms: int, level: float, power: float = POWER, most: int = 1000
+) -> int | None:
+    """Seeds per arm for a study of `arms` arms (the control included), pooled variance
+    `sigma`, to detect `target` against the control at `level` with `power`; None past `most`."""
+    if not (sigma > 0 and target > 0):
+        return None
+    for n in range(2, most + 1):
+        if detectable(sigma * math.sqrt(2 / n), arms * (n - 1), level, power) <= target:
+            return n
+    return None

@@ -14,7 +14,7 @@ from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid
 
 from cnnexp.data import ImageTensorDataset
-from cnnexp.schema import HPARAM_METRICS
+from cnnexp.schema import HPARAM_METRICS, WITHOUT
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,8 @@ SCALAR_TAGS = {
     "images_per_second": "time/images_per_second",
     "val_loss": "val/loss",  # where a validation split is held out
     "val_acc": "val/acc",
+    # the last epoch's test accuracy with one evaluation-only option off (cnnexp.schema.WITHOUT)
+    **{key: f"test/acc_without_{option}" for option, key in WITHOUT.items()},
 }
 MAX_CHANNELS = 16  # feature-map channels shown per image
 

@@ -39,7 +39,7 @@ from cnnexp.lookahead import Lookahead
 from cnnexp.models import count_macs, count_parameters
 from cnnexp.precision import Precision, choose, step_timer
 from cnnexp.record import METRICS, RunRecord, read_metrics
-from cnnexp.schema import RECORD_VERSION
+from cnnexp.schema import RECORD_VERSION, WITHOUT
 
 log = logging.getLogger(__name__)
 
@@ -259,13 +259,14 @@ class Fit:
         # The last test pass keeps its predictions for the end-of-run pictures (finish).
         tested = evaluate(model, self.data.test, self.test_loss, autocast, tta=tta,
                           keep_predictions=last)  # fmt: skip
-        if last:
-            self.predictions = tested.predictions
         row = {"epoch": epoch + 1, "train_loss": trained.loss, "train_acc": trained.acc,
                "test_loss": tested.loss, "test_acc": tested.acc, "lr": lr,
                "train_seconds": trained.seconds, "test_seconds": tested.seconds,
                "images_per_second": trained.images / trained.seconds,
                "images": trained.images}  # fmt: skip
+        if last:
+            self.predictions = tested.predictions
+            row.update(self.without_eval_only())
         if self.data.val is not None:
             validated = evaluate(model, self.data.val, self.test_loss, autocast, tta=tta)
             row.update(val_loss=validated.loss, val_acc=validated.acc)
@@ -276,6 +277,23 @@ class Fit:
                      "%.0f img/s", epoch + 1, cfg.epochs, trained.loss, trained.acc, tested.loss,
                      tested.acc, trained.seconds, row["images_per_second"])  # fmt: skip
             self.record.save()
+
+    def without_eval_only(self) -> dict[str, float]:
+        """The last epoch's test accuracy with each evaluation-only option that is on turned
+        off alone (cnnexp.schema.EVAL_ONLY): the same trained network evaluated both ways, so
+        the report measures the option in pairs rather than by training it again."""
+        cfg, parts = self.cfg, self.parts
+        variants = {}  # option -> (the network to test, its test-time augmentation)
+        if cfg.tta != "none":
+            variants["tta"] = (parts.eval_model, "none")
+        if parts.ema is not None:
+            variants["ema"] = (self.model, cfg.tta)
+        return {
+            WITHOUT[option]: evaluate(
+                model, self.data.test, self.test_loss, self.precision.autocast, tta=tta
+            ).acc
+            for option, (model, tta) in variants.items()
+        }
 
     def probe(self) -> torch.Tensor:
         """The fixed test images whose feature maps TensorBoard shows."""

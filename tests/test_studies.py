@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from cnnexp import CONF_DIR
 from cnnexp.models import count_macs
 from cnnexp.report import main as report_main
-from cnnexp.results import flatten, load_study
+from cnnexp.report.runs import flatten, load_study
 from cnnexp.train import build_model
 
 STUDIES = ["architecture", "architecture_mnist", "architecture_gpu", "pooling", "pooling_mnist",

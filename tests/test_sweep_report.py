@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnnexp.errors import DivergedError
 from cnnexp.report import main as report_main
-from cnnexp.results import Study, answers, summarise
+from cnnexp.report.runs import Study, answers, summarise
 from cnnexp.train import train
 
 SWEEP = [

@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 
 from cnnexp import stats
 from cnnexp.report import main as report_main
-from cnnexp.results import Study, answers, chance_reason, load_study, summarise
+from cnnexp.report.runs import Study, answers, chance_reason, load_study, summarise
 
 
 def study(groups: dict[str, list[float]], statuses: dict[tuple[str, int], str] | None = None,

@@ -54,7 +54,7 @@ def curves_figure(curves: pd.DataFrame, factors: list[str], key: str, path: Path
 def verdict_panels(summary: pd.DataFrame, factor: str, baseline: str, path: Path) -> Path:
     """One panel per group of levels of `factor` (levels named 'group-value' share a panel):
     each seed's difference from the baseline mean as a dot, and the difference of means with
-    the 95% interval of the verdict's Welch test; the baseline's own seeds at 0."""
+    the verdict's simultaneous interval; the baseline's own seeds at 0."""
     base = summary[summary[factor].astype(str) == baseline].iloc[0]
     panels = _panels(summary, factor, baseline)
     widths = [len(levels) + 1 for levels in panels.values()]  # room for every level's label
@@ -76,7 +76,7 @@ def verdict_panels(summary: pd.DataFrame, factor: str, baseline: str, path: Path
         ax.set_title(title, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("test accuracy − baseline mean (points)")
-    fig.suptitle(f"dots: seeds; diamonds: difference of means with its 95% CI "
+    fig.suptitle(f"dots: seeds; diamonds: difference of means with its simultaneous interval "
                  f"(baseline {100 * base_mean:.2f}%)", fontsize=8)  # fmt: skip
     return _save(fig, path)
 

@@ -1,0 +1,5 @@
+import sys
+
+from cnnexp.report.build import main
+
+sys.exit(main())

@@ -1,0 +1,71 @@
+"""The baseline check: whether the baseline reached what its study states, and whether its
+budget let it converge, from the study's budget check (the baseline trained again at twice the
+epochs, `+experiment=<study>_check`). Without that check the report says so; it never calls a
+baseline converged from its own curve."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cnnexp import stats
+from cnnexp.report.answers import label, seeds_phrase
+from cnnexp.report.document import Document
+from cnnexp.report.runs import Study
+from cnnexp.report.verdicts import BudgetCheck, budget_check, is_baseline
+
+
+def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame, alpha: float) -> None:
+    """Whether the baseline reached the accuracy its config states, and what twice the epochs
+    gave it."""
+    if summary.empty or not summary["n"].any():
+        return
+    base = summary[is_baseline(study, summary)] if study.baseline else summary
+    stated = study.setting("baseline_reaches")
+    lines = []
+    for _, row in base[base["n"] > 0].head(1).iterrows():
+        text = f"The baseline ({label(study, row)}) reached {100 * row['mean']:.2f}% "
+        text += f"({seeds_phrase(row)})"
+        if stated is not None:
+            met = "met" if row["mean"] >= float(stated) else "NOT met"
+            text += f"; its study states at least {100 * float(stated):.1f}%: {met}"
+        lines.append(text + ". " + convergence(study, budget_check(study, summary, alpha), alpha))
+    if lines:
+        doc.heading(3, "Baseline check")
+        doc.bullets(lines)
+
+
+def convergence(study: Study, check: BudgetCheck | None, alpha: float = stats.ALPHA) -> str:
+    """What the budget check says, with its interval; or that convergence was not checked."""
+    if check is None:
+        experiment = _experiment(study)
+        command = (
+            f" (python -m cnnexp -m +experiment={experiment}_check, then name its folder "
+            "beside this study's)"
+            if experiment
+            else ""
+        )
+        return (
+            "Convergence not checked: the baseline was not trained again at twice the epochs"
+            f"{command}."
+        )
+    c = check.comparison
+    if c is None or not c.se > 0:
+        return (f"The budget check has {check.check_n} usable run(s) at {check.check_epochs} "
+                "epochs: too few to measure the gap.")  # fmt: skip
+    gap = (
+        f"At {check.check_epochs} epochs instead of {check.epochs} the baseline gains "
+        f"{100 * c.diff:+.2f} points ({check.check_n} runs against {check.n}; "
+        f"{100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f}, Welch)"
+    )
+    if c.ci_low > 0:
+        return f"{gap}: not converged at this budget; longer training may change the answers."
+    if c.ci_high < 0:
+        return f"{gap}: it loses at twice the epochs (over-fitting, or a schedule to re-tune)."
+    return f"{gap}: no clear gain; converged to within {100 * c.ci_high:.2f} points at this budget."
+
+
+def _experiment(study: Study) -> str | None:
+    if "experiment" not in study.runs:
+        return None
+    names = study.runs["experiment"].dropna().unique()
+    return str(names[0]) if len(names) == 1 else None

@@ -1,0 +1,93 @@
+"""The training process: per-epoch curves of a study's arms, the first epochs in numbers, and
+the GPU (else CPU) load over a run's time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cnnexp.report import figures
+from cnnexp.report.document import Document
+from cnnexp.report.runs import USABLE, Study, as_tuple, system_log
+
+
+def curves(study: Study, key: str) -> pd.DataFrame:
+    """Per-epoch `key` (e.g. test_acc) of every usable run: run, factors..., epoch, value."""
+    rows = []
+    for _, run in study.runs[study.runs["status"] == USABLE].iterrows():
+        for h in run["history"]:
+            if key in h:
+                rows.append({"run": run["run"], **{f: run[f] for f in study.factors},
+                             "epoch": h["epoch"], key: h[key]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def time_to(history: list[dict[str, Any]], target: float) -> float | None:
+    """Training seconds until the first epoch whose test accuracy reached `target`."""
+    seconds = 0.0
+    for row in history:
+        seconds += row["train_seconds"]
+        if row["test_acc"] >= target:
+            return seconds
+    return None
+
+
+def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
+    """Per level: mean test accuracy and training loss after each of the first epochs, and
+    the mean training seconds of an epoch."""
+    acc, loss = curves(study, "test_acc"), curves(study, "train_loss")
+    seconds = curves(study, "train_seconds")
+    if acc.empty or not study.factors:
+        return pd.DataFrame()
+    rows = []
+    for level, part in acc.groupby(study.factors, sort=False):
+        levels = dict(zip(study.factors, as_tuple(level), strict=True))
+        row, mask = dict(levels), _matching(loss, levels)
+        for e in range(1, epochs + 1):
+            mean_acc = part[part.epoch == e].test_acc.mean()
+            row[f"test acc % after epoch {e}"] = round(100 * mean_acc, 2)
+            mean_loss = loss[mask & (loss.epoch == e)].train_loss.mean()
+            row[f"train loss after epoch {e}"] = round(mean_loss, 4)
+        row["train s / epoch"] = round(seconds[_matching(seconds, levels)].train_seconds.mean(), 2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _matching(frame: pd.DataFrame, levels: dict) -> pd.Series:
+    mask = pd.Series(True, index=frame.index)
+    for key, value in levels.items():
+        if key in frame:
+            mask &= frame[key].astype(str) == str(value)
+    return mask
+
+
+def add_curves(doc: Document, study: Study, tag: str) -> None:
+    for key, caption in (
+        ("test_acc", "test accuracy per epoch"),
+        ("train_loss", "training loss per epoch"),
+        ("test_loss", "test loss per epoch"),
+    ):
+        frame = curves(study, key)
+        if not frame.empty:
+            path = doc.out / "figures" / f"{tag}-{key}.png"
+            figures.curves_figure(frame, study.factors, key, path)
+            doc.image(path, f"{caption} (mean ± std over the usable seeds)")
+
+
+def add_system(doc: Document, study: Study, tag: str) -> None:
+    """GPU (else CPU) utilisation over the first run's time."""
+    first = Path(study.runs["run"].iloc[0])
+    system = system_log(first)
+    if system is None or not len(system):
+        return
+    gpu = any(c.endswith("_util_percent") for c in system.columns)
+    what = "GPU utilisation" if gpu else "CPU utilisation (no GPU was recorded)"
+    path = doc.out / "figures" / f"{tag}-system.png"
+    figures.system_figure(system, path, f"{what}: {first}")
+    doc.image(path, what)
+    load = study.runs["system"].iloc[0]
+    if load:
+        doc.para(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in load.items()
+                           if k.endswith(("_mean", "_peak"))))  # fmt: skip

@@ -1,0 +1,139 @@
+"""The renderer: a report's blocks as markdown and as one self-contained HTML file, and the
+summary table as a reader sees it (percentages, no empty columns)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+
+# summary.csv column -> the report's heading; accuracies are shown in percent
+SUMMARY_HEADINGS = {
+    "runs": "runs", "usable": "usable", "did not train": "did not train",
+    "diverged": "diverged", "failed": "failed", "incomplete": "incomplete",
+    "mean": "test acc % (mean)", "median": "median", "std": "± std", "seed_values": "each seed",
+    "diff": "vs baseline (points)", "ci": "simultaneous CI (points)",
+    "p_adjusted": "family-wise p", "test": "test", "detectable": "80% power at (points)",
+    "verdict": "verdict", "train_seconds_mean": "train s", "images_per_second_mean": "img/s",
+    "parameters_mean": "parameters", "macs_mean": "MACs",
+}  # fmt: skip
+PERCENT = ("mean", "median", "std", "diff", "detectable")
+HIDDEN_COLUMNS = {"values", "value_seeds", "n", "se", "t", "df", "p", "ci_low", "ci_high",
+                  "compared_with", "study", "level", "wall_seconds_mean"}  # fmt: skip
+STYLE = (
+    "body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
+    "table.t{border-collapse:collapse;font-size:12px}"
+    "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px}"
+    "img{max-width:100%}pre{background:#f4f4f4;padding:8px;overflow:auto}"
+)
+
+
+class Document:
+    """Blocks of a report, rendered both as markdown and as self-contained HTML."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.blocks: list[tuple] = []
+
+    def heading(self, level: int, text: str) -> None:
+        self.blocks.append(("h", level, text))
+
+    def para(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def bullets(self, items: list[str]) -> None:
+        if items:
+            self.blocks.append(("ul", items))
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.blocks.append(("table", tidy(frame)))
+
+    def image(self, path: Path, caption: str) -> None:
+        self.blocks.append(("img", path, caption))
+
+    def code(self, text: str) -> None:
+        self.blocks.append(("code", text))
+
+    def markdown(self) -> str:
+        return "\n\n".join(self._markdown(block) for block in self.blocks) + "\n"
+
+    def _markdown(self, block: tuple) -> str:
+        kind = block[0]
+        if kind == "h":
+            return "#" * block[1] + " " + block[2]
+        if kind == "ul":
+            return "\n".join(f"- {item}" for item in block[1])
+        if kind == "table":
+            return block[1].to_markdown(index=False, floatfmt=".4g")
+        if kind == "img":
+            return f"![{block[2]}]({block[1].relative_to(self.out).as_posix()})"
+        if kind == "code":
+            return "```\n" + block[1].rstrip() + "\n```"
+        return block[1]
+
+    def html(self, title: str) -> str:
+        body = "".join(self._html(block) for block in self.blocks)
+        return (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
+        )
+
+    def _html(self, block: tuple) -> str:
+        kind = block[0]
+        if kind == "h":
+            return f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>"
+        if kind == "ul":
+            return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in block[1]) + "</ul>"
+        if kind == "table":
+            return block[1].to_html(
+                index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t"
+            )
+        if kind == "img":
+            data = base64.b64encode(block[1].read_bytes()).decode()
+            caption = html.escape(block[2])
+            return (
+                f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+        if kind == "code":
+            return f"<pre>{html.escape(block[1])}</pre>"
+        return f"<p>{html.escape(block[1])}</p>"
+
+
+def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as the report shows it: factors, run counts, accuracies in percent with every
+    seed's value, then the comparison with the baseline."""
+    shown = summary.copy()
+    for col in PERCENT:  # blank, not "nan", where there is nothing to show (the baseline's gap)
+        shown[col] = [f"{100 * v:.2f}" if pd.notna(v) else "" for v in shown[col]]
+    shown["seed_values"] = [", ".join(f"{100 * v:.2f}" for v in vs) for vs in shown["values"]]
+    shown["ci"] = [
+        f"{100 * lo:+.2f} to {100 * hi:+.2f}" if pd.notna(lo) else ""
+        for lo, hi in zip(shown["ci_low"], shown["ci_high"], strict=True)
+    ]
+    shown["p_adjusted"] = shown["p_adjusted"].map(lambda p: f"{p:.3g}" if pd.notna(p) else "")
+    shown["verdict"] = shown["verdict"].fillna("baseline" if shown["verdict"].notna().any() else "")
+    shown["test"] = shown["test"].fillna("")
+    factors = [c for c in shown.columns if c not in SUMMARY_HEADINGS and c not in HIDDEN_COLUMNS]
+    columns = [c for c in SUMMARY_HEADINGS if c in shown and _shown(shown[c])]
+    return shown[factors + columns].rename(columns=SUMMARY_HEADINGS)
+
+
+def _shown(column: pd.Series) -> bool:
+    """A column worth a place in the table: not empty, and counts that are not all zero."""
+    filled = column.replace("", pd.NA).dropna()
+    return not filled.empty and not (filled.astype(str) == "0").all()
+
+
+def tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Whole numbers (parameters, counts) and large rates shown as integers, not e-notation."""
+    frame = frame.copy()
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_float_dtype(values) and values.notna().any():
+            whole = (values.dropna() % 1 == 0).all() and values.abs().max() >= 1
+            if whole or values.abs().max() >= 1000:  # counts, or rates where decimals are noise
+                frame[col] = values.round().astype("Int64")
+    return frame

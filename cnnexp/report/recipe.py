@@ -1,0 +1,204 @@
+"""The recipe and budget a study's runs were trained under, read from their saved configs and
+records, and anything that varied between runs of the same arm by mistake."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from cnnexp.report.document import Document
+from cnnexp.report.runs import REPLICATE, Study, flatten, groups
+
+RECIPE = {  # the report's name -> where it is in a run's config
+    "data set": "data.name", "training images (subset)": "data.subset",
+    "held out for validation": "data.validation", "epochs": "epochs",
+    "batch size": "batch_size", "optimizer": "optimizer._target_", "learning rate": "optimizer.lr",
+    "momentum": "optimizer.momentum", "weight decay": "optimizer.weight_decay",
+    "schedule": "schedule._target_", "warm-up": "schedule.warmup",
+    "translate (px)": "data.augment.translate", "flip": "data.augment.flip",
+    "label smoothing": "label_smoothing", "batch norm": "model.batch_norm",
+    "weight averaging (ema)": "ema", "test-time augmentation": "tta", "model": "model._target_",
+    "training loop": "trainer.name",
+}  # fmt: skip
+IGNORED_KEYS = ("tracking.", "progress", "seed", "hydra.", "device", "study.")  # not a recipe
+BUDGETS = {
+    "cpu": "cpu: sized for two CPU cores, at most 30 minutes for the whole study; networks, "
+    "images or epochs are cut to fit, so the answers are about this short training",
+    "gpu": "gpu: the full-length study, for a GPU",
+}
+
+
+def add_recipe(doc: Document, study: Study) -> None:
+    """The recipe and budget the runs were trained under, and anything that varied by mistake."""
+    doc.heading(3, "Recipe and budget")
+    doc.para(budget_line(study))
+    if study.note:
+        doc.para(study.note)
+    if study.tuning is not None:
+        key = study.setting("tune")
+        doc.para(f"{key} was chosen for each variant from the grid below by the mean accuracy "
+                 "on the validation split (held out of the training images; the test set was "
+                 "not looked at). Only the chosen level's runs are in the tables and verdicts "
+                 "that follow.")  # fmt: skip
+        doc.table(study.tuning)
+    elif study.setting("budget") and "learning rate" in set(recipe(study)["what"]):
+        doc.para("One learning rate is shared by every level (not tuned per level): a level "
+                 "that needs another one is at a disadvantage here.")  # fmt: skip
+    table = recipe(study)
+    if not table.empty:
+        doc.table(table)
+    doc.para(provenance(study))
+    _precisions(doc, study)
+    varying = varying_keys(study)
+    if not varying.empty:
+        doc.para("Beyond the swept factors, these settings differ between runs of the same "
+                 "levels (flagged: the comparison may not be fair):")  # fmt: skip
+        doc.table(varying)
+
+
+def _precisions(doc: Document, study: Study) -> None:
+    precisions = study.runs.groupby("precision", dropna=True)
+    if len(precisions) > 1:
+        chosen = "; ".join(
+            f"{name}: " + ", ".join(sorted({_label(study, r) for _, r in group.iterrows()}))
+            for name, group in precisions
+        )
+        doc.para(
+            "The runs trained in different number formats (precision=auto chooses per network "
+            f"by speed on this machine) — {chosen}. Differences between these levels include "
+            "the format; set precision=fp32 for one format throughout."
+        )
+
+
+def recipe(study: Study) -> pd.DataFrame:
+    """What the study's runs were trained with, read from their saved configs and metrics:
+    one row per recipe item, the value (or the values, where the swept factors change it)."""
+    configs = [flatten(c) for c in study.runs["config"] if c]
+    items = []
+    for name, key in RECIPE.items():
+        values = {_short(c[key]) for c in configs if key in c}
+        if values:
+            items.append({"what": name, "value": ", ".join(sorted(map(str, values)))})
+    done = study.runs[study.runs["status"] != "incomplete"]
+    extra = {
+        "epochs run": _joined(done["epochs"]) if not configs else "",
+        "training images used": _joined(done["train_images"].dropna().astype(int)),
+        "optimizer steps": _optimizer_steps(study),
+        "precision": _joined(done["precision"]),
+        "device": _joined(done["device"]),
+        "seeds": str(study.runs[REPLICATE].nunique()) if REPLICATE in study.runs else "1",
+    }
+    items += [{"what": k, "value": v} for k, v in extra.items() if v]
+    return pd.DataFrame(items, columns=["what", "value"])
+
+
+def _optimizer_steps(study: Study) -> str:
+    """Optimizer steps of each run: epochs x (images per epoch // global batch)."""
+    steps = set()
+    for _, run in study.runs.iterrows():
+        history, batch = run["history"] or [], flatten(run["config"] or {}).get("batch_size")
+        if history and batch and run["epochs"]:
+            per_epoch = int(history[0]["images"]) // (batch * int(run["world_size"] or 1))
+            steps.add(int(run["epochs"]) * per_epoch)
+    return ", ".join(f"{s:,}" for s in sorted(steps))
+
+
+def varying_keys(study: Study) -> pd.DataFrame:
+    """Config keys whose values differ between runs of the same factor levels (beyond the seed):
+    something changed that the sweep did not mean to change."""
+    rows = []
+    for levels, runs in groups(study):
+        configs = [flatten(c) for c in runs["config"] if c]
+        keys = set().union(*configs) if configs else set()
+        for key in sorted(keys):
+            if key.startswith(IGNORED_KEYS):
+                continue
+            values = {json.dumps(c.get(key), default=str) for c in configs}
+            if len(values) > 1:
+                rows.append({**levels, "key": key, "values": ", ".join(sorted(values))})
+    return pd.DataFrame(rows)
+
+
+def provenance(study: Study) -> str:
+    """Which commits the runs ran at, and whether any had uncommitted changes."""
+    runs = study.runs
+    if runs["git_commit"].isna().all():
+        return "The runs did not record a git commit."
+    parts = []
+    for (commit, dirty), group in runs.groupby(["git_commit", "uncommitted_changes"], dropna=False):
+        label = f"{str(commit)[:10]}{' with uncommitted changes' if dirty is True else ''}"
+        parts.append(f"{label} ({len(group)} run{'s' if len(group) != 1 else ''})")
+    warning = ""
+    if len(parts) > 1 or (runs["uncommitted_changes"] == True).any():  # noqa: E712 (NaN-safe)
+        warning = " Not one clean commit: compare these runs with care."
+    return "Code: " + "; ".join(parts) + "." + warning
+
+
+def budget_line(study: Study) -> str:
+    """Which budget the study ran under, as its experiment config names it."""
+    name = study.setting("budget")
+    if name is None:
+        return "Budget: not named (a sweep of its own, not one of the studies in conf/experiment/)."
+    return f"Budget: {BUDGETS.get(str(name), str(name))}."
+
+
+def budget_phrase(study: Study) -> str:
+    """The budget in a phrase: data, images, epochs, steps, learning rate."""
+    table = recipe(study)
+    items = dict(zip(table["what"], table["value"], strict=True))
+    epochs = items.get("epochs", items.get("epochs run", "?"))
+    text = f"{items.get('training images used', '?')} training images, {epochs} epochs"
+    if "data set" in items:
+        text = f"{items['data set']}, {text}"
+    if "optimizer steps" in items:
+        text += f" ({items['optimizer steps']} steps)"
+    if "learning rate" in items:
+        text += f", learning rate {items['learning rate']}"
+    return text
+
+
+def describe(study: Study) -> str:
+    """What was run, in a sentence."""
+    runs = study.runs
+    seeds = runs[REPLICATE].nunique() if REPLICATE in runs else 1
+    levels = "; ".join(
+        f"{f}: {', '.join(map(str, runs[f].dropna().unique()))}" for f in study.factors
+    )
+    text = f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {study.root}"
+    if levels:
+        text += f", varying {levels}"
+    if seeds > 1:
+        text += f", {seeds} seeds each" if study.factors else f", {seeds} seeds"
+    if study.baseline:
+        text += "; differences are measured from " + ", ".join(
+            f"{k}={v}" for k, v in study.baseline.items()
+        )
+    if study.check is not None:
+        text += f"; {len(study.check)} more runs check the baseline's budget"
+    return text + "."
+
+
+def heading(study: Study) -> str:
+    """The study's name, with its data set where the runs name one."""
+    data = {str(flatten(c).get("data.name")) for c in study.runs["config"] if c}
+    return f"{study.name}: {data.pop()}" if len(data) == 1 and "None" not in data else study.name
+
+
+def _label(study: Study, row: pd.Series) -> str:
+    return ", ".join(f"{f}={row[f]}" for f in study.factors) or study.name
+
+
+def _short(value: Any) -> Any:
+    """A class path shortened to its name (torch.optim.SGD -> SGD)."""
+    return value.rsplit(".", 1)[-1] if isinstance(value, str) and "." in value else value
+
+
+def _joined(column: pd.Series | None) -> str:
+    if column is None:
+        return ""
+    values = column.dropna()
+    if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
+        values = values.astype(int)
+    return ", ".join(sorted({str(v) for v in values}))

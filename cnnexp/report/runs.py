@@ -1,0 +1,341 @@
+"""Run folders (or a runs.csv an earlier report wrote) into a Study: one row per run.
+
+Reads only what runs wrote (metrics.json, .hydra/, env.json, system.csv); never training code.
+Runs that did not train are told apart here (chance_reason); the budget check's runs (the
+baseline again at twice the epochs, `study.role: budget_check`) are kept apart from the arms.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from cnnexp.config import typed_overrides
+from cnnexp.schema import HEADLINE, METRICS
+
+# The columns of runs.csv taken from each run's record (cnnexp.schema defines them).
+METRIC_COLUMNS = ["status", *HEADLINE, "parameters", "macs", "epochs", "device", "precision",
+                  "world_size", "train_images", "error"]  # fmt: skip
+REPLICATE = "seed"  # the factor that repeats a configuration; summaries average over it
+USABLE = "completed"  # the one status whose runs enter means and verdicts
+# Every status a run can have in runs.csv, in the order the tables count them.
+STATUSES = ("completed", "did_not_train", "diverged", "failed", "incomplete")
+COUNT_COLUMNS = {"completed": "usable", "did_not_train": "did not train", "diverged": "diverged",
+                 "failed": "failed", "incomplete": "incomplete"}  # fmt: skip
+BUDGET_CHECK = "budget_check"  # the study.role of the runs that check the baseline's budget
+CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
+LOSS_MARGIN = 0.05  # a final training loss within this many nats of ln(classes) is chance
+OBJECTS = ("history", "system", "config")  # per-run objects: JSON in runs.csv
+HIDDEN = (*OBJECTS, "study", "baseline")  # not shown as columns
+
+
+@dataclass
+class Study:
+    """The runs of one sweep (or a set of single runs) and what the sweep varied."""
+
+    name: str
+    root: Path
+    runs: pd.DataFrame  # one row per run
+    factors: list[str]  # override keys whose values differ between runs, seed excluded
+    baseline: dict[str, str] = field(default_factory=dict)
+    # When the study tunes a key (study.tune): per group, the level chosen on validation and the
+    # validation accuracy of each level; `runs` then holds only the chosen level's runs.
+    tuning: pd.DataFrame | None = None
+    check: pd.DataFrame | None = None  # the budget check's runs, where the study has them
+    note: str = ""  # where the runs were read from, when not from their folders
+
+    def setting(self, key: str) -> Any:
+        """A key of the `study` node its runs were configured with (budget, question, ...)."""
+        values = [(c.get("study") or {}).get(key) for c in self.runs["config"] if c]
+        return next((v for v in values if v is not None), None)
+
+
+# --- reading runs ------------------------------------------------------------------------------
+
+
+def is_run(path: Path) -> bool:
+    """A run folder holds metrics.json or Hydra's .hydra/ record."""
+    return (path / METRICS).exists() or (path / ".hydra" / "overrides.yaml").exists()
+
+
+def find_runs(path: Path) -> list[Path]:
+    """`path` itself if it is a run, else the run folders below it (a sweep), in job order."""
+    path = Path(path)
+    if is_run(path):
+        return [path]
+    runs = [p.parent for p in path.rglob(".hydra") if p.is_dir() and is_run(p.parent)]
+    runs += [p.parent for p in path.rglob(METRICS) if p.parent not in runs]
+    return sorted(set(runs), key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
+
+
+def chance_reason(metrics: dict[str, Any]) -> str | None:
+    """Why a completed run counts as not having trained, or None if it learned something:
+    test accuracy no better than always answering the most frequent test class, or a final
+    training loss near ln(classes), the loss of a network that outputs the same for all."""
+    acc, loss = metrics.get("final_test_acc"), metrics.get("final_train_loss")
+    counts = metrics.get("test_class_counts") or [
+        sum(row) for row in metrics.get("confusion_matrix") or []
+    ]
+    classes = len(counts) or len(metrics.get("class_names") or []) or None
+    if acc is None or not classes:
+        return None
+    majority = max(counts) / sum(counts) if counts else 1 / classes
+    if acc <= majority + CHANCE_MARGIN:
+        return (
+            f"test accuracy {100 * acc:.2f}% is chance: always answering the most frequent "
+            f"class scores {100 * majority:.2f}%"
+        )
+    if loss is not None and loss >= math.log(classes) - LOSS_MARGIN:
+        return (
+            f"final training loss {loss:.3f} is ln({classes}) = {math.log(classes):.3f}, "
+            "the loss of a network that gives every image the same answer"
+        )
+    return None
+
+
+def read_run(run: Path) -> dict[str, Any]:
+    """One row: the run's overrides as columns, its metrics, history, config and provenance."""
+    config = _yaml(run / ".hydra" / "config.yaml") or {}
+    metrics_path = run / METRICS
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if not metrics:
+        metrics = {"status": "incomplete", "error": "no metrics.json: the job never started"}
+    elif metrics.get("status") == "running":
+        metrics["status"] = "incomplete"  # stopped without a word: killed, or still going
+    row: dict[str, Any] = {"run": str(run), **_overrides(run, metrics)}
+    row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
+    reason = chance_reason(metrics) if metrics.get("status") == USABLE else None
+    if reason:
+        row["status"], row["error"] = "did_not_train", reason
+    commit = metrics.get("git_commit") or ""
+    row["git_commit"] = commit.removesuffix("-dirty") or None
+    row["uncommitted_changes"] = commit.endswith("-dirty") if commit else None
+    row["history"] = metrics.get("history", [])
+    row["system"] = metrics.get("system", {})
+    row["config"] = config
+    return row
+
+
+def _overrides(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The run's overrides, typed: as its metrics.json records them; for a run that never began
+    (or one recorded before record version 3 typed them), read from Hydra's overrides.yaml."""
+    recorded = metrics.get("overrides")
+    if isinstance(recorded, dict):
+        return recorded
+    return typed_overrides(_yaml(run / ".hydra" / "overrides.yaml") or [])
+
+
+def load_studies(path: Path) -> list[Study]:
+    """The studies in a run or sweep folder (one), or in a runs.csv (one per study it holds)."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".csv":
+        return read_table(path)
+    return [load_study(path)]
+
+
+def load_study(path: Path) -> Study:
+    """Read every run under `path` and find the factors the sweep varied."""
+    path = Path(path)
+    rows = [read_run(run) for run in find_runs(path)]
+    if not rows:
+        raise FileNotFoundError(
+            f"{path} holds no runs (folders with metrics.json or .hydra/); "
+            "give a run folder or a sweep folder such as multirun/<date>/<time>"
+        )
+    return make_study(rows, path)
+
+
+def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
+    """A Study of run rows: the budget check's runs apart, the factors the rest varied, the
+    baseline the study declares, and only the tuned level's runs where it tunes a key."""
+    runs = pd.DataFrame(rows)
+    roles = runs["config"].map(lambda c: (c.get("study") or {}).get("role") if c else None)
+    check = runs[roles == BUDGET_CHECK].reset_index(drop=True)
+    runs = runs[roles != BUDGET_CHECK].reset_index(drop=True)
+    fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *METRIC_COLUMNS}
+    factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
+    declared = [(c.get("study") or {}) for c in runs["config"] if c]
+    baseline = next((s["baseline"] for s in declared if s.get("baseline")), {})
+    baseline = {k: str(v) for k, v in flatten(baseline).items() if k in factors}
+    name = next((s["name"] for s in declared if s.get("name")), None) or root.name
+    study = Study(name=name, root=root, runs=runs, factors=factors, baseline=baseline,
+                  check=check if len(check) else None, note=note)  # fmt: skip
+    tuned = study.setting("tune")
+    return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
+
+
+def with_check(study: Study, check: Study) -> Study:
+    """`study` with the runs of a budget check read from a folder of their own."""
+    runs = check.check if check.check is not None else check.runs
+    both = runs if study.check is None else pd.concat([study.check, runs], ignore_index=True)
+    study.check = both
+    return study
+
+
+def is_check(study: Study) -> bool:
+    """A folder that holds only a budget check's runs."""
+    return study.runs.empty and study.check is not None
+
+
+# --- a runs table written by an earlier report ------------------------------------------------
+
+
+def read_table(path: Path) -> list[Study]:
+    """The studies of a runs.csv. A table written before it kept each run's config and history
+    (JSON columns) gives only final numbers; each study's declared settings (baseline,
+    question, sections) are then those of its experiment config as it is now."""
+    table = pd.read_csv(path)
+    if "study" not in table:
+        raise ValueError(f"{path} is not a runs table a report wrote (it has no 'study' column)")
+    kept = "config" in table
+    note = (
+        f"Read from {path}, the runs table of an earlier report"
+        + (
+            "."
+            if kept
+            else ": per-epoch curves, pictures and configs were not kept there, so "
+            "this report has final numbers only; its baseline and question are the "
+            "experiment config's as they are now."
+        )  # fmt: skip
+    )
+    studies = []
+    for name, part in table.groupby("study", sort=False, dropna=False):
+        part = part.dropna(axis=1, how="all")  # another study's factors
+        rows = [_table_row(row, kept) for row in part.to_dict("records")]
+        studies.append(make_study(rows, Path(path).parent, note))
+    return studies
+
+
+def _table_row(row: dict[str, Any], kept: bool) -> dict[str, Any]:
+    row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+    if kept:
+        for key in OBJECTS:
+            row[key] = json.loads(row[key]) if isinstance(row.get(key), str) else {}
+        row["history"] = row["history"] or []
+    else:
+        experiment = row.get("experiment")
+        row.update(history=[], system={}, config={"study": declared_study(experiment)})
+    for key in METRIC_COLUMNS:
+        row.setdefault(key, None)
+    return row
+
+
+@lru_cache(maxsize=None)
+def _declared(experiment: str) -> str:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from cnnexp import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"])
+    return json.dumps(OmegaConf.to_container(cfg.study, resolve=True))
+
+
+def declared_study(experiment: Any) -> dict[str, Any]:
+    """The `study` node of conf/experiment/<experiment>.yaml, composed now; {} for none."""
+    if not isinstance(experiment, str) or not experiment:
+        return {}
+    return json.loads(_declared(experiment))
+
+
+def table_of_runs(study: Study) -> pd.DataFrame:
+    """runs.csv's rows: every run's columns, its per-run objects as JSON, its study's name."""
+    runs = pd.concat([study.runs, study.check]) if study.check is not None else study.runs
+    table = runs.drop(columns=[c for c in HIDDEN if c in runs])
+    for key in OBJECTS:
+        if key in runs:
+            table[key] = runs[key].map(lambda v: json.dumps(v, default=str))
+    return table.assign(study=study.name)
+
+
+def select_tuned(study: Study, key: str, metric: str = "final_val_acc") -> Study:
+    """Keep, for each combination of the other factors, only the runs of the level of `key`
+    (a learning rate, say) with the best mean validation accuracy over its usable seeds: each
+    variant is then compared at its own best setting, chosen without looking at the test set."""
+    others = [f for f in study.factors if f != key]
+    keep, rows = [], []
+    groups = study.runs.groupby(others, sort=False) if others else [((), study.runs)]
+    for levels, runs in groups:
+        usable = runs[runs["status"] == USABLE]
+        if len(usable) and usable[metric].isna().all():
+            raise ValueError(
+                f"{study.root}: the study tunes {key} on validation accuracy, but its runs "
+                "recorded none: hold out a validation split (data.validation=5000)"
+            )
+        scores = usable.groupby(key, sort=False)[metric].mean()
+        best = scores.idxmax() if len(scores) else runs[key].iloc[0]
+        keep.append(runs[runs[key] == best])
+        per_level = ", ".join(f"{level}: {100 * score:.2f}" for level, score in scores.items())
+        rows.append({**dict(zip(others, as_tuple(levels), strict=True)), key: best,
+                     "validation acc % (mean) per level": per_level or "none trained"})  # fmt: skip
+    runs = pd.concat(keep).sort_index()
+    return Study(name=study.name, root=study.root, runs=runs, factors=others,
+                 baseline={k: v for k, v in study.baseline.items() if k != key},
+                 tuning=pd.DataFrame(rows), check=study.check, note=study.note)  # fmt: skip
+
+
+def as_tuple(levels: object) -> tuple:
+    return levels if isinstance(levels, tuple) else (levels,)
+
+
+def runs_table(study: Study) -> pd.DataFrame:
+    """The table of all runs: swept choices and overrides, then the results and provenance."""
+    keys = [c for c in study.runs.columns if c not in HIDDEN]
+    first = ["run", *study.factors, *([REPLICATE] if REPLICATE in keys else [])]
+    return study.runs[first + [c for c in keys if c not in first]]
+
+
+def groups(study: Study) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """(factor levels, runs) for every combination of the swept factors, in sweep order."""
+    if not study.factors:
+        return [({}, study.runs)]
+    keys = study.runs[study.factors].astype(str)
+    out = []
+    by = study.factors if len(study.factors) > 1 else study.factors[0]  # scalar keys for one
+    for levels, index in keys.groupby(by, sort=False).groups.items():
+        out.append((dict(zip(study.factors, as_tuple(levels), strict=True)), study.runs.loc[index]))
+    return out
+
+
+def problems(study: Study) -> pd.DataFrame:
+    """Runs that are not in the means: did not train, diverged, failed or incomplete."""
+    bad = study.runs[study.runs["status"] != USABLE]
+    columns = ["run", *study.factors, "status", "final_test_acc", "final_train_loss", "error"]
+    return bad[[c for c in columns if c in bad]]
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a.b': value} for every leaf of a nested config."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def environment_of(run: Path) -> dict[str, Any]:
+    """env.json of a run, or {}."""
+    path = Path(run) / "env.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def system_log(run: Path) -> pd.DataFrame | None:
+    """system.csv of a run, or None."""
+    path = Path(run) / "system.csv"
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    return pd.read_csv(path)
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.exists() else None

@@ -1,0 +1,311 @@
+"""A study's numbers: per arm the run counts and the mean over seeds, then each arm against the
+baseline as one family (cnnexp.stats), pairs where the network is the same, the budget check and
+the planner. No prose: the labels below are the only words, and answers.py says the rest.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.multitest import multipletests
+
+from cnnexp import stats
+from cnnexp.report.runs import COUNT_COLUMNS, REPLICATE, STATUSES, USABLE, Study, groups
+from cnnexp.schema import WITHOUT
+
+# The verdicts, defined once.
+BETTER, WORSE, UNCLEAR = "better", "worse", "no clear difference"
+DID_NOT_TRAIN = "did not train"
+TOO_FEW = "too few seeds for a verdict"
+NO_NOISE = "no verdict: every seed gave the same accuracy, so the noise is unknown"
+DECIDED = (BETTER, WORSE)
+METRIC = "final_test_acc"
+COMPARISON = ["diff", "se", "ci_low", "ci_high", "t", "df", "p", "p_adjusted", "level",
+              "detectable"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one context's arms were compared with its baseline: the variance model and the
+    method, for the report to state once."""
+
+    context: dict[str, Any]
+    variances: stats.Variances
+    method: str
+    arms: int  # arms tested against the baseline (not those that did not train)
+    paired: tuple[str, ...]  # arms that trained the baseline's very networks, tested in pairs
+    contexts: int  # the study's level is split evenly between this many families
+
+
+def summarise(
+    study: Study, metric: str = METRIC, alpha: float = stats.ALPHA, method: str = stats.METHOD
+) -> pd.DataFrame:
+    """Per combination of the swept factors: how many runs of each status, and over the usable
+    runs the mean, median, std and every seed's value; then each arm against the baseline
+    (compare). The families' models are in `summary.attrs["families"]`."""
+    rows = []
+    for levels, runs in groups(study):
+        usable = runs[runs["status"] == USABLE]
+        values = usable[metric].astype(float).tolist()
+        seeds = usable[REPLICATE].tolist() if REPLICATE in usable else list(range(len(values)))
+        counts = {COUNT_COLUMNS[s]: int((runs["status"] == s).sum()) for s in STATUSES}
+        means = {
+            f"{k}_mean": pd.to_numeric(usable[k], errors="coerce").mean() if k in usable else None
+            for k in ("train_seconds", "wall_seconds", "images_per_second", "parameters", "macs")
+        }
+        rows.append({
+            **levels, **counts, "runs": len(runs), "n": len(values),
+            "mean": np.mean(values) if values else math.nan,
+            "median": np.median(values) if values else math.nan,
+            "std": np.std(values, ddof=1) if len(values) > 1 else math.nan,
+            "values": values, "value_seeds": seeds, **means,
+        })  # fmt: skip
+    return compare(study, pd.DataFrame(rows), alpha, method)
+
+
+def is_baseline(study: Study, summary: pd.DataFrame) -> pd.Series:
+    """Which summary rows are the baseline's levels (in their context)."""
+    mask = pd.Series(bool(study.baseline), index=summary.index)
+    for factor, level in study.baseline.items():
+        mask &= summary[factor].astype(str) == level
+    return mask
+
+
+def contexts(study: Study, summary: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
+    """The rows of each combination of the factors that are not the baseline's."""
+    others = [f for f in study.factors if f not in study.baseline]
+    if not others:
+        return [({}, summary)]
+    keys = summary[others].astype(str)
+    by = others if len(others) > 1 else others[0]
+    return [
+        (dict(zip(others, levels if isinstance(levels, tuple) else (levels,), strict=True)),
+         summary.loc[index])
+        for levels, index in keys.groupby(by, sort=False).groups.items()
+    ]  # fmt: skip
+
+
+def compare(study: Study, summary: pd.DataFrame, alpha: float, method: str) -> pd.DataFrame:
+    """Each arm against the baseline of its context, every context's arms one family (the
+    study's level split evenly between contexts); adds the COMPARISON columns, the test, the
+    verdict and compared_with."""
+    if method not in stats.METHODS:
+        raise ValueError(f"method {method!r} is not one of {', '.join(stats.METHODS)}")
+    summary = summary.assign(**{c: math.nan for c in COMPARISON}, test=None, verdict=None,
+                             compared_with=None)  # fmt: skip
+    summary.attrs["families"] = []
+    if not study.baseline or summary.empty:
+        return summary
+    base_mask = is_baseline(study, summary)
+    parts = [(c, rows) for c, rows in contexts(study, summary) if base_mask[rows.index].sum() == 1]
+    for context, rows in parts:
+        control = rows[base_mask[rows.index]].iloc[0]
+        family = _compare_context(study, summary, rows, control, alpha, method, len(parts))
+        summary.attrs["families"].append(family)
+    return summary
+
+
+def _compare_context(study, summary, rows, control, alpha, method, share) -> Family:
+    arms = rows[rows.index != control.name]
+    label = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+    for i in arms.index:
+        summary.at[i, "compared_with"] = label
+        summary.at[i, "verdict"] = _precheck(summary.loc[i], control)
+    open_arms = [i for i in arms.index if summary.at[i, "verdict"] is None]
+    paired = [i for i in open_arms if same_networks(study, summary.loc[i], control)]
+    results = _paired_family(summary, paired, control, alpha / share)
+    values = {i: summary.at[i, "values"] for i in open_arms if i not in paired}
+    found, variances = stats.against_control(
+        {**values, "control": control["values"]}, "control", alpha / share, method
+    )
+    results |= found
+    for i, comparison in results.items():
+        for key in COMPARISON:
+            value = getattr(comparison, key)
+            summary.at[i, key] = min(1.0, value * share) if key == "p_adjusted" else value
+        summary.at[i, "test"] = comparison.test
+        summary.at[i, "verdict"] = _verdict(comparison)
+    for i in open_arms:
+        if i not in results:
+            summary.at[i, "verdict"] = TOO_FEW
+    context = {k: control[k] for k in study.factors if k not in study.baseline}
+    left_out = tuple(_label(study, summary.loc[i]) for i in variances.left_out)
+    variances = stats.Variances(**{**variances.__dict__, "left_out": left_out})
+    return Family(context, variances, method, len(results),
+                  tuple(_label(study, summary.loc[i]) for i in paired), share)  # fmt: skip
+
+
+def _paired_family(summary, paired, control, alpha) -> dict[Any, stats.Comparison]:
+    """Arms that trained the baseline's networks, each as pairs by seed (Holm over them)."""
+    out = {}
+    for i in paired:
+        arm, base = _by_seed(summary.loc[i]), _by_seed(control)
+        seeds = sorted(set(arm) & set(base))
+        out[i] = stats.paired([arm[s] for s in seeds], [base[s] for s in seeds], alpha)
+    if len(out) > 1:
+        adjusted = multipletests([c.p for c in out.values()], method="holm")[1]
+        out = {i: _adjusted(c, p) for (i, c), p in zip(out.items(), adjusted, strict=True)}
+    return out
+
+
+def _adjusted(comparison: stats.Comparison, p: float) -> stats.Comparison:
+    return stats.Comparison(**{**comparison.__dict__, "p_adjusted": float(p)})
+
+
+def _by_seed(row: pd.Series) -> dict[Any, float]:
+    return dict(zip(row["value_seeds"], row["values"], strict=True))
+
+
+def same_networks(study: Study, arm: pd.Series, control: pd.Series) -> bool:
+    """An arm whose runs trained the very networks of the baseline's, seed by seed: the same
+    seeds (at least two), and for each the same parameter count and the same final training
+    loss to the last digit (training is deterministic for a seed, so only an option that acts
+    after training, at evaluation, can differ). Such an arm is measured in pairs."""
+    losses = {}
+    for row in (arm, control):
+        runs = _usable_runs(study, row)
+        if REPLICATE not in runs or runs[REPLICATE].duplicated().any():
+            return False
+        losses[row.name] = runs.set_index(REPLICATE)[["final_train_loss", "parameters"]]
+    mine, theirs = losses[arm.name], losses[control.name]
+    if len(mine) < 2 or set(mine.index) != set(theirs.index):
+        return False
+    return bool((mine.sort_index().values == theirs.sort_index().values).all())
+
+
+def _usable_runs(study: Study, row: pd.Series) -> pd.DataFrame:
+    runs = study.runs[study.runs["status"] == USABLE]
+    for factor in study.factors:
+        runs = runs[runs[factor].astype(str) == str(row[factor])]
+    return runs
+
+
+def _precheck(row: pd.Series, control: pd.Series) -> str | None:
+    """A verdict that needs no test: a level that did not train, or nothing to compare."""
+    if row["n"] == 0 and row["did not train"] > 0:
+        return DID_NOT_TRAIN
+    if row["n"] == 0 or control["n"] == 0:
+        return TOO_FEW
+    return None
+
+
+def _verdict(comparison: stats.Comparison) -> str:
+    """The interval decides: better or worse exactly when it excludes zero."""
+    if not comparison.se > 0:
+        return NO_NOISE
+    if comparison.differs:
+        return BETTER if comparison.diff > 0 else WORSE
+    return UNCLEAR
+
+
+def _label(study: Study, row: pd.Series) -> str:
+    return ", ".join(f"{f}={row[f]}" for f in study.factors) or study.name
+
+
+# --- pairs inside each run -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WithinRun:
+    """An evaluation-only option measured inside the runs of `where`: accuracy with it minus
+    accuracy without it, on the same networks."""
+
+    option: str
+    where: str
+    comparison: stats.Comparison
+    n: int
+
+
+def within_run_pairs(study: Study, alpha: float = stats.ALPHA) -> list[WithinRun]:
+    """For each evaluation-only option the baseline's runs (else all runs) recorded both ways,
+    the paired test of its effect (SciPy's ttest_rel)."""
+    runs = study.runs[study.runs["status"] == USABLE]
+    where = "all runs"
+    if study.baseline:
+        mask = pd.Series(True, index=runs.index)
+        for factor, level in study.baseline.items():
+            mask &= runs[factor].astype(str) == level
+        runs, where = runs[mask], ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+    out = []
+    for option, key in WITHOUT.items():
+        column = f"final_{key}"
+        if column not in runs:
+            continue
+        both = runs.dropna(subset=[column, METRIC])
+        if len(both):
+            with_it, without = both[METRIC].astype(float), both[column].astype(float)
+            out.append(WithinRun(option, where, stats.paired(with_it, without, alpha), len(both)))
+    return out
+
+
+# --- the budget check and the planner -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """The baseline trained again at more epochs against the baseline (Welch, 1 - alpha)."""
+
+    epochs: str
+    check_epochs: str
+    n: int
+    check_n: int
+    comparison: stats.Comparison | None
+
+
+def budget_check(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA):
+    """The gap the budget check's runs (usable ones) open on the baseline's, or None when the
+    study has no check."""
+    if study.check is None or summary.empty:
+        return None
+    base = summary[is_baseline(study, summary)] if study.baseline else summary
+    if base.empty:
+        return None
+    base = base.iloc[0]
+    check = study.check[study.check["status"] == USABLE]
+    values = check[METRIC].astype(float).tolist()
+    test = stats.welch(values, base["values"], alpha) if len(values) > 1 and base["n"] > 1 else None
+    epochs = _joined(_usable_runs(study, base)["epochs"])
+    return BudgetCheck(epochs, _joined(check["epochs"]), int(base["n"]), len(values), test)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Seeds per arm this study would need to detect each target, and the time they take."""
+
+    sigma: float
+    arms: int  # the arms of the design, the baseline included
+    level: float  # the per-comparison level of its verdicts
+    seconds_per_run: float
+    seeds: dict[float, int | None]  # target difference -> seeds per arm (None: over 1000)
+
+    def hours(self, target: float) -> float | None:
+        n = self.seeds.get(target)
+        return None if n is None else n * self.arms * self.seconds_per_run / 3600
+
+
+TARGETS = (0.01, 0.005)  # 1 and 0.5 points of accuracy
+
+
+def plan(summary: pd.DataFrame, family: Family) -> Plan | None:
+    """From the pooled variance of a family: the seeds per arm to detect 1 and 0.5 points at
+    the level its verdicts used (the level changes a little with the seeds; kept as it is)."""
+    variances = family.variances
+    levels = summary.loc[summary["test"] == "dunnett", "level"].dropna()
+    levels = levels if len(levels) else summary.loc[summary["test"] == "pooled t", "level"]
+    if not variances.pooled or levels.dropna().empty:
+        return None
+    level = float(levels.dropna().min())
+    arms = int((summary["n"] > 0).sum())
+    seconds = summary["wall_seconds_mean"].astype(float)
+    if seconds.isna().all():
+        seconds = summary["train_seconds_mean"].astype(float)
+    seeds = {t: stats.seeds_needed(variances.sigma, t, arms, level) for t in TARGETS}
+    return Plan(variances.sigma, arms, level, float(seconds.mean()), seeds)
+
+
+def _joined(column: pd.Series) -> str:
+    return ", ".join(sorted({str(int(v)) for v in column.dropna()}))
