@@ -273,7 +273,9 @@ def validate(cfg: DictConfig) -> None:
             "alternate"
         )
     if cfg.study.role not in STUDY_ROLES:
-        raise ConfigError(f"study.role={cfg.study.role!r} is not valid; choose budget_check or null")
+        raise ConfigError(
+            f"study.role={cfg.study.role!r} is not valid; choose budget_check or null"
+        )
     for section in cfg.study.sections:
         if section not in STUDY_SECTIONS:
             raise ConfigError(f"study.sections has {section!r}; the report's sections are "

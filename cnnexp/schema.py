@@ -10,7 +10,8 @@ METRICS = "metrics.json"
 # 1: the first layout; 2: record_version, validation headline numbers, precision_reason,
 # test_class_counts; 3: overrides as {key: typed value} (cnnexp.config.typed_overrides), no
 # longer a list of strings; 4: test_acc_without_<option> for the evaluation-only options (the
-# last epoch only) and their final_ headline numbers. Readers treat a record without the field as version 1.
+# last epoch only) and their final_ headline numbers. Readers treat a record without the field
+# as version 1.
 RECORD_VERSION = 4
 # What a run's status can be while and after it runs. "did_not_train" is the report's own
 # judgement of a completed run (cnnexp.results), never written by training.

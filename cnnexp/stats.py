@@ -152,7 +152,7 @@ def against_control(
     m = len(tests)
     if m == 0:
         return {}, variances
-    if method == "dunnett" and pooled:
+    if method == "dunnett" and len(pooled) > 1:  # one comparison: Dunnett is the t test
         out = _dunnett(groups, control, pooled, variances, alpha * len(pooled) / m, m / len(pooled))
         share = len(alone) / m
         out |= _stepwise(tests, alone, alpha * share, "holm", 1 / share if share else 1.0)

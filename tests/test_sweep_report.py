@@ -13,7 +13,9 @@ from PIL import Image
 
 from cnnexp.errors import DivergedError
 from cnnexp.report import main as report_main
-from cnnexp.report.runs import Study, answers, summarise
+from cnnexp.report.answers import answers
+from cnnexp.report.runs import Study
+from cnnexp.report.verdicts import summarise
 from cnnexp.train import train
 
 SWEEP = [
@@ -128,7 +130,7 @@ def study_of(rows: list[dict]) -> Study:
 
 def pooling_rows(groups: dict[str, list[float]]) -> list[dict]:
     return [
-        {"pool": pool, "seed": seed, "final_test_acc": acc}
+        {"pool": pool, "seed": seed, "final_test_acc": acc, "final_train_loss": 1 - acc}
         for pool, accs in groups.items()
         for seed, acc in enumerate(accs)
     ]

@@ -1,31 +1,51 @@
-"""Verdicts a statistician would sign: each number checked against SciPy called directly."""
+"""Verdicts a statistician would sign: each number checked against SciPy and statsmodels called
+directly, on constructed run tables."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.formula.api as smf
 from conftest import REPO, run_cli
 from scipy import stats as scipy_stats
 
 from cnnexp import stats
 from cnnexp.report import main as report_main
-from cnnexp.report.runs import Study, answers, chance_reason, load_study, summarise
+from cnnexp.report.answers import answers, method_sentence
+from cnnexp.report.runs import Study, chance_reason, load_study
+from cnnexp.report.verdicts import (
+    BETTER,
+    DECIDED,
+    TOO_FEW,
+    UNCLEAR,
+    WORSE,
+    summarise,
+    within_run_pairs,
+)
 
 
-def study(groups: dict[str, list[float]], statuses: dict[tuple[str, int], str] | None = None,
-          losses: dict[tuple[str, int], float] | None = None) -> Study:  # fmt: skip
-    """A table of runs of one factor `arch` with `baseline` as its baseline level."""
+def study(
+    groups: dict[str, list[float]],
+    statuses: dict[tuple[str, int], str] | None = None,
+    losses: dict[tuple[str, int], float] | None = None,
+    extra: dict[tuple[str, int], dict] | None = None,
+) -> Study:
+    """A table of runs of one factor `arch` with `baseline` as its baseline level. Each run's
+    final training loss differs (as different networks' do) unless `losses` says otherwise."""
     rows = []
-    for level, values in groups.items():
+    for a, (level, values) in enumerate(groups.items()):
         for seed, acc in enumerate(values):
+            key = (level, seed)
             rows.append({"arch": level, "seed": seed, "final_test_acc": acc,
-                         "status": (statuses or {}).get((level, seed), "completed"),
-                         "final_train_loss": (losses or {}).get((level, seed), 0.1),
-                         "train_seconds": 1.0, "images_per_second": 1.0, "parameters": 1,
-                         "macs": 1, "error": None})  # fmt: skip
+                         "status": (statuses or {}).get(key, "completed"),
+                         "final_train_loss": (losses or {}).get(key, 0.5 + 0.01 * a + 0.001 * seed),
+                         "train_seconds": 10.0, "wall_seconds": 12.0, "images_per_second": 1.0,
+                         "parameters": 1, "macs": 1, "error": None,
+                         **(extra or {}).get(key, {})})  # fmt: skip
     return Study("architecture", Path("."), pd.DataFrame(rows), ["arch"], {"arch": "baseline"})
 
 
@@ -40,61 +60,173 @@ def row(summary: pd.DataFrame, level: str) -> pd.Series:
     return summary[summary["arch"] == level].iloc[0]
 
 
-def test_planted_one_point_gap_with_five_seeds_is_better_with_scipys_p():
-    base, better = planted(0.90, 0.001, 5, 0), planted(0.91, 0.001, 5, 1)
-    summary = summarise(study({"baseline": base, "wider": better}))
-    wider = row(summary, "wider")
-    expected = scipy_stats.ttest_ind(better, base, equal_var=False)
-    assert wider["verdict"] == "better"
-    assert wider["p"] == pytest.approx(expected.pvalue, rel=1e-9)
-    assert wider["t"] == pytest.approx(expected.statistic, rel=1e-9)
-    assert wider["diff"] == pytest.approx(0.01, abs=1e-12)
-    ci = expected.confidence_interval(0.95)
-    assert (wider["ci_low"], wider["ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-9)
-    assert wider["median"] == pytest.approx(np.median(better))
-    assert wider["values"] == better  # every seed's value is kept beside the mean
-
-
-def test_t_of_minus_two_with_three_seeds_a_side_is_no_clear_difference():
-    se = 0.005 * np.sqrt(2 / 3)  # of the difference, each group's std being 0.005
-    base, worse = planted(0.977, 0.005, 3, 0), planted(0.977 - 2 * se, 0.005, 3, 1)  # t = -2
-    summary = summarise(study({"baseline": base, "narrow": worse}))
-    narrow = row(summary, "narrow")
-    assert narrow["t"] == pytest.approx(-2.0)
-    assert narrow["p"] == pytest.approx(scipy_stats.ttest_ind(worse, base, equal_var=False).pvalue)
-    assert narrow["verdict"] == "no clear difference"
-    detectable = scipy_stats.t.ppf(0.975, narrow["df"]) + scipy_stats.t.ppf(0.8, narrow["df"])
-    assert narrow["detectable"] == pytest.approx(detectable * narrow["se"])
-    (line,) = answers(study({"baseline": base, "narrow": worse}), summary)
-    assert "no clear difference" in line and "could only have detected" in line
-
-
-def test_holm_over_fifteen_comparisons_matches_the_textbook_procedure():
-    p = np.random.default_rng(3).uniform(0, 0.02, 15)
-    order = np.argsort(p)
-    expected = np.empty(15)
-    running = 0.0
-    for k, i in enumerate(order):
-        running = max(running, min(1.0, (15 - k) * p[i]))
-        expected[i] = running
-    assert stats.adjust(p.tolist(), "holm") == pytest.approx(expected.tolist())
-    assert stats.adjust(p.tolist(), "bonferroni") == pytest.approx(np.minimum(1, 15 * p))
-    # In a study the correction turns an uncorrected p of 0.02 into no verdict.
-    groups = {"baseline": planted(0.90, 0.002, 3, 0)}
-    for i in range(15):
-        groups[f"v{i}"] = planted(0.90 + (0.0065 if i == 0 else 0.0), 0.002, 3, i + 1)
+def test_pooled_model_gives_scipys_dunnett_p_values_and_simultaneous_intervals():
+    rng = np.random.default_rng(0)
+    groups = {"baseline": (0.60 + 0.01 * rng.standard_normal(4)).tolist()}
+    for i, shift in enumerate([0.0, 0.02, -0.03, 0.005]):
+        groups[f"v{i}"] = (0.60 + shift + 0.01 * rng.standard_normal(4)).tolist()
     summary = summarise(study(groups))
-    first = row(summary, "v0")
-    assert first["p"] < 0.05 and first["p_adjusted"] == pytest.approx(min(1, 15 * first["p"]))
-    assert first["verdict"] == "no clear difference"
-    assert summarise(study(groups), correction="none").pipe(row, "v0")["verdict"] == "better"
+    arms = [k for k in groups if k != "baseline"]
+    expected = scipy_stats.dunnett(*[groups[k] for k in arms], control=groups["baseline"], rng=0)
+    interval = expected.confidence_interval(0.95)
+    frame = pd.DataFrame([{"arm": k, "y": y} for k, vs in groups.items() for y in vs])
+    ols = smf.ols("y ~ C(arm)", frame).fit()
+    (family,) = summary.attrs["families"]
+    assert family.variances.pooled and family.variances.df == ols.df_resid == 15
+    assert family.variances.sigma == pytest.approx(math.sqrt(ols.mse_resid), rel=1e-12)
+    assert family.variances.bartlett_p == pytest.approx(
+        scipy_stats.bartlett(*groups.values()).pvalue
+    )
+    for i, arm in enumerate(arms):
+        r = row(summary, arm)
+        assert r["test"] == "dunnett"
+        assert r["p_adjusted"] == pytest.approx(expected.pvalue[i], rel=1e-6)
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx(
+            (interval.low[i], interval.high[i]), rel=1e-6
+        )
+        assert r["diff"] == pytest.approx(np.mean(groups[arm]) - np.mean(groups["baseline"]))
+    assert row(summary, "v2")["verdict"] == WORSE  # -3 points against a noise of 1
+    assert "Dunnett's many-to-one test" in method_sentence(study(groups), family, 0.05)
 
 
-def test_one_seed_gives_no_verdict():
-    summary = summarise(study({"baseline": [0.9, 0.91, 0.92], "lonely": [0.99]}))
-    lonely = row(summary, "lonely")
-    assert lonely["verdict"] == "too few seeds for a verdict"
-    assert np.isnan(lonely["p"]) and np.isnan(lonely["std"])
+def test_two_arms_with_identical_runs_are_never_called():
+    base = planted(0.90, 0.004, 3, 0)
+    groups = {"baseline": base, "same": list(base), "other": planted(0.90, 0.004, 3, 1)}
+    for method in stats.METHODS:
+        summary = summarise(study(groups), method=method)
+        same = row(summary, "same")
+        assert same["diff"] == 0 and same["verdict"] == UNCLEAR, method
+        assert same["ci_low"] < 0 < same["ci_high"]
+
+
+@pytest.mark.parametrize("method", stats.METHODS)
+def test_an_interval_excludes_zero_exactly_when_the_verdict_says_better_or_worse(method):
+    rng = np.random.default_rng(1)
+    seen = set()
+    for trial in range(12):
+        groups = {"baseline": (0.7 + 0.01 * rng.standard_normal(3)).tolist()}
+        for i in range(5):
+            shift = rng.choice([0.0, 0.01, 0.02, -0.025])
+            groups[f"v{i}"] = (0.7 + shift + 0.01 * rng.standard_normal(3)).tolist()
+        summary = summarise(study(groups), method=method)
+        arms = summary[summary["arch"] != "baseline"]
+        for _, r in arms.iterrows():
+            excludes = r["ci_low"] > 0 or r["ci_high"] < 0
+            assert excludes == (r["verdict"] in DECIDED), (trial, r.to_dict())
+            assert excludes == (r["p_adjusted"] < 0.05), (trial, r.to_dict())
+            seen.add(r["verdict"])
+    assert {UNCLEAR} < seen  # both kinds of verdict were met
+
+
+def test_holm_intervals_are_at_the_level_of_the_step_that_decided():
+    groups = {"baseline": planted(0.90, 0.002, 3, 0)}
+    for i, gap in enumerate([0.02, 0.01, 0.004, 0.0]):
+        groups[f"v{i}"] = planted(0.90 + gap, 0.002, 3, i + 1)
+    summary = summarise(study(groups), method="holm")
+    tested = summary[summary["arch"] != "baseline"].sort_values("p")
+    levels = tested["level"].tolist()
+    m = len(tested)
+    decided = tested["verdict"].isin(DECIDED).tolist()
+    first_not = decided.index(False)
+    assert levels[:first_not] == pytest.approx([0.05 / (m - k) for k in range(first_not)])
+    assert levels[first_not:] == pytest.approx([0.05 / (m - first_not)] * (m - first_not))
+    holm = stats.multipletests(tested["p"], method="holm")[1]
+    assert tested["p_adjusted"].tolist() == pytest.approx(holm.tolist())
+
+
+def test_heterogeneous_variances_switch_to_the_fallback_and_say_so():
+    groups = {"baseline": planted(0.60, 0.01, 4, 0), "calm": planted(0.61, 0.01, 4, 1),
+              "wild": planted(0.55, 0.08, 4, 2)}  # fmt: skip
+    s = study(groups)
+    summary = summarise(s)
+    (family,) = summary.attrs["families"]
+    assert family.variances.bartlett_all_p < 0.05
+    assert family.variances.left_out == ("arch=wild",) and family.variances.pooled
+    assert row(summary, "wild")["test"] == "welch" and row(summary, "calm")["test"] == "dunnett"
+    expected = scipy_stats.ttest_ind(groups["wild"], groups["baseline"], equal_var=False)
+    assert row(summary, "wild")["p"] == pytest.approx(expected.pvalue)
+    said = method_sentence(s, family, 0.05)
+    assert "arch=wild, whose variance is out of line" in said and "Welch" in said
+    # Where the baseline itself is the odd one out, nothing is pooled: Welch and Holm for all.
+    groups = {"baseline": planted(0.60, 0.08, 4, 0), "a": planted(0.61, 0.005, 4, 1),
+              "b": planted(0.62, 0.005, 4, 2), "c": planted(0.60, 0.005, 4, 3)}  # fmt: skip
+    summary = summarise(study(groups))
+    (family,) = summary.attrs["families"]
+    assert not family.variances.pooled
+    assert set(summary["test"].dropna()) == {"welch"}
+    assert "Bartlett's test rejects" in method_sentence(study(groups), family, 0.05)
+
+
+def test_an_arm_that_trained_the_baselines_networks_is_compared_in_pairs():
+    base = [0.640, 0.650, 0.655]
+    flip_off = [0.632, 0.641, 0.648]  # the same networks, tested without the flip
+    losses = {(lvl, s): 1.5 + 0.01 * s for lvl in ("baseline", "test_flip-off") for s in range(3)}
+    s = study({"baseline": base, "test_flip-off": flip_off, "other": [0.6, 0.61, 0.62]},
+              losses=losses)  # fmt: skip
+    summary = summarise(s)
+    paired = row(summary, "test_flip-off")
+    expected = scipy_stats.ttest_rel(flip_off, base)
+    assert paired["test"] == "paired t"
+    assert paired["p"] == pytest.approx(expected.pvalue)
+    ci = expected.confidence_interval(0.95)
+    assert (paired["ci_low"], paired["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert paired["verdict"] == WORSE  # -0.8 points on every pair: the pairing decides
+    assert row(summary, "other")["test"] == "dunnett"
+    (family,) = summary.attrs["families"]
+    assert family.paired == ("arch=test_flip-off",)
+
+
+def test_a_within_run_tta_pair_is_tested_paired():
+    with_tta = [0.9105, 0.9120, 0.9098, 0.9131]
+    without = [0.9030, 0.9052, 0.9011, 0.9060]
+    extra = {("baseline", i): {"final_test_acc_without_tta": v} for i, v in enumerate(without)}
+    s = study({"baseline": with_tta, "other": [0.9, 0.91, 0.905, 0.9]}, extra=extra)
+    (pair,) = within_run_pairs(s)
+    expected = scipy_stats.ttest_rel(with_tta, without)
+    assert pair.option == "tta" and pair.n == 4 and pair.where == "arch=baseline"
+    assert pair.comparison.p == pytest.approx(expected.pvalue)
+    assert pair.comparison.t == pytest.approx(expected.statistic)
+    assert pair.comparison.diff == pytest.approx(np.mean(with_tta) - np.mean(without))
+
+
+@pytest.mark.slow  # 300 simulated studies, 30 s
+def test_the_detectable_difference_is_found_80_percent_of_the_time():
+    """Over simulated studies with a true gap of the stated size, Dunnett finds it 80% +- 5%."""
+    sigma, n, arms = 0.01, 3, 4
+    rng = np.random.default_rng(7)
+
+    def simulated(gap: float) -> dict[str, list[float]]:
+        groups = {"control": (sigma * rng.standard_normal(n)).tolist()}
+        for i in range(arms):
+            groups[f"a{i}"] = ((gap if i == 0 else 0.0) + sigma * rng.standard_normal(n)).tolist()
+        return groups
+
+    found, _ = stats.against_control(simulated(0.0), "control")
+    level, df = found["a0"].level, found["a0"].df
+    gap = stats.detectable(sigma * math.sqrt(2 / n), df, level)
+    hits = [stats.against_control(simulated(gap), "control")[0]["a0"].differs for _ in range(300)]
+    assert np.mean(hits) == pytest.approx(0.8, abs=0.05)
+
+
+def test_the_planner_asks_for_the_seeds_that_reach_the_target():
+    sigma, arms, level = 0.01, 10, 0.005
+    n = stats.seeds_needed(sigma, 0.01, arms, level)
+    assert stats.detectable(sigma * math.sqrt(2 / n), arms * (n - 1), level) <= 0.01
+    assert stats.detectable(sigma * math.sqrt(2 / (n - 1)), arms * (n - 2), level) > 0.01
+    assert stats.seeds_needed(sigma, 0.005, arms, level) > n
+
+
+def test_one_seed_is_judged_on_the_pooled_variance_and_not_without_it():
+    pooled = summarise(study({"baseline": [0.9, 0.91, 0.92], "b": [0.905, 0.91, 0.915],
+                              "lonely": [0.99]}))  # fmt: skip
+    assert row(pooled, "lonely")["test"] == "dunnett"
+    assert row(pooled, "lonely")["verdict"] == BETTER
+    alone = summarise(study({"baseline": [0.9, 0.91, 0.92], "lonely": [0.99]}), method="none")
+    assert row(alone, "lonely")["test"] == "pooled t" and np.isnan(row(alone, "lonely")["std"])
+    # Without a pooled variance (the baseline's variance out of line) one seed has no test.
+    wild = summarise(study({"baseline": planted(0.6, 0.08, 4, 0), "a": planted(0.6, 0.002, 4, 1),
+                            "b": planted(0.6, 0.002, 4, 2), "lonely": [0.99]}))  # fmt: skip
+    assert row(wild, "lonely")["verdict"] == TOO_FEW
 
 
 def test_chance_level_runs_are_flagged_and_kept_out_of_the_means():
@@ -129,6 +261,18 @@ def test_diverged_run_is_counted_not_averaged():
     assert "mean of 2 of 3 runs (1 diverged)" in line
 
 
+def test_no_clear_difference_says_what_the_runs_could_have_found():
+    s = study({"baseline": planted(0.9, 0.005, 3, 0), "narrow": planted(0.897, 0.005, 3, 1)})
+    summary = summarise(s)
+    narrow = row(summary, "narrow")
+    assert narrow["verdict"] == UNCLEAR
+    assert narrow["detectable"] == pytest.approx(
+        stats.detectable(narrow["se"], narrow["df"], narrow["level"])
+    )
+    (line,) = answers(s, summary)
+    assert "would be found 80% of the time" in line and "could not have" not in line
+
+
 def test_an_arm_that_cannot_train_is_reported_as_not_trained(tmp_path):
     """A real sweep: one arm at a learning rate of 1e-7 stays at chance."""
     root = tmp_path / "sweep"
@@ -146,7 +290,11 @@ def test_an_arm_that_cannot_train_is_reported_as_not_trained(tmp_path):
     assert report_main([str(root)]) == 0
     md = (root / "report" / "report.md").read_text()
     answer = next(x for x in md.splitlines() if x.startswith("- optimizer.lr=1e-07"))
-    assert "did not train under this recipe" in answer
     assert ": did not train under this recipe" in answer
     assert "worse —" not in answer and "points below" not in answer
     assert "### Recipe and budget" in md and "optimizer steps" in md
+    assert "Convergence not checked" in md and "converged at this budget" not in md
+    # The report's runs.csv makes the same report again, without the run folders.
+    assert report_main([str(root / "report" / "runs.csv"), "--out", str(tmp_path / "again")]) == 0
+    again = (tmp_path / "again" / "report.md").read_text()
+    assert answer in again and "optimizer steps" in again

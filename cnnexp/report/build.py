@@ -185,17 +185,26 @@ def newest_sweep(root: Path = Path("multirun")) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnnexp.report",
-                                     description=sys.modules["cnnexp.report"].__doc__)  # fmt: skip
-    parser.add_argument("paths", nargs="*", type=Path,
-                        help="run or sweep folders, or a runs.csv an earlier report wrote")  # fmt: skip
+    doc = sys.modules["cnnexp.report"].__doc__
+    parser = argparse.ArgumentParser(prog="python -m cnnexp.report", description=doc)
+    parser.add_argument(
+        "paths", nargs="*", type=Path, help="run or sweep folders, or a runs.csv a report wrote"
+    )
     parser.add_argument("--out", type=Path, help="where to write (default: beside the input)")
     parser.add_argument("--title", default=None)
-    parser.add_argument("--alpha", type=float, default=stats.ALPHA,
-                        help=f"family-wise level of a study's verdicts (default {stats.ALPHA})")  # fmt: skip
-    parser.add_argument("--method", choices=stats.METHODS, default=stats.METHOD,
-                        help="many-to-one comparisons: dunnett (pooled variance, the default), "
-                        "holm (Holm's step-down), none (each test alone)")  # fmt: skip
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=stats.ALPHA,
+        help=f"family-wise level of a study's verdicts (default {stats.ALPHA})",
+    )
+    parser.add_argument(
+        "--method",
+        choices=stats.METHODS,
+        default=stats.METHOD,
+        help="many-to-one comparisons: dunnett (pooled variance, the default), holm (Holm's "
+        "step-down), none (each test alone)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         parser.error(f"--alpha {args.alpha} is not a level: use a number between 0 and 1")

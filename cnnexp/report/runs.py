@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,8 @@ class Study:
 
     def setting(self, key: str) -> Any:
         """A key of the `study` node its runs were configured with (budget, question, ...)."""
-        values = [(c.get("study") or {}).get(key) for c in self.runs["config"] if c]
+        configs = self.runs["config"] if "config" in self.runs else []
+        values = [(c.get("study") or {}).get(key) for c in configs if c]
         return next((v for v in values if v is not None), None)
 
 
@@ -206,7 +207,7 @@ def read_table(path: Path) -> list[Study]:
         )  # fmt: skip
     )
     studies = []
-    for name, part in table.groupby("study", sort=False, dropna=False):
+    for _, part in table.groupby("study", sort=False, dropna=False):
         part = part.dropna(axis=1, how="all")  # another study's factors
         rows = [_table_row(row, kept) for row in part.to_dict("records")]
         studies.append(make_study(rows, Path(path).parent, note))
@@ -227,7 +228,7 @@ def _table_row(row: dict[str, Any], kept: bool) -> dict[str, Any]:
     return row
 
 
-@lru_cache(maxsize=None)
+@cache
 def _declared(experiment: str) -> str:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

@@ -102,7 +102,7 @@ def compare(study: Study, summary: pd.DataFrame, alpha: float, method: str) -> p
         return summary
     base_mask = is_baseline(study, summary)
     parts = [(c, rows) for c, rows in contexts(study, summary) if base_mask[rows.index].sum() == 1]
-    for context, rows in parts:
+    for _, rows in parts:
         control = rows[base_mask[rows.index]].iloc[0]
         family = _compare_context(study, summary, rows, control, alpha, method, len(parts))
         summary.attrs["families"].append(family)
