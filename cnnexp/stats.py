@@ -122,7 +122,7 @@ def pooled_fit(groups: Mapping[str, Sequence[float]]) -> tuple[float, float]:
     frame = pd.DataFrame(
         [{"arm": k, "y": float(y)} for k, values in groups.items() for y in values]
     )
-    if frame["arm"].nunique() < 1 or len(frame) <= frame["arm"].nunique():
+    if frame.empty or len(frame) <= frame["arm"].nunique():
         return math.nan, 0.0
     fit = smf.ols("y ~ C(arm)", frame).fit() if frame["arm"].nunique() > 1 else _mean_fit(frame)
     return math.sqrt(fit.mse_resid), float(fit.df_resid)
@@ -141,6 +141,8 @@ def against_control(
     """Every arm of `groups` (name -> values) but `control`, against it, as one family."""
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if not len(groups.get(control, [])):
+        raise ValueError(f"the control {control!r} has no values to compare with")
     variances = check_variances(groups, control, alpha)
     arms = [k for k, v in groups.items() if k != control and len(v)]
     pooled = [k for k in arms if variances.pooled and k not in variances.left_out]

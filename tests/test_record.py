@@ -13,7 +13,7 @@ from cnnexp.data import make_synthetic
 from cnnexp.errors import ConfigError
 from cnnexp.loader import DeviceLoader
 from cnnexp.record import read_metrics
-from cnnexp.schema import EPOCH_KEYS, HEADLINE, RECORD_VERSION, STATUSES
+from cnnexp.schema import EPOCH_KEYS, HEADLINE, RECORD_VERSION, STATUSES, WITHOUT
 from cnnexp.train import Fit, _config_hash, _datasets, train
 
 QUICK = [*TINY, "precision=fp32", "tracking.images_every=0", "tracking.graph=false",
@@ -24,10 +24,30 @@ def test_a_folder_holding_another_configs_run_is_refused(tmp_path):
     first = train(make_config(*QUICK, "epochs=1"), tmp_path)
     assert first["record_version"] == RECORD_VERSION and first["status"] in STATUSES
     assert all(set(row) <= set(EPOCH_KEYS) for row in first["history"])
-    assert set(HEADLINE) - {"final_val_acc", "best_val_acc"} <= set(first)  # no validation split
+    optional = {"final_val_acc", "best_val_acc", *(f"final_{k}" for k in WITHOUT.values())}
+    assert set(HEADLINE) - optional <= set(first)  # no validation split, no evaluation option
     with pytest.raises(ConfigError, match="different config"):
         train(make_config(*QUICK, "epochs=1", "optimizer.lr=0.2"), tmp_path)
     assert read_metrics(tmp_path) == json.loads(json.dumps(first))  # left as it was
+
+
+def test_evaluation_only_options_are_measured_inside_the_run(tmp_path):
+    """With test-time flips and a weight average, the last epoch is also tested with each of
+    them off alone: the pair lands in the history, the headline and TensorBoard."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    metrics = train(make_config(*QUICK, "epochs=2", "tta=flip", "ema=0.9"), tmp_path)
+    first, last = metrics["history"]
+    assert not set(WITHOUT.values()) & set(first)  # only the last epoch pays for the pairs
+    for option, key in WITHOUT.items():
+        assert 0.0 <= last[key] <= 1.0 and metrics[f"final_{key}"] == last[key], option
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    for option in WITHOUT:
+        (point,) = events.Scalars(f"test/acc_without_{option}")
+        assert point.step == 2 and point.value == pytest.approx(last[WITHOUT[option]])
+    plain = train(make_config(*QUICK, "epochs=1"), tmp_path / "plain")
+    assert not set(WITHOUT.values()) & set(plain["history"][-1])
 
 
 def test_resume_with_weight_averaging_and_augmentation_matches_a_whole_run(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ end to end as a real Hydra multirun (synthetic data, tiny budget), and its repor
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import REPO, make_config, run_cli
@@ -76,20 +77,24 @@ TINY_STUDY = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=2
               "data.synthetic.test_size=128", "data.synthetic.noise=1.0", "device=cpu",
               "progress=false", "epochs=1", "tracking.graph=false", "tracking.misclassified=0",
               "tracking.monitor_interval=0"]  # fmt: skip
-SEEDS = {"pooling": "seed=0,1"}  # the others: one seed per arm, to keep the suite short
+# Two seeds where the report needs pairs or spread; the others one, to keep the suite short.
+SEEDS = {"pooling": "seed=0,1", "ablation": "seed=0,1"}
+# The ablation's batch of 256 would be one step an epoch on 256 images: it would not train.
+EXTRA = {"ablation": ["batch_size=32", "epochs=2", "data.synthetic.noise=0.5"]}
 
 
-# The architecture study (18 arms, 22 s here) runs with the slow tests: the suite stays < 5 min.
+# The architecture study (18 arms, 22 s here) and the ablation (8 arms x 2 seeds, 50 s on an
+# AVX2-only CPU) run with the slow tests: the default suite stays under 5 minutes.
 @pytest.mark.parametrize(
-    "study", [pytest.param(s, marks=pytest.mark.slow) if s == "architecture" else s
+    "study", [pytest.param(s, marks=pytest.mark.slow) if s in ("architecture", "ablation") else s
               for s in CPU_STUDIES],
 )  # fmt: skip
 def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
     """The real multirun with every arm of the study, then its report."""
     root = tmp_path / study
     seeds = SEEDS.get(study, "seed=0")
-    result = run_cli("-m", f"+experiment={study}", *TINY_STUDY, seeds, f"hydra.sweep.dir={root}",
-                     cwd=REPO, timeout=600)  # fmt: skip
+    result = run_cli("-m", f"+experiment={study}", *TINY_STUDY, *EXTRA.get(study, []), seeds,
+                     f"hydra.sweep.dir={root}", cwd=REPO, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     loaded = load_study(root)
     key = arm_key(study)
@@ -101,6 +106,34 @@ def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     assert "budget: cpu" in text.lower()
     assert f"{key}={arms[1]}" in text
+    if study == "ablation":  # the test-time flip is measured inside each run, never retrained
+        assert "Measured inside each run" in text and "test-time augmentation (tta)" in text
+        assert "test_flip-off" not in text  # no arm trains the full recipe's networks again
+        assert all("final_test_acc_without_tta" in m for m in map(metrics_of, loaded.runs["run"]))
+
+
+def metrics_of(run: str) -> dict:
+    return json.loads((Path(run) / "metrics.json").read_text())
+
+
+@pytest.mark.slow  # two sweeps, 45 s
+def test_a_budget_check_is_reported_with_its_interval(tmp_path):
+    """The pooling study and its budget check (the baseline again at twice the epochs), the
+    check in a folder of its own: the report states the gap and never says converged alone."""
+    root, check = tmp_path / "pooling", tmp_path / "pooling_check"
+    for experiment, folder, epochs in (("pooling", root, 1), ("pooling_check", check, 2)):
+        result = run_cli("-m", f"+experiment={experiment}", *TINY_STUDY, f"epochs={epochs}",
+                         "seed=0,1", "batch_size=32", "data.synthetic.noise=0.5",
+                         f"hydra.sweep.dir={folder}", cwd=REPO)  # fmt: skip
+        assert result.returncode == 0, result.stderr[-4000:]
+    assert load_study(check).runs.empty and len(load_study(check).check) == 2
+    assert report_main([str(root), "--out", str(tmp_path / "alone")]) == 0
+    assert "Convergence not checked" in (tmp_path / "alone" / "report.md").read_text()
+    assert report_main([str(root), str(check), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    (line,) = [x for x in text.splitlines() if "At 2 epochs instead of 1" in x]
+    assert "95% CI" in line and "Welch" in line and "(2 runs against 2;" in line
+    assert "Convergence not checked" not in text
 
 
 def test_pooling_report_shows_first_epochs_and_feature_maps(tmp_path):

@@ -36,7 +36,8 @@ def add_answers(doc: Document, study: Study, summary: pd.DataFrame, alpha: float
         return
     doc.heading(3, "Answers")
     for family in summary.attrs.get("families", []):
-        doc.para(method_sentence(study, family, alpha))
+        if family.arms:
+            doc.para(method_sentence(study, family, alpha))
     doc.bullets(found)
     for family in summary.attrs.get("families", []):
         planned = plan(summary, family)
@@ -58,11 +59,11 @@ def method_sentence(study: Study, family: Family, alpha: float) -> str:
             f"one model of the study's runs (accuracy by arm, ordinary least squares): residual "
             f"standard deviation {100 * v.sigma:.2f} points with {v.df:.0f} degrees of freedom, "
             f"pooled over the arms because Bartlett's test of equal variances does not reject "
-            f"(p = {_p(v.bartlett_p)})"
+            f"(p {_p(v.bartlett_p)})"
         )
         if v.left_out:
             model += (
-                f"; over every arm it does (p = {_p(v.bartlett_all_p)}), and "
+                f"; over every arm it does (p {_p(v.bartlett_all_p)}), and "
                 f"{', '.join(v.left_out)}, whose variance is out of line with the rest, is "
                 "compared by Welch's test instead"
             )
@@ -71,10 +72,12 @@ def method_sentence(study: Study, family: Family, alpha: float) -> str:
             "holm": "t tests on the pooled variance, Holm's correction over the family",
             "none": "t tests on the pooled variance, each alone (no correction)",
         }[family.method]
+        if family.arms == 1:
+            tests = "a t test on the pooled variance (with one arm, Dunnett's test is this test)"
     else:
         model = (
             "each arm with its own variance (Welch's test), because Bartlett's test rejects "
-            f"equal variances (p = {_p(v.bartlett_all_p)}) and no single arm explains it"
+            f"equal variances (p {_p(v.bartlett_all_p)}) and no single arm explains it"
         )
         tests = {
             "dunnett": "Holm's correction over the family",
@@ -87,7 +90,7 @@ def method_sentence(study: Study, family: Family, alpha: float) -> str:
         paired = (
             f" {', '.join(family.paired)} trained the baseline's very networks (the same "
             "seeds give the same final training loss): it is compared in pairs by seed "
-            "(paired t test), outside the pooled model."
+            "(paired t test, its 95% interval a family of its own), outside the pooled model."
         )
     return (
         f"{head}{family.arms} arm{'s' if family.arms != 1 else ''} compared with the baseline, "
@@ -145,7 +148,7 @@ def interval(row: pd.Series, alpha: float) -> str:
     return (
         f"difference {100 * row['diff']:+.2f} points, {simultaneous} {100 * row['ci_low']:+.2f} "
         f"to {100 * row['ci_high']:+.2f}, {TESTS.get(row['test'], row['test'])} with "
-        f"{row['df']:.0f} df, family-wise p = {_p(row['p_adjusted'])}"
+        f"{row['df']:.0f} df, family-wise p {_p(row['p_adjusted'])}"
     )
 
 
@@ -158,8 +161,8 @@ def plan_sentence(planned: Plan) -> str:
             parts.append(f"{points}: more than 1000 seeds per arm")
             continue
         hours = planned.hours(target)
-        parts.append(f"{points}: {n} seeds per arm, {n * planned.arms} runs, about "
-                     f"{hours:.1f} hours")  # fmt: skip
+        took = f"{hours:.1f} hours" if hours >= 1 else f"{60 * hours:.0f} minutes"
+        parts.append(f"{points}: {n} seeds per arm, {n * planned.arms} runs, about {took}")
     return (
         f"Planner: for {POWER} power at this family's level, with the pooled standard deviation "
         f"of {100 * planned.sigma:.2f} points and {planned.arms} arms, detecting "
@@ -180,7 +183,7 @@ def within_run_sentence(pair: WithinRun, alpha: float) -> str:
     return (
         f"{what} ({pair.option}) on {pair.where}: {verdict} — {100 * c.diff:+.2f} points "
         f"(paired over {pair.n} runs, {100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to "
-        f"{100 * c.ci_high:+.2f}, paired t = {c.t:.2f} with {c.df:.0f} df, p = {_p(c.p)}; "
+        f"{100 * c.ci_high:+.2f}, paired t = {c.t:.2f} with {c.df:.0f} df, p {_p(c.p)}; "
         f"{detectable_phrase(c.detectable)})."
     )
 
@@ -229,7 +232,8 @@ def _pct(value: float) -> str:
 
 
 def _p(value: float) -> str:
-    return "< 0.0001" if value < 1e-4 else f"{value:.3g}"
+    """'= 0.0206', or '< 0.0001' for the smallest."""
+    return "< 0.0001" if value < 1e-4 else f"= {value:.3g}"
 
 
 def label(study: Study, row: pd.Series) -> str:

@@ -157,15 +157,15 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     """A Study of run rows: the budget check's runs apart, the factors the rest varied, the
     baseline the study declares, and only the tuned level's runs where it tunes a key."""
     runs = pd.DataFrame(rows)
+    declared = [(c.get("study") or {}) for c in runs["config"] if c]
+    name = next((s["name"] for s in declared if s.get("name")), None) or root.name
     roles = runs["config"].map(lambda c: (c.get("study") or {}).get("role") if c else None)
     check = runs[roles == BUDGET_CHECK].reset_index(drop=True)
     runs = runs[roles != BUDGET_CHECK].reset_index(drop=True)
     fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *METRIC_COLUMNS}
     factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
-    declared = [(c.get("study") or {}) for c in runs["config"] if c]
     baseline = next((s["baseline"] for s in declared if s.get("baseline")), {})
     baseline = {k: str(v) for k, v in flatten(baseline).items() if k in factors}
-    name = next((s["name"] for s in declared if s.get("name")), None) or root.name
     study = Study(name=name, root=root, runs=runs, factors=factors, baseline=baseline,
                   check=check if len(check) else None, note=note)  # fmt: skip
     tuned = study.setting("tune")

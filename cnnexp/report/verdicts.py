@@ -119,9 +119,11 @@ def _compare_context(study, summary, rows, control, alpha, method, share) -> Fam
     paired = [i for i in open_arms if same_networks(study, summary.loc[i], control)]
     results = _paired_family(summary, paired, control, alpha / share)
     values = {i: summary.at[i, "values"] for i in open_arms if i not in paired}
-    found, variances = stats.against_control(
-        {**values, "control": control["values"]}, "control", alpha / share, method
-    )
+    found, variances = {}, stats.Variances(False, *[math.nan] * 5, ())
+    if control["n"] > 0:
+        found, variances = stats.against_control(
+            {**values, "control": control["values"]}, "control", alpha / share, method
+        )
     results |= found
     for i, comparison in results.items():
         for key in COMPARISON:
