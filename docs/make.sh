@@ -4,6 +4,9 @@
 #   bash docs/make.sh           # the runs (about 80 minutes on two CPU cores), then the reports
 #   bash docs/make.sh runs      # the runs only
 #   bash docs/make.sh reports   # the reports only, from the run folders already there
+#   bash docs/make.sh tables    # the reports again from the runs.csv each report here keeps
+#                               # (no run folders needed; final numbers only for tables written
+#                               # before the tables kept configs and curves)
 # Run folders go to multirun/docs/ and outputs/docs/ (git-ignored); each run's time is in its
 # metrics.json.
 set -euo pipefail
@@ -20,31 +23,52 @@ runs() {
   rm -rf multirun/docs outputs/docs
   # The studies at their CPU budgets (each at most 30 minutes on two cores), then the single
   # runs of the lab report. `time` prints each one's wall time.
-  time $py -m cnnexp -m +experiment=pooling hydra.sweep.dir=multirun/docs/pooling-cifar10
-  time $py -m cnnexp -m +experiment=architecture hydra.sweep.dir=multirun/docs/architecture-cifar10
-  time $py -m cnnexp -m +experiment=ablation hydra.sweep.dir=multirun/docs/ablation-cifar10
-  time $py -m cnnexp -m +experiment=pooling_mnist hydra.sweep.dir=multirun/docs/pooling-mnist
+  # Each study, then its budget check (the baseline again at twice the epochs) beside it.
+  for study in pooling:pooling-cifar10 architecture:architecture-cifar10 \
+      ablation:ablation-cifar10 pooling_mnist:pooling-mnist; do
+    time $py -m cnnexp -m +experiment="${study%%:*}" hydra.sweep.dir="multirun/docs/${study#*:}"
+    time $py -m cnnexp -m +experiment="${study%%:*}_check" \
+        hydra.sweep.dir="multirun/docs/${study#*:}-check"
+  done
   time $py -m cnnexp hydra.run.dir=outputs/docs/lenet_mnist_default
   time $py -m cnnexp +experiment=cifar10_cpu hydra.run.dir=outputs/docs/cifar10_cpu
 }
 
-reports() {
-  $py -m cnnexp.report multirun/docs/pooling-cifar10 --out docs/pooling-cifar10 \
-      --title "Max vs average pooling: a small convnet on CIFAR-10"
-  $py -m cnnexp.report multirun/docs/architecture-cifar10 --out docs/architecture-cifar10 \
-      --title "Architecture, one factor at a time: a small convnet on CIFAR-10"
-  $py -m cnnexp.report multirun/docs/ablation-cifar10 --out docs/ablation-cifar10 \
-      --title "What made our CIFAR-10 network good: one ingredient at a time"
-  $py -m cnnexp.report multirun/docs/pooling-mnist --out docs/pooling-mnist \
-      --title "Max vs average pooling: LeNet-5 on MNIST"
+TITLES=(
+  "pooling-cifar10:Max vs average pooling: a small convnet on CIFAR-10"
+  "architecture-cifar10:Architecture, one factor at a time: a small convnet on CIFAR-10"
+  "ablation-cifar10:What made our CIFAR-10 network good: one ingredient at a time"
+  "pooling-mnist:Max vs average pooling: LeNet-5 on MNIST"
+)
+
+reports() {  # from the run folders, each study with its budget check
+  for entry in "${TITLES[@]}"; do
+    name="${entry%%:*}"
+    $py -m cnnexp.report "multirun/docs/$name" "multirun/docs/$name-check" --out "docs/$name" \
+        --title "${entry#*:}"
+  done
   $py -m cnnexp.report outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu \
-      multirun/docs/pooling-mnist multirun/docs/pooling-cifar10 multirun/docs/architecture-cifar10 \
-      multirun/docs/ablation-cifar10 --out docs/lab-report --title "cnnexp lab report"
+      multirun/docs/pooling-mnist multirun/docs/pooling-mnist-check \
+      multirun/docs/pooling-cifar10 multirun/docs/pooling-cifar10-check \
+      multirun/docs/architecture-cifar10 multirun/docs/architecture-cifar10-check \
+      multirun/docs/ablation-cifar10 multirun/docs/ablation-cifar10-check \
+      --out docs/lab-report --title "cnnexp lab report"
+}
+
+tables() {  # from the runs tables the reports here keep (each is read before it is rewritten)
+  for entry in "${TITLES[@]}"; do
+    name="${entry%%:*}"
+    rm -rf "docs/$name/figures"
+    $py -m cnnexp.report "docs/$name/runs.csv" --out "docs/$name" --title "${entry#*:}"
+  done
+  rm -rf docs/lab-report/figures
+  $py -m cnnexp.report docs/lab-report/runs.csv --out docs/lab-report --title "cnnexp lab report"
 }
 
 case "$what" in
   runs) runs ;;
   reports) reports ;;
+  tables) tables ;;
   all) runs; reports ;;
-  *) echo "docs/make.sh: unknown step '$what': use runs, reports or all" >&2; exit 2 ;;
+  *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables or all" >&2; exit 2 ;;
 esac

@@ -82,8 +82,9 @@ def recipe(study: Study) -> pd.DataFrame:
         if values:
             items.append({"what": name, "value": ", ".join(sorted(map(str, values)))})
     done = study.runs[study.runs["status"] != "incomplete"]
+    configured = {item["what"] for item in items}
     extra = {
-        "epochs run": _joined(done["epochs"]) if not configs else "",
+        "epochs": _joined(done["epochs"]) if "epochs" not in configured else "",
         "training images used": _joined(done["train_images"].dropna().astype(int)),
         "optimizer steps": _optimizer_steps(study),
         "precision": _joined(done["precision"]),
@@ -148,7 +149,7 @@ def budget_phrase(study: Study) -> str:
     """The budget in a phrase: data, images, epochs, steps, learning rate."""
     table = recipe(study)
     items = dict(zip(table["what"], table["value"], strict=True))
-    epochs = items.get("epochs", items.get("epochs run", "?"))
+    epochs = items.get("epochs", "?")
     text = f"{items.get('training images used', '?')} training images, {epochs} epochs"
     if "data set" in items:
         text = f"{items['data set']}, {text}"
@@ -183,7 +184,12 @@ def describe(study: Study) -> str:
 def heading(study: Study) -> str:
     """The study's name, with its data set where the runs name one."""
     data = {str(flatten(c).get("data.name")) for c in study.runs["config"] if c}
-    return f"{study.name}: {data.pop()}" if len(data) == 1 and "None" not in data else study.name
+    if len(data) == 1 and "None" not in data:
+        return f"{study.name}: {data.pop()}"
+    experiments = set(study.runs["experiment"].dropna()) if "experiment" in study.runs else set()
+    return (
+        f"{study.name} (+experiment={experiments.pop()})" if len(experiments) == 1 else study.name
+    )
 
 
 def _label(study: Study, row: pd.Series) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -196,26 +197,37 @@ def read_table(path: Path) -> list[Study]:
     if "study" not in table:
         raise ValueError(f"{path} is not a runs table a report wrote (it has no 'study' column)")
     kept = "config" in table
-    note = (
-        f"Read from {path}, the runs table of an earlier report"
-        + (
-            "."
-            if kept
-            else ": per-epoch curves, pictures and configs were not kept there, so "
-            "this report has final numbers only; its baseline and question are the "
-            "experiment config's as they are now."
-        )  # fmt: skip
-    )
+    # One study per folder it was read from; a table from before that was recorded tells two
+    # studies of one name (pooling on MNIST and on CIFAR-10) apart by their experiment.
+    by = ["study", "study_root" if "study_root" in table else "experiment"]
     studies = []
-    for _, part in table.groupby("study", sort=False, dropna=False):
+    for _, part in table.groupby([c for c in by if c in table], sort=False, dropna=False):
         part = part.dropna(axis=1, how="all")  # another study's factors
         rows = [_table_row(row, kept) for row in part.to_dict("records")]
-        studies.append(make_study(rows, Path(path).parent, note))
+        root = part["study_root"].iloc[0] if "study_root" in part else _common(part["run"])
+        studies.append(make_study(rows, Path(root), _table_note(path, rows)))
     return studies
+
+
+def _table_note(path: Path, rows: list[dict[str, Any]]) -> str:
+    note = f"Read from {path}, the runs table of an earlier report"
+    if any(row["history"] for row in rows):
+        return note + "."
+    return note + (
+        ": its runs' per-epoch curves, pictures and configs were not kept there, so this "
+        "report has their final numbers only; the baseline and question are those the "
+        "study's experiment config declared when the table was first read."
+    )
+
+
+def _common(runs: pd.Series) -> str:
+    """The folder that holds these runs: the sweep's, or a single run's own."""
+    return os.path.commonpath(list(runs)) if len(runs) > 1 else str(runs.iloc[0])
 
 
 def _table_row(row: dict[str, Any], kept: bool) -> dict[str, Any]:
     row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+    row.pop("study_root", None)
     if kept:
         for key in OBJECTS:
             row[key] = json.loads(row[key]) if isinstance(row.get(key), str) else {}
@@ -254,7 +266,7 @@ def table_of_runs(study: Study) -> pd.DataFrame:
     for key in OBJECTS:
         if key in runs:
             table[key] = runs[key].map(lambda v: json.dumps(v, default=str))
-    return table.assign(study=study.name)
+    return table.assign(study=study.name, study_root=str(study.root))
 
 
 def select_tuned(study: Study, key: str, metric: str = "final_val_acc") -> Study:
