@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 
+@pytest.mark.slow  # 60 s on an AVX2-only CPU: the kit runs every check
 def test_gpu_kit_smoke_runs_every_check_on_the_cpu(tmp_path):
     out = tmp_path / "gpu.md"
     result = subprocess.run(

@@ -40,6 +40,7 @@ def test_both_backends_reach_the_same_accuracy_from_the_same_seed(tmp_path):
     assert {"train/loss", "test/acc", "lr"} <= set(events.Tags()["scalars"])
 
 
+@pytest.mark.slow  # 25 s: two Lightning processes
 def test_lightning_run_killed_after_an_epoch_resumes_and_completes(tmp_path):
     run_dir = tmp_path / "run"
     args = [*TINY, *QUIET, "trainer=lightning", "epochs=6", "data.synthetic.train_size=4096",
@@ -85,6 +86,7 @@ def test_two_process_ddp_through_lightning_writes_one_record(tmp_path):
     assert len(checksums) == 2 and checksums[0] == checksums[1]
 
 
+@pytest.mark.slow  # 25 s: torchrun with two processes
 def test_trainer_devices_starts_the_run_under_torchrun(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(*TINY, *QUIET, "trainer=lightning", "trainer.devices=2", "epochs=1",
