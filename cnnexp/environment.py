@@ -41,13 +41,45 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX), so autocast pays off."""
+# The instruction-set flags that decide how fast each number format runs, and the variables
+# that cap what PyTorch (ATen) and oneDNN use of them: `ATEN_CPU_CAPABILITY=avx2
+# ONEDNN_MAX_CPU_ISA=AVX2` makes a bf16 CPU behave as an AVX2-only one (bf16 then emulated).
+ISA_FLAGS = ("avx512_bf16", "amx_bf16", "avx512f", "avx2")
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+# Caps below native bf16: ATen's kernels (default, avx2: no AVX-512) and oneDNN's ISAs before
+# AVX512_CORE_BF16.
+NO_BF16_CAPS = {
+    "ATEN_CPU_CAPABILITY": ("default", "avx2"),
+    "ONEDNN_MAX_CPU_ISA": ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                           "AVX512_CORE_VNNI"),
+}  # fmt: skip
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's instruction-set flags of ISA_FLAGS, where the OS tells them."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split()) & set(ISA_FLAGS)
     except OSError:
+        pass
+    return set()
+
+
+def isa_caps() -> dict[str, str | None]:
+    """The instruction-set caps set in this process's environment (ISA_VARIABLES)."""
+    return {name: os.environ.get(name) for name in ISA_VARIABLES}
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX) and no cap in the
+    environment keeps PyTorch or oneDNN from it, so autocast can pay off."""
+    if not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return not any(
+        (value or "").upper() in {v.upper() for v in NO_BF16_CAPS[name]}
+        for name, value in isa_caps().items()
+    )
 
 
 def environment() -> dict:
@@ -67,6 +99,8 @@ def environment() -> dict:
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": cpu_has_bf16(),
+        "cpu_flags": sorted(cpu_flags()),
+        "isa_caps": {k: v for k, v in isa_caps().items() if v},
         "hostname": socket.gethostname(),
         "git_commit": git_commit(),
     }

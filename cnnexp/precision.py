@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnexp.environment import cpu_has_bf16, cpu_model
+from cnnexp.environment import cpu_flags, cpu_has_bf16, cpu_model, isa_caps
 from cnnexp.files import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,9 @@ def choose(
     if device.type == "cpu" and cpu_has_bf16() and measure is not None:
         return from_timings(measure(), device.type)
     if device.type == "cpu":
-        return Precision("fp32", "cpu", "auto: this CPU has no native bf16")
+        caps = ", ".join(f"{k}={v}" for k, v in isa_caps().items() if v)
+        capped = f" ({caps} in the environment)" if caps else ""
+        return Precision("fp32", "cpu", f"auto: this CPU has no native bf16{capped}")
     return Precision("fp32", device.type, f"auto: fp32 on {device.type}")
 
 
@@ -146,7 +148,10 @@ def _seconds_per_step(
 
 
 def _probe_key(model: nn.Module, example: torch.Tensor) -> str:
-    """What the timing depends on: CPU, torch, threads, the network and the batch's shape."""
-    facts = [cpu_model(), torch.__version__, torch.get_num_threads(), repr(model),
+    """What the timing depends on: the CPU (its name can be shared by kinds with and without
+    native bf16, so its instruction-set flags and the caps set in the environment too), torch,
+    threads, the network and the batch's shape."""
+    facts = [cpu_model(), sorted(cpu_flags()), isa_caps(), torch.__version__,
+             torch.get_num_threads(), repr(model),
              tuple(example.shape), str(example.dtype), example.is_contiguous()]  # fmt: skip
     return hashlib.sha1(json.dumps(facts, default=str).encode()).hexdigest()[:16]

@@ -65,6 +65,34 @@ def test_probe_times_both_formats_once_per_machine_and_model(tmp_path, monkeypat
     assert (tmp_path / "precision-probes.json").exists()
 
 
+def test_a_bf16_machines_cache_does_not_decide_under_the_avx2_caps(tmp_path, monkeypatch):
+    """The same CPU name with and without the instruction-set caps is two machines: a cache
+    written without them (bf16 measured faster) neither decides nor is read under them."""
+    from cnnexp import environment
+
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx512_bf16", "avx512f", "avx2"})
+    monkeypatch.setattr(precision, "cpu_flags", environment.cpu_flags)
+    monkeypatch.setattr(precision, "cpu_has_bf16", environment.cpu_has_bf16)
+    for name in environment.ISA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    timings = {"fp32": 0.37, "bf16": 0.2}  # bf16 1.85x faster, as on the bf16 EPYC
+    monkeypatch.setattr(precision, "_seconds_per_step", lambda model, x, name, *_: timings[name])
+    model = LeNet5(1, 32, 10, torch.nn.MaxPool2d, torch.nn.ReLU)
+    example = torch.zeros(8, 1, 32, 32)
+    measure = precision.step_timer(model, example, cache_dir=tmp_path)
+    assert precision.choose("auto", CPU, measure).name == "bf16"  # the bf16 machine's choice
+    uncapped = precision._probe_key(model, example)
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert precision._probe_key(model, example) != uncapped
+    chosen = precision.choose("auto", CPU, precision.step_timer(model, example, cache_dir=tmp_path))
+    assert chosen.name == "fp32" and "ONEDNN_MAX_CPU_ISA=AVX2" in chosen.reason
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx512_core_amx")  # a cap above bf16 keeps it
+    assert environment.cpu_has_bf16()
+
+
 def test_probe_leaves_the_model_and_random_state_alone():
     model = LeNet5(1, 32, 10, torch.nn.MaxPool2d, torch.nn.ReLU)
     before = {k: v.clone() for k, v in model.state_dict().items()}
