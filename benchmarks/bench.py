@@ -1,6 +1,9 @@
 """Speed and accuracy on this machine, measured side by side in one run; prints markdown.
 
-    python benchmarks/bench.py                  # LeNet-5 loops, mnist_fast time to 99% (3 seeds)
+    python benchmarks/bench.py                  # LeNet-5 loops, mnist_fast time to 99% (5 seeds),
+                                                # the textbook recipe's time to 99%, the targets
+    python benchmarks/bench.py --cpu-kind avx2  # the same as an AVX2-only CPU (instruction sets
+                                                # capped: ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA)
     python benchmarks/bench.py --cifar cifar10_cpu --cifar-epochs 2   # + a CIFAR-10 preset
 
 Needs the real datasets under $CNNEXP_DATA (e.g. ../shared/data). On a GPU, see gpu.py.
@@ -12,6 +15,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,7 +33,7 @@ from torchvision import transforms
 from cnnexp import CONF_DIR
 from cnnexp.data import ImageTensorDataset, load_torchvision, pad_images
 from cnnexp.engine import train_one_epoch
-from cnnexp.environment import environment
+from cnnexp.environment import cpu_flags, cpu_has_bf16, environment, isa_caps
 from cnnexp.loader import DeviceLoader
 from cnnexp.precision import Precision, choose, step_timer
 from cnnexp.report.curves import time_to
@@ -48,28 +52,47 @@ def lenet(cfg: DictConfig) -> nn.Module:
     return build_model(cfg)
 
 
-def cpu_flags() -> str:
-    """The CPU features that decide bf16 speed: AVX512-BF16, AMX, else AVX2 only."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "unknown"
-    found = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile", "avx512f", "avx2") if f in flags]
-    return ", ".join(found) or "none of avx2/avx512/amx"
+# What --cpu-kind avx2 sets: PyTorch's and oneDNN's instruction sets capped at AVX2, so that a
+# CPU with AVX-512 and bf16 behaves as an AVX2-only one (bf16 then emulated, and slow).
+AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def cpu_kind() -> str:
+    """The CPU kind these figures are for: its flags, and the caps in the environment."""
+    flags = ", ".join(sorted(cpu_flags())) or "none of avx2/avx512/amx"
+    caps = " ".join(f"{k}={v}" for k, v in isa_caps().items() if v)
+    kind = "bf16" if cpu_has_bf16() else "AVX2-only"
+    return f"{kind} kind (flags: {flags}{'; capped by ' + caps if caps else ''})"
+
+
+# --- the anchor: the loop a student writes from the PyTorch tutorials, nothing of cnnexp in it ---
+
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)  # the tutorials' constants, as tuples
+
+
+def textbook_lenet() -> nn.Sequential:
+    """LeNet-5 as the lab defines it (61,706 parameters, the same as our `model=lenet`)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+
+
+def textbook_data(root: str, train: bool) -> torch.utils.data.Dataset:
+    """torchvision's MNIST padded to 32x32, per image: Pad, ToTensor, Normalize."""
+    tf = transforms.Compose(
+        [transforms.Pad(2), transforms.ToTensor(), transforms.Normalize(MNIST_MEAN, MNIST_STD)]
+    )
+    return torchvision.datasets.MNIST(root, train=train, download=False, transform=tf)
 
 
 def textbook_rate(root: str, device: torch.device, batch: int, images: int) -> float:
-    """Images per second of the tutorial loop: torchvision dataset, per-image Pad/ToTensor/
-    Normalize, a shuffling DataLoader, fp32; timed over `images` after WARMUP_STEPS steps."""
-    cfg = config(f"device={device.type}")
-    d = cfg.data  # the same padding and normalisation as our loop, from the data config
-    tf = transforms.Compose(
-        [transforms.Pad(d.pad), transforms.ToTensor(), transforms.Normalize(d.mean, d.std)]
-    )
-    dataset = torchvision.datasets.MNIST(root, train=True, download=False, transform=tf)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True)
-    model = lenet(cfg).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model, cfg.norm_bias_lr)
+    """Images per second of the tutorial loop (a shuffling DataLoader, SGD with momentum, fp32)
+    over `images` after WARMUP_STEPS steps."""
+    loader = torch.utils.data.DataLoader(textbook_data(root, True), batch_size=batch, shuffle=True)
+    model = textbook_lenet().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     seen, start = 0, time.perf_counter()
     for step, (x, y) in enumerate(loader):
@@ -84,6 +107,40 @@ def textbook_rate(root: str, device: torch.device, batch: int, images: int) -> f
         if step >= WARMUP_STEPS and seen >= images:
             break
     return seen / (time.perf_counter() - start)
+
+
+def textbook_time_to(root: str, device: torch.device, target: float, epochs: int) -> dict:
+    """The tutorial recipe (SGD lr 0.01, momentum 0.9, batch 64) trained an epoch at a time and
+    tested after each, until the test accuracy reaches `target`: the training seconds a
+    student waits, the epoch and the accuracy."""
+    torch.manual_seed(0)
+    train_loader = torch.utils.data.DataLoader(
+        textbook_data(root, True), batch_size=TEXTBOOK_BATCH, shuffle=True
+    )
+    test_loader = torch.utils.data.DataLoader(textbook_data(root, False), batch_size=1000)
+    model = textbook_lenet().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    seconds, acc = 0.0, 0.0
+    for epoch in range(1, epochs + 1):
+        model.train()
+        start = time.perf_counter()
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            loss = loss_fn(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        seconds += time.perf_counter() - start
+        model.eval()
+        with torch.no_grad():
+            right = sum(
+                (model(x.to(device)).argmax(1) == y.to(device)).sum().item() for x, y in test_loader
+            )
+        acc = right / len(test_loader.dataset)
+        if acc >= target:
+            return {"seconds": seconds, "epoch": epoch, "acc": acc}
+    return {"seconds": None, "epoch": epochs, "acc": acc}
 
 
 def our_rate(
@@ -218,6 +275,24 @@ def backends(device: torch.device) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")
 
 
+def targets(rates: pd.DataFrame, fast: pd.DataFrame, textbook: dict) -> pd.DataFrame:
+    """The issue's figures from the tables above: our loop over the textbook loop at each
+    one's defaults, the textbook recipe's time to 99% over mnist_fast's, mnist_fast's worst."""
+    ratio = rates["img/s median"].iloc[1] / rates["img/s median"].iloc[0]
+    reached = pd.to_numeric(fast["training s to 99.0%"], errors="coerce")
+    every = reached.notna().all()
+    worst = reached.max() if every else None
+    over = textbook["seconds"] / reached.median() if textbook["seconds"] and every else None
+    return pd.DataFrame([
+        {"figure": "our loop / textbook loop, img/s at each one's defaults",
+         "measured": f"{ratio:.2f}x"},
+        {"figure": "textbook time to 99.0% / mnist_fast median time to 99.0%",
+         "measured": f"{over:.1f}x" if over else "not reached"},
+        {"figure": f"mnist_fast training s to 99.0%, the slowest of {len(fast)} seeds",
+         "measured": _seconds(worst) if every else "not every seed reached 99.0%"},
+    ])  # fmt: skip
+
+
 def _seconds(value: float | None) -> str:
     return f"{value:.2f}" if value is not None else "not reached"
 
@@ -227,25 +302,47 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5, help="timing windows per loop")
     parser.add_argument("--images", type=int, default=12_800, help="images per timing window")
-    parser.add_argument("--seeds", type=int, default=3, help="mnist_fast seeds")
+    parser.add_argument("--seeds", type=int, default=5, help="mnist_fast seeds")
+    parser.add_argument(
+        "--cpu-kind",
+        choices=("native", "avx2"),
+        default="native",
+        help="avx2: run again with the instruction sets capped at AVX2",
+    )
+    parser.add_argument("--textbook-epochs", type=int, default=15,
+                        help="most epochs the textbook recipe trains towards 99.0%%")  # fmt: skip
     parser.add_argument("--cifar", nargs="*", default=[], help="presets, e.g. cifar10_cpu")
     parser.add_argument("--cifar-epochs", type=int, default=None, help="override their epochs")
     parser.add_argument("--backends", action="store_true",
                         help="also our loop against Lightning's (.[lightning])")  # fmt: skip
     args = parser.parse_args()
+    if args.cpu_kind == "avx2" and any(os.environ.get(k) != v for k, v in AVX2_CAPS.items()):
+        # The caps are read when PyTorch loads: the benchmark starts again under them.
+        given = sys.argv
+        argv = [a for i, a in enumerate(given)
+                if not a.startswith("--cpu-kind") and given[i - 1] != "--cpu-kind"]  # fmt: skip
+        os.execve(sys.executable, [sys.executable, *argv], {**os.environ, **AVX2_CAPS})
     root = os.environ.get("CNNEXP_DATA", "data")
     device = torch.device(args.device)
     env = environment()
     print(
         f"## Machine\n\n{env['cpu']} ({env['cpu_cores']} cores, {env['torch_threads']} torch "
-        f"threads; flags: {cpu_flags()}), GPUs: {env['gpus'] or 'none'}; torch {env['torch']}, "
+        f"threads), the {cpu_kind()}, GPUs: {env['gpus'] or 'none'}; torch {env['torch']}, "
         f"Python {env['python']}, {platform.platform()}; git {env['git_commit']}\n"
     )
     print(f"## LeNet-5 on MNIST: training images per second ({device}), {args.repeats} "
           f"windows of {args.images:,} images after {WARMUP_STEPS} steps\n")  # fmt: skip
-    print(throughput(root, device, args.repeats, args.images).to_markdown(index=False), "\n")
+    rates = throughput(root, device, args.repeats, args.images)
+    print(rates.to_markdown(index=False), "\n")
     print(f"## `+experiment=mnist_fast` time to 99.0% MNIST test accuracy ({args.seeds} seeds)\n")
-    print(mnist_fast(device, args.seeds).to_markdown(index=False), "\n")
+    fast = mnist_fast(device, args.seeds)
+    print(fast.to_markdown(index=False), "\n")
+    print("## The textbook recipe's time to 99.0% (SGD lr 0.01, momentum 0.9, batch 64, seed 0)\n")
+    textbook = textbook_time_to(root, device, 0.99, args.textbook_epochs)
+    reached = f"{textbook['seconds']:.2f} s of training" if textbook["seconds"] else "not reached"
+    print(f"{reached}, epoch {textbook['epoch']}, test accuracy {100 * textbook['acc']:.2f}%\n")
+    print(f"## Targets ({cpu_kind()})\n")
+    print(targets(rates, fast, textbook).to_markdown(index=False), "\n")
     if args.backends:
         print("## Our loop against PyTorch Lightning's Trainer, side by side\n")
         print(backends(device).to_markdown(index=False), "\n")
