@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
 
 from cnnexp import stats
 from cnnexp.report.runs import COUNT_COLUMNS, REPLICATE, STATUSES, USABLE, Study, groups
@@ -142,15 +141,14 @@ def _compare_context(study, summary, rows, control, alpha, method, share) -> Fam
 
 
 def _paired_family(summary, paired, control, alpha) -> dict[Any, stats.Comparison]:
-    """Arms that trained the baseline's networks, each as pairs by seed (Holm over them)."""
+    """Arms that trained the baseline's networks, each as pairs by seed; several share the
+    level (Bonferroni), so each interval still excludes zero exactly when its p-value decides."""
     out = {}
     for i in paired:
         arm, base = _by_seed(summary.loc[i]), _by_seed(control)
         seeds = sorted(set(arm) & set(base))
-        out[i] = stats.paired([arm[s] for s in seeds], [base[s] for s in seeds], alpha)
-    if len(out) > 1:
-        adjusted = multipletests([c.p for c in out.values()], method="holm")[1]
-        out = {i: _adjusted(c, p) for (i, c), p in zip(out.items(), adjusted, strict=True)}
+        test = stats.paired([arm[s] for s in seeds], [base[s] for s in seeds], alpha / len(paired))
+        out[i] = test if math.isnan(test.p) else _adjusted(test, min(1.0, test.p * len(paired)))
     return out
 
 
