@@ -1,7 +1,7 @@
 """One definition of the run record, metrics.json: its file name, version, statuses and keys.
 
 Training writes it (cnnexp.record), tracking logs its headline numbers to TensorBoard, and
-cnnexp.results reads it back for the report; all take the names from here.
+cnnexp.report.runs reads it back for the report; all take the names from here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ METRICS = "metrics.json"
 # as version 1.
 RECORD_VERSION = 4
 # What a run's status can be while and after it runs. "did_not_train" is the report's own
-# judgement of a completed run (cnnexp.results), never written by training.
+# judgement of a completed run (cnnexp.report.runs), never written by training.
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
 # Headline numbers, summarised from the per-epoch history. A run's test result is its last
 # epoch's: the best epoch on the test set would be a choice made by looking at the test set.
