@@ -124,12 +124,9 @@ def pooled_fit(groups: Mapping[str, Sequence[float]]) -> tuple[float, float]:
     )
     if frame.empty or len(frame) <= frame["arm"].nunique():
         return math.nan, 0.0
-    fit = smf.ols("y ~ C(arm)", frame).fit() if frame["arm"].nunique() > 1 else _mean_fit(frame)
+    formula = "y ~ C(arm)" if frame["arm"].nunique() > 1 else "y ~ 1"
+    fit = smf.ols(formula, frame).fit()
     return math.sqrt(fit.mse_resid), float(fit.df_resid)
-
-
-def _mean_fit(frame: pd.DataFrame):
-    return smf.ols("y ~ 1", frame).fit()
 
 
 def against_control(
