@@ -121,16 +121,20 @@ def answers(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA) -> 
         if verdict in DECIDED:
             side = "above" if verdict == BETTER else "below"
             gap = f"{abs(100 * row['diff']):.2f} points {side} {base}"
-            lines.append(f"{what}{where}: {verdict} — {gap} ({means}; {interval(row, alpha)}; "
-                         f"{counted(row)}).")  # fmt: skip
+            lines.append(
+                f"{what}{where}: {verdict} — {gap} ({means}; {interval(row, alpha)}; "
+                f"{counted(row)})."
+            )
         elif verdict == UNCLEAR:
             lines.append(
                 f"{what}{where}: no clear difference from {base} ({means}; "
                 f"{interval(row, alpha)}; {counted(row)}); {detectable_phrase(row['detectable'])}."
             )
         else:
-            lines.append(f"{what}{where}: {verdict} ({counted(row)} against {int(ref['n'])} "
-                         f"for {base}; means {means}).")  # fmt: skip
+            lines.append(
+                f"{what}{where}: {verdict} ({counted(row)} against {int(ref['n'])} "
+                f"for {base}; means {means})."
+            )
     return lines
 
 
@@ -177,8 +181,10 @@ def within_run_sentence(pair: WithinRun, alpha: float) -> str:
         pair.option, pair.option
     )
     if not c.se > 0:
-        return (f"{what} ({pair.option}) on {pair.where}: {100 * c.diff:+.2f} points on every "
-                f"one of {pair.n} runs alike: no noise to test.")  # fmt: skip
+        return (
+            f"{what} ({pair.option}) on {pair.where}: {100 * c.diff:+.2f} points on every "
+            f"one of {pair.n} runs alike: no noise to test."
+        )
     verdict = (BETTER if c.diff > 0 else WORSE) if c.differs else UNCLEAR
     return (
         f"{what} ({pair.option}) on {pair.where}: {verdict} — {100 * c.diff:+.2f} points "
@@ -223,8 +229,10 @@ def _not_trained(study: Study, row: pd.Series) -> str:
     bad = study.runs[mask]
     losses = ", ".join(f"{v:.3f}" for v in bad["final_train_loss"].astype(float))
     accs = ", ".join(_pct(v) for v in bad["final_test_acc"].astype(float))
-    return (f"{len(bad)} of {int(row['runs'])} runs: final training loss {losses}, test accuracy "
-            f"{accs}; {bad['error'].iloc[0]}")  # fmt: skip
+    return (
+        f"{len(bad)} of {int(row['runs'])} runs: final training loss {losses}, test accuracy "
+        f"{accs}; {bad['error'].iloc[0]}"
+    )
 
 
 def _pct(value: float) -> str:
@@ -266,8 +274,10 @@ def _accuracy_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
     for _, row in summary[summary["n"] > 0].iterrows():
         name = label(study, row)
         name = f"{study.name}, {name}" if name != study.name else study.name
-        lines.append(f"{name}: {_pct(row['mean'])} test accuracy ({seeds_phrase(row)}) — "
-                     f"{budget_phrase(study)}.")  # fmt: skip
+        lines.append(
+            f"{name}: {_pct(row['mean'])} test accuracy ({seeds_phrase(row)}) — "
+            f"{budget_phrase(study)}."
+        )
     return lines
 
 
@@ -276,8 +286,10 @@ def _verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
     by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
     base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
     question = study.setting("question") or ""
-    said = [f"{study.name}{': ' + question if question else ''} Against {base}, under "
-            f"{budget_phrase(study)}:"]  # fmt: skip
+    said = [
+        f"{study.name}{': ' + question if question else ''} Against {base}, under "
+        f"{budget_phrase(study)}:"
+    ]
     for verdict in DECIDED:
         if verdict in by:
             items = ", ".join(
@@ -291,16 +303,22 @@ def _verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
         low, high = 100 * unclear["detectable"].min(), 100 * unclear["detectable"].max()
         size = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f} to {high:.2f}"
         names = ", ".join(label(study, r) for _, r in unclear.iterrows())
-        said.append(f"No clear difference: {names}; with these runs a true difference of "
-                    f"{size} points would be found {POWER} of the time.")  # fmt: skip
+        said.append(
+            f"No clear difference: {names}; with these runs a true difference of "
+            f"{size} points would be found {POWER} of the time."
+        )
     if DID_NOT_TRAIN in by:
         failed = ", ".join(label(study, r) for _, r in by[DID_NOT_TRAIN].iterrows())
-        said.append("Did not train under this recipe (a failed run, not evidence against the "
-                    f"architecture): {failed}.")  # fmt: skip
+        said.append(
+            "Did not train under this recipe (a failed run, not evidence against the "
+            f"architecture): {failed}."
+        )
     undecided = summary[summary["verdict"].astype(str).str.startswith(("too few", "no verdict"))]
     if not undecided.empty:
         names = ", ".join(f"{label(study, r)} ({counted(r)})" for _, r in undecided.iterrows())
         said.append(f"No verdict possible: {names}.")
-    said.append("Another budget (more epochs, all images, each level at its own best learning "
-                "rate) may change these answers.")  # fmt: skip
+    said.append(
+        "Another budget (more epochs, all images, each level at its own best learning "
+        "rate) may change these answers."
+    )
     return " ".join(said)

@@ -50,8 +50,10 @@ def convergence(study: Study, check: BudgetCheck | None, alpha: float = stats.AL
         )
     c = check.comparison
     if c is None or not c.se > 0:
-        return (f"The budget check has {check.check_n} usable run(s) at {check.check_epochs} "
-                "epochs: too few to measure the gap.")  # fmt: skip
+        return (
+            f"The budget check has {check.check_n} usable run(s) at {check.check_epochs} "
+            "epochs: too few to measure the gap."
+        )
     gap = (
         f"At {check.check_epochs} epochs instead of {check.epochs} the baseline gains "
         f"{100 * c.diff:+.2f} points ({check.check_n} runs against {check.n}; "

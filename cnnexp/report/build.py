@@ -35,8 +35,21 @@ from cnnexp.report.verdicts import summarise
 
 # The extra sections a study can ask for in its experiment config (study.sections).
 SECTIONS = {"pooling": add_pooling}
-ENV_KEYS = ["gpus", "driver", "cuda", "cudnn", "torch", "python", "cpu", "cpu_cores",
-            "torch_threads", "cpu_bf16", "hostname", "platform", "git_commit"]  # fmt: skip
+ENV_KEYS = [
+    "gpus",
+    "driver",
+    "cuda",
+    "cudnn",
+    "torch",
+    "python",
+    "cpu",
+    "cpu_cores",
+    "torch_threads",
+    "cpu_bf16",
+    "hostname",
+    "platform",
+    "git_commit",
+]
 REFERENCES = [
     "Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document "
     "recognition. Proc. IEEE 86(11), 1998 (LeNet-5).",
@@ -92,8 +105,9 @@ def accuracy_figures(
 ) -> list[tuple[Path, str]]:
     """Verdict panels per context where there is one baseline factor, else dots per group."""
     if len(study.baseline) != 1:
-        path = figures.group_dots(summary[summary["n"] > 0], study.factors,
-                                  fig_dir / f"{tag}-accuracy.png")  # fmt: skip
+        path = figures.group_dots(
+            summary[summary["n"] > 0], study.factors, fig_dir / f"{tag}-accuracy.png"
+        )
         return [(path, "final test accuracy of each seed, and the mean with its 95% CI")]
     ((factor, level),) = study.baseline.items()
     context = [f for f in study.factors if f != factor]

@@ -19,8 +19,14 @@ def curves(study: Study, key: str) -> pd.DataFrame:
     for _, run in study.runs[study.runs["status"] == USABLE].iterrows():
         for h in run["history"]:
             if key in h:
-                rows.append({"run": run["run"], **{f: run[f] for f in study.factors},
-                             "epoch": h["epoch"], key: h[key]})  # fmt: skip
+                rows.append(
+                    {
+                        "run": run["run"],
+                        **{f: run[f] for f in study.factors},
+                        "epoch": h["epoch"],
+                        key: h[key],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -89,5 +95,10 @@ def add_system(doc: Document, study: Study, tag: str) -> None:
     doc.image(path, what)
     load = study.runs["system"].iloc[0]
     if load:
-        doc.para(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in load.items()
-                           if k.endswith(("_mean", "_peak"))))  # fmt: skip
+        doc.para(
+            ", ".join(
+                f"{k.replace('_', ' ')} {v}"
+                for k, v in load.items()
+                if k.endswith(("_mean", "_peak"))
+            )
+        )

@@ -11,17 +11,43 @@ import pandas as pd
 
 # summary.csv column -> the report's heading; accuracies are shown in percent
 SUMMARY_HEADINGS = {
-    "runs": "runs", "usable": "usable", "did not train": "did not train",
-    "diverged": "diverged", "failed": "failed", "incomplete": "incomplete",
-    "mean": "test acc % (mean)", "median": "median", "std": "± std", "seed_values": "each seed",
-    "diff": "vs baseline (points)", "ci": "simultaneous CI (points)",
-    "p_adjusted": "family-wise p", "test": "test", "detectable": "80% power at (points)",
-    "verdict": "verdict", "train_seconds_mean": "train s", "images_per_second_mean": "img/s",
-    "parameters_mean": "parameters", "macs_mean": "MACs",
-}  # fmt: skip
+    "runs": "runs",
+    "usable": "usable",
+    "did not train": "did not train",
+    "diverged": "diverged",
+    "failed": "failed",
+    "incomplete": "incomplete",
+    "mean": "test acc % (mean)",
+    "median": "median",
+    "std": "± std",
+    "seed_values": "each seed",
+    "diff": "vs baseline (points)",
+    "ci": "simultaneous CI (points)",
+    "p_adjusted": "family-wise p",
+    "test": "test",
+    "detectable": "80% power at (points)",
+    "verdict": "verdict",
+    "train_seconds_mean": "train s",
+    "images_per_second_mean": "img/s",
+    "parameters_mean": "parameters",
+    "macs_mean": "MACs",
+}
 PERCENT = ("mean", "median", "std", "diff", "detectable")
-HIDDEN_COLUMNS = {"values", "value_seeds", "n", "se", "t", "df", "p", "ci_low", "ci_high",
-                  "compared_with", "study", "level", "wall_seconds_mean"}  # fmt: skip
+HIDDEN_COLUMNS = {
+    "values",
+    "value_seeds",
+    "n",
+    "se",
+    "t",
+    "df",
+    "p",
+    "ci_low",
+    "ci_high",
+    "compared_with",
+    "study",
+    "level",
+    "wall_seconds_mean",
+}
 STYLE = (
     "body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
     "table.t{border-collapse:collapse;font-size:12px}"

@@ -34,12 +34,20 @@ def curves_figure(curves: pd.DataFrame, factors: list[str], key: str, path: Path
     for (name, group), (colour, line) in zip(groups, styles(), strict=False):  # styles: endless
         mean_std = group.groupby("epoch")[key].agg(["mean", "std"]).fillna(0.0)
         label = ", ".join(f"{f}={v}" for f, v in zip(factors, _tuple(name), strict=True))
-        ax.plot(mean_std.index, mean_std["mean"], color=colour, ls=line, marker="o", ms=3,
-                label=label or "all runs")  # fmt: skip
+        ax.plot(
+            mean_std.index,
+            mean_std["mean"],
+            color=colour,
+            ls=line,
+            marker="o",
+            ms=3,
+            label=label or "all runs",
+        )
         low, high = mean_std["mean"] - mean_std["std"], mean_std["mean"] + mean_std["std"]
         low = low.clip(lower=0.0) if bounded else low.clip(lower=mean_std["mean"].min() / 10)
-        ax.fill_between(mean_std.index, low, high.clip(upper=1.0) if bounded else high,
-                        color=colour, alpha=0.12)  # fmt: skip
+        ax.fill_between(
+            mean_std.index, low, high.clip(upper=1.0) if bounded else high, color=colour, alpha=0.12
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     if "loss" in key:
@@ -58,26 +66,49 @@ def verdict_panels(summary: pd.DataFrame, factor: str, baseline: str, path: Path
     base = summary[summary[factor].astype(str) == baseline].iloc[0]
     panels = _panels(summary, factor, baseline)
     widths = [len(levels) + 1 for levels in panels.values()]  # room for every level's label
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.5 + 0.6 * sum(widths), 3.9), sharey=True,
-                             squeeze=False, gridspec_kw={"width_ratios": widths})  # fmt: skip
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(1.5 + 0.6 * sum(widths), 3.9),
+        sharey=True,
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
     base_mean = base["mean"]
     for ax, (title, levels) in zip(axes[0], panels.items(), strict=True):
         for x, level in enumerate([baseline, *levels]):
             row = summary[summary[factor].astype(str) == level].iloc[0]
             _seed_dots(ax, x, row, base_mean)
             if level != baseline and not math.isnan(row["diff"]):
-                ax.errorbar(x + 0.15, 100 * row["diff"], fmt="D", color="black", ms=4,
-                            yerr=[[100 * (row["diff"] - row["ci_low"])],
-                                  [100 * (row["ci_high"] - row["diff"])]], capsize=3)  # fmt: skip
+                ax.errorbar(
+                    x + 0.15,
+                    100 * row["diff"],
+                    fmt="D",
+                    color="black",
+                    ms=4,
+                    yerr=[
+                        [100 * (row["diff"] - row["ci_low"])],
+                        [100 * (row["ci_high"] - row["diff"])],
+                    ],
+                    capsize=3,
+                )
             _verdict_mark(ax, x, row)
         ax.axhline(0, color="grey", lw=1, ls="--")
-        ax.set_xticks(range(len(levels) + 1), ["baseline", *[_value(v) for v in levels]],
-                      rotation=45, ha="right", fontsize=7)  # fmt: skip
+        ax.set_xticks(
+            range(len(levels) + 1),
+            ["baseline", *[_value(v) for v in levels]],
+            rotation=45,
+            ha="right",
+            fontsize=7,
+        )
         ax.set_title(title, fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("test accuracy − baseline mean (points)")
-    fig.suptitle(f"dots: seeds; diamonds: difference of means with its simultaneous interval "
-                 f"(baseline {100 * base_mean:.2f}%)", fontsize=8)  # fmt: skip
+    fig.suptitle(
+        f"dots: seeds; diamonds: difference of means with its simultaneous interval "
+        f"(baseline {100 * base_mean:.2f}%)",
+        fontsize=8,
+    )
     return _save(fig, path)
 
 
@@ -105,12 +136,25 @@ def _verdict_mark(ax: plt.Axes, x: int, row: pd.Series) -> None:
     verdict = row.get("verdict")
     if verdict in ("better", "worse"):
         colour = "green" if verdict == "better" else "red"
-        ax.annotate(verdict, (x, 1.0), xycoords=("data", "axes fraction"), ha="center",
-                    va="bottom", fontsize=7, color=colour)  # fmt: skip
+        ax.annotate(
+            verdict,
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color=colour,
+        )
     elif verdict and verdict != "no clear difference":
-        ax.annotate(verdict.split(":")[0].replace(" for a verdict", ""), (x, 0.02),
-                    xycoords=("data", "axes fraction"), ha="center", fontsize=6, color="red",
-                    rotation=90)  # fmt: skip
+        ax.annotate(
+            verdict.split(":")[0].replace(" for a verdict", ""),
+            (x, 0.02),
+            xycoords=("data", "axes fraction"),
+            ha="center",
+            fontsize=6,
+            color="red",
+            rotation=90,
+        )
 
 
 def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
@@ -127,8 +171,11 @@ def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
             ax.errorbar(values.mean(), y + 0.2, xerr=half, fmt="D", color="black", ms=4, capsize=3)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("final test accuracy (%): dots are seeds, diamonds the mean with its 95% CI "
-                  "(the axis does not start at 0)", fontsize=8)  # fmt: skip
+    ax.set_xlabel(
+        "final test accuracy (%): dots are seeds, diamonds the mean with its 95% CI "
+        "(the axis does not start at 0)",
+        fontsize=8,
+    )
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 

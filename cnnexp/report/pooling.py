@@ -43,10 +43,13 @@ def add_pooling(doc: Document, study: Study, tag: str) -> None:
             ]
     if rows and all(rows.values()):
         path = figures.picture_grid(rows, doc.out / "figures" / f"{tag}-feature-maps.png")
-        doc.image(path, "feature maps of the same test images after the last epoch (seed "
-                  "0 of each kind; one row per image, one tile per channel, each tile scaled "
-                  "to its own range): the layer before the first pool, then the pool's "
-                  "output")  # fmt: skip
+        doc.image(
+            path,
+            "feature maps of the same test images after the last epoch (seed "
+            "0 of each kind; one row per image, one tile per channel, each tile scaled "
+            "to its own range): the layer before the first pool, then the pool's "
+            "output",
+        )
 
 
 def feature_map_images(run: Path) -> list[tuple[str, Any]]:

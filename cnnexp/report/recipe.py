@@ -12,16 +12,26 @@ from cnnexp.report.document import Document
 from cnnexp.report.runs import REPLICATE, Study, flatten, groups
 
 RECIPE = {  # the report's name -> where it is in a run's config
-    "data set": "data.name", "training images (subset)": "data.subset",
-    "held out for validation": "data.validation", "epochs": "epochs",
-    "batch size": "batch_size", "optimizer": "optimizer._target_", "learning rate": "optimizer.lr",
-    "momentum": "optimizer.momentum", "weight decay": "optimizer.weight_decay",
-    "schedule": "schedule._target_", "warm-up": "schedule.warmup",
-    "translate (px)": "data.augment.translate", "flip": "data.augment.flip",
-    "label smoothing": "label_smoothing", "batch norm": "model.batch_norm",
-    "weight averaging (ema)": "ema", "test-time augmentation": "tta", "model": "model._target_",
+    "data set": "data.name",
+    "training images (subset)": "data.subset",
+    "held out for validation": "data.validation",
+    "epochs": "epochs",
+    "batch size": "batch_size",
+    "optimizer": "optimizer._target_",
+    "learning rate": "optimizer.lr",
+    "momentum": "optimizer.momentum",
+    "weight decay": "optimizer.weight_decay",
+    "schedule": "schedule._target_",
+    "warm-up": "schedule.warmup",
+    "translate (px)": "data.augment.translate",
+    "flip": "data.augment.flip",
+    "label smoothing": "label_smoothing",
+    "batch norm": "model.batch_norm",
+    "weight averaging (ema)": "ema",
+    "test-time augmentation": "tta",
+    "model": "model._target_",
     "training loop": "trainer.name",
-}  # fmt: skip
+}
 IGNORED_KEYS = ("tracking.", "progress", "seed", "hydra.", "device", "study.")  # not a recipe
 BUDGETS = {
     "cpu": "cpu: sized for two CPU cores, at most 30 minutes for the whole study; networks, "
@@ -38,14 +48,18 @@ def add_recipe(doc: Document, study: Study) -> None:
         doc.para(study.note)
     if study.tuning is not None:
         key = study.setting("tune")
-        doc.para(f"{key} was chosen for each variant from the grid below by the mean accuracy "
-                 "on the validation split (held out of the training images; the test set was "
-                 "not looked at). Only the chosen level's runs are in the tables and verdicts "
-                 "that follow.")  # fmt: skip
+        doc.para(
+            f"{key} was chosen for each variant from the grid below by the mean accuracy "
+            "on the validation split (held out of the training images; the test set was "
+            "not looked at). Only the chosen level's runs are in the tables and verdicts "
+            "that follow."
+        )
         doc.table(study.tuning)
     elif study.setting("budget") and "learning rate" in set(recipe(study)["what"]):
-        doc.para("One learning rate is shared by every level (not tuned per level): a level "
-                 "that needs another one is at a disadvantage here.")  # fmt: skip
+        doc.para(
+            "One learning rate is shared by every level (not tuned per level): a level "
+            "that needs another one is at a disadvantage here."
+        )
     table = recipe(study)
     if not table.empty:
         doc.table(table)
@@ -53,8 +67,10 @@ def add_recipe(doc: Document, study: Study) -> None:
     _precisions(doc, study)
     varying = varying_keys(study)
     if not varying.empty:
-        doc.para("Beyond the swept factors, these settings differ between runs of the same "
-                 "levels (flagged: the comparison may not be fair):")  # fmt: skip
+        doc.para(
+            "Beyond the swept factors, these settings differ between runs of the same "
+            "levels (flagged: the comparison may not be fair):"
+        )
         doc.table(varying)
 
 

@@ -22,14 +22,29 @@ from cnnexp.config import typed_overrides
 from cnnexp.schema import HEADLINE, METRICS
 
 # The columns of runs.csv taken from each run's record (cnnexp.schema defines them).
-METRIC_COLUMNS = ["status", *HEADLINE, "parameters", "macs", "epochs", "device", "precision",
-                  "world_size", "train_images", "error"]  # fmt: skip
+METRIC_COLUMNS = [
+    "status",
+    *HEADLINE,
+    "parameters",
+    "macs",
+    "epochs",
+    "device",
+    "precision",
+    "world_size",
+    "train_images",
+    "error",
+]
 REPLICATE = "seed"  # the factor that repeats a configuration; summaries average over it
 USABLE = "completed"  # the one status whose runs enter means and verdicts
 # Every status a run can have in runs.csv, in the order the tables count them.
 STATUSES = ("completed", "did_not_train", "diverged", "failed", "incomplete")
-COUNT_COLUMNS = {"completed": "usable", "did_not_train": "did not train", "diverged": "diverged",
-                 "failed": "failed", "incomplete": "incomplete"}  # fmt: skip
+COUNT_COLUMNS = {
+    "completed": "usable",
+    "did_not_train": "did not train",
+    "diverged": "diverged",
+    "failed": "failed",
+    "incomplete": "incomplete",
+}
 BUDGET_CHECK = "budget_check"  # the study.role of the runs that check the baseline's budget
 CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
 LOSS_MARGIN = 0.05  # a final training loss within this many nats of ln(classes) is chance
@@ -167,8 +182,15 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
     baseline = next((s["baseline"] for s in declared if s.get("baseline")), {})
     baseline = {k: str(v) for k, v in flatten(baseline).items() if k in factors}
-    study = Study(name=name, root=root, runs=runs, factors=factors, baseline=baseline,
-                  check=check if len(check) else None, note=note)  # fmt: skip
+    study = Study(
+        name=name,
+        root=root,
+        runs=runs,
+        factors=factors,
+        baseline=baseline,
+        check=check if len(check) else None,
+        note=note,
+    )
     tuned = study.setting("tune")
     return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
 
@@ -287,12 +309,24 @@ def select_tuned(study: Study, key: str, metric: str = "final_val_acc") -> Study
         best = scores.idxmax() if len(scores) else runs[key].iloc[0]
         keep.append(runs[runs[key] == best])
         per_level = ", ".join(f"{level}: {100 * score:.2f}" for level, score in scores.items())
-        rows.append({**dict(zip(others, as_tuple(levels), strict=True)), key: best,
-                     "validation acc % (mean) per level": per_level or "none trained"})  # fmt: skip
+        rows.append(
+            {
+                **dict(zip(others, as_tuple(levels), strict=True)),
+                key: best,
+                "validation acc % (mean) per level": per_level or "none trained",
+            }
+        )
     runs = pd.concat(keep).sort_index()
-    return Study(name=study.name, root=study.root, runs=runs, factors=others,
-                 baseline={k: v for k, v in study.baseline.items() if k != key},
-                 tuning=pd.DataFrame(rows), check=study.check, note=study.note)  # fmt: skip
+    return Study(
+        name=study.name,
+        root=study.root,
+        runs=runs,
+        factors=others,
+        baseline={k: v for k, v in study.baseline.items() if k != key},
+        tuning=pd.DataFrame(rows),
+        check=study.check,
+        note=study.note,
+    )
 
 
 def as_tuple(levels: object) -> tuple:

@@ -23,8 +23,18 @@ TOO_FEW = "too few seeds for a verdict"
 NO_NOISE = "no verdict: every seed gave the same accuracy, so the noise is unknown"
 DECIDED = (BETTER, WORSE)
 METRIC = "final_test_acc"
-COMPARISON = ["diff", "se", "ci_low", "ci_high", "t", "df", "p", "p_adjusted", "level",
-              "detectable"]  # fmt: skip
+COMPARISON = [
+    "diff",
+    "se",
+    "ci_low",
+    "ci_high",
+    "t",
+    "df",
+    "p",
+    "p_adjusted",
+    "level",
+    "detectable",
+]
 
 
 @dataclass(frozen=True)
@@ -56,13 +66,20 @@ def summarise(
             f"{k}_mean": pd.to_numeric(usable[k], errors="coerce").mean() if k in usable else None
             for k in ("train_seconds", "wall_seconds", "images_per_second", "parameters", "macs")
         }
-        rows.append({
-            **levels, **counts, "runs": len(runs), "n": len(values),
-            "mean": np.mean(values) if values else math.nan,
-            "median": np.median(values) if values else math.nan,
-            "std": np.std(values, ddof=1) if len(values) > 1 else math.nan,
-            "values": values, "value_seeds": seeds, **means,
-        })  # fmt: skip
+        rows.append(
+            {
+                **levels,
+                **counts,
+                "runs": len(runs),
+                "n": len(values),
+                "mean": np.mean(values) if values else math.nan,
+                "median": np.median(values) if values else math.nan,
+                "std": np.std(values, ddof=1) if len(values) > 1 else math.nan,
+                "values": values,
+                "value_seeds": seeds,
+                **means,
+            }
+        )
     return compare(study, pd.DataFrame(rows), alpha, method)
 
 
@@ -82,10 +99,12 @@ def contexts(study: Study, summary: pd.DataFrame) -> list[tuple[dict[str, Any], 
     keys = summary[others].astype(str)
     by = others if len(others) > 1 else others[0]
     return [
-        (dict(zip(others, levels if isinstance(levels, tuple) else (levels,), strict=True)),
-         summary.loc[index])
+        (
+            dict(zip(others, levels if isinstance(levels, tuple) else (levels,), strict=True)),
+            summary.loc[index],
+        )
         for levels, index in keys.groupby(by, sort=False).groups.items()
-    ]  # fmt: skip
+    ]
 
 
 def compare(study: Study, summary: pd.DataFrame, alpha: float, method: str) -> pd.DataFrame:
@@ -94,8 +113,9 @@ def compare(study: Study, summary: pd.DataFrame, alpha: float, method: str) -> p
     verdict and compared_with."""
     if method not in stats.METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(stats.METHODS)}")
-    summary = summary.assign(**{c: math.nan for c in COMPARISON}, test=None, verdict=None,
-                             compared_with=None)  # fmt: skip
+    summary = summary.assign(
+        **{c: math.nan for c in COMPARISON}, test=None, verdict=None, compared_with=None
+    )
     summary.attrs["families"] = []
     if not study.baseline or summary.empty:
         return summary
@@ -136,8 +156,14 @@ def _compare_context(study, summary, rows, control, alpha, method, share) -> Fam
     context = {k: control[k] for k in study.factors if k not in study.baseline}
     left_out = tuple(_label(study, summary.loc[i]) for i in variances.left_out)
     variances = stats.Variances(**{**variances.__dict__, "left_out": left_out})
-    return Family(context, variances, method, len(results),
-                  tuple(_label(study, summary.loc[i]) for i in paired), share)  # fmt: skip
+    return Family(
+        context,
+        variances,
+        method,
+        len(results),
+        tuple(_label(study, summary.loc[i]) for i in paired),
+        share,
+    )
 
 
 def _paired_family(summary, paired, control, alpha) -> dict[Any, stats.Comparison]:
