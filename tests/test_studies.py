@@ -150,6 +150,7 @@ def test_pooling_report_shows_first_epochs_and_feature_maps(tmp_path):
     assert picture.stat().st_size > 10_000
 
 
+@pytest.mark.slow  # eight runs with a validation split, 23 s
 def test_a_tuned_study_compares_each_variant_at_its_best_validation_lr(tmp_path):
     """architecture_gpu tunes the learning rate per variant on the validation split: the report
     keeps, per variant, only the runs of the lr with the best mean validation accuracy."""
