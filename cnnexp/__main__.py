@@ -18,10 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 from cnnexp import CONF_DIR
 from cnnexp.config import command_line_problem, typed_overrides
 from cnnexp.distributed import launched_by_torchrun, rank_and_world
-from cnnexp.errors import CnnexpError
+from cnnexp.errors import CnnexpError, StopSignal
 from cnnexp.train import read_metrics, train
 
 log = logging.getLogger("cnnexp")
+
+
+STOPPED = 143  # the exit status of a process that SIGTERM stopped (128 + 15), as a shell reports
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -48,6 +51,9 @@ def main(cfg: DictConfig) -> float | None:
         if sweeping:
             return None
         sys.exit(2)
+    except StopSignal as err:  # recorded as interrupted; the whole sweep stops, and resumes
+        log.error("%s: %s", hc.runtime.output_dir, err)
+        sys.exit(STOPPED)
     except Exception:
         if not sweeping:
             raise

@@ -19,3 +19,9 @@ class ModelError(CnnexpError):
 
 class DivergedError(CnnexpError):
     """The training loss became NaN or exploded."""
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGUSR1 arrived (what SLURM sends before a time limit): the run stops as an
+    interruption, its last epoch's checkpoint kept, and resumes when started again. Like
+    Ctrl-C it stops a sweep too, which then resumes from its folder."""

@@ -7,7 +7,11 @@ import json
 import logging
 import math
 import random
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,7 @@ from cnnexp.data import (
     take_subset,
 )
 from cnnexp.engine import EpochStats, evaluate, predict, train_one_epoch
-from cnnexp.errors import CnnexpError, ConfigError, DivergedError
+from cnnexp.errors import CnnexpError, ConfigError, DivergedError, StopSignal
 from cnnexp.files import atomic_write_json
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
@@ -95,9 +99,33 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
         raise
     distributed.init(device)
     try:
-        return _train(cfg, Path(run_dir), job or {}, device, rank, world_size)
+        with stop_on_signals():
+            return _train(cfg, Path(run_dir), job or {}, device, rank, world_size)
     finally:
         distributed.shutdown()
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # a cluster's "your time is nearly up"
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While the run trains, SIGTERM and SIGUSR1 raise StopSignal: the run record then says
+    `interrupted` with the signal's name, and the checkpoint of the last finished epoch stays
+    for the resume. Handlers can only be set from the main thread; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(number: int, frame: Any) -> None:
+        raise StopSignal(f"stopped by {signal.Signals(number).name}; start it again to resume")
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _train(

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL resumes from its checkpoint and ends as if never interrupted."""
+"""A run killed with SIGKILL, or stopped by SIGTERM or SIGUSR1 (a cluster's time limit), resumes
+from its checkpoint and ends as if never interrupted."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from conftest import REPO, TINY, run_cli
 
@@ -18,7 +20,16 @@ from cnnexp.train import read_metrics
 ARGS = [*TINY, "epochs=5", "data.synthetic.train_size=4096", "precision=fp32"]
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+# SIGKILL leaves the record as running; SIGTERM and SIGUSR1 are caught and recorded.
+STOPS = [
+    (signal.SIGKILL, "running"),
+    pytest.param(signal.SIGTERM, "interrupted", marks=pytest.mark.slow),  # 35-90 s each
+    pytest.param(signal.SIGUSR1, "interrupted", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("stop", "status"), STOPS)
+def test_resume_after_a_stop_matches_uninterrupted_run(tmp_path, stop, status):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     done = run_cli(*ARGS, f"hydra.run.dir={whole}", cwd=REPO)
     assert done.returncode == 0, done.stderr
@@ -33,12 +44,15 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    os.kill(proc.pid, stop)
+    proc.wait(timeout=120)
+    assert proc.returncode == (-signal.SIGKILL if stop == signal.SIGKILL else 143)
     killed_at = torch.load(ckpt, weights_only=False)["epoch"]
-    assert killed_at < 4, "the run finished before it could be killed"
-    assert read_metrics(broken)["status"] == "running"
+    assert killed_at < 4, "the run finished before it could be stopped"
+    record = read_metrics(broken)
+    assert record["status"] == status
+    if status == "interrupted":
+        assert f"stopped by {stop.name}" in record["error"]
 
     # The documented resume command: the same overrides, the same run folder.
     resumed = run_cli(*ARGS, f"hydra.run.dir={broken}", cwd=REPO)
