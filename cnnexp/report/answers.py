@@ -9,7 +9,7 @@ import pandas as pd
 from cnnexp import stats
 from cnnexp.report.document import Document
 from cnnexp.report.recipe import budget_phrase
-from cnnexp.report.runs import COUNT_COLUMNS, Study
+from cnnexp.report.runs import COUNT_COLUMNS, Study, label, levels_of, matching
 from cnnexp.report.verdicts import (
     BETTER,
     DECIDED,
@@ -205,10 +205,8 @@ def _levels(study: Study, row: pd.Series) -> tuple[str, str, str]:
 
 
 def _baseline_row(study: Study, summary: pd.DataFrame, row: pd.Series) -> pd.Series:
-    mask = is_baseline(study, summary)
-    for factor in study.factors:
-        if factor not in study.baseline:
-            mask &= summary[factor].astype(str) == str(row[factor])
+    context = [f for f in study.factors if f not in study.baseline]
+    mask = is_baseline(study, summary) & matching(summary, levels_of(study, row, context))
     return summary[mask].iloc[0]
 
 
@@ -224,9 +222,7 @@ def counted(row: pd.Series) -> str:
 def _not_trained(study: Study, row: pd.Series) -> str:
     """The numbers of a group's runs that did not train: their losses and accuracies."""
     mask = study.runs["status"] == "did_not_train"
-    for factor in study.factors:
-        mask &= study.runs[factor].astype(str) == str(row[factor])
-    bad = study.runs[mask]
+    bad = study.runs[mask & matching(study.runs, levels_of(study, row))]
     losses = ", ".join(f"{v:.3f}" for v in bad["final_train_loss"].astype(float))
     accs = ", ".join(_pct(v) for v in bad["final_test_acc"].astype(float))
     return (
@@ -242,10 +238,6 @@ def _pct(value: float) -> str:
 def _p(value: float) -> str:
     """'= 0.0206', or '< 0.0001' for the smallest."""
     return "< 0.0001" if value < 1e-4 else f"= {value:.3g}"
-
-
-def label(study: Study, row: pd.Series) -> str:
-    return ", ".join(f"{f}={row[f]}" for f in study.factors) or study.name
 
 
 def seeds_phrase(row: pd.Series) -> str:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import pandas as pd
 
 from cnnexp import stats
-from cnnexp.report.answers import label, seeds_phrase
+from cnnexp.report.answers import seeds_phrase
 from cnnexp.report.document import Document
-from cnnexp.report.runs import Study
+from cnnexp.report.runs import Study, label
 from cnnexp.report.verdicts import BudgetCheck, budget_check, is_baseline
 
 

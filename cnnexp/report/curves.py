@@ -10,7 +10,7 @@ import pandas as pd
 
 from cnnexp.report import figures
 from cnnexp.report.document import Document
-from cnnexp.report.runs import USABLE, Study, as_tuple, system_log
+from cnnexp.report.runs import USABLE, Study, as_tuple, matching, system_log
 
 
 def curves(study: Study, key: str) -> pd.DataFrame:
@@ -50,23 +50,15 @@ def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
     rows = []
     for level, part in acc.groupby(study.factors, sort=False):
         levels = dict(zip(study.factors, as_tuple(level), strict=True))
-        row, mask = dict(levels), _matching(loss, levels)
+        row, mask = dict(levels), matching(loss, levels)
         for e in range(1, epochs + 1):
             mean_acc = part[part.epoch == e].test_acc.mean()
             row[f"test acc % after epoch {e}"] = round(100 * mean_acc, 2)
             mean_loss = loss[mask & (loss.epoch == e)].train_loss.mean()
             row[f"train loss after epoch {e}"] = round(mean_loss, 4)
-        row["train s / epoch"] = round(seconds[_matching(seconds, levels)].train_seconds.mean(), 2)
+        row["train s / epoch"] = round(seconds[matching(seconds, levels)].train_seconds.mean(), 2)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _matching(frame: pd.DataFrame, levels: dict) -> pd.Series:
-    mask = pd.Series(True, index=frame.index)
-    for key, value in levels.items():
-        if key in frame:
-            mask &= frame[key].astype(str) == str(value)
-    return mask
 
 
 def add_curves(doc: Document, study: Study, tag: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from cnnexp.report.document import Document
-from cnnexp.report.runs import REPLICATE, Study, flatten, groups
+from cnnexp.report.runs import REPLICATE, Study, flatten, groups, label
 
 RECIPE = {  # the report's name -> where it is in a run's config
     "data set": "data.name",
@@ -78,7 +78,7 @@ def _precisions(doc: Document, study: Study) -> None:
     precisions = study.runs.groupby("precision", dropna=True)
     if len(precisions) > 1:
         chosen = "; ".join(
-            f"{name}: " + ", ".join(sorted({_label(study, r) for _, r in group.iterrows()}))
+            f"{name}: " + ", ".join(sorted({label(study, r) for _, r in group.iterrows()}))
             for name, group in precisions
         )
         doc.para(
@@ -206,10 +206,6 @@ def heading(study: Study) -> str:
     return (
         f"{study.name} (+experiment={experiments.pop()})" if len(experiments) == 1 else study.name
     )
-
-
-def _label(study: Study, row: pd.Series) -> str:
-    return ", ".join(f"{f}={row[f]}" for f in study.factors) or study.name
 
 
 def _short(value: Any) -> Any:

@@ -49,7 +49,7 @@ BUDGET_CHECK = "budget_check"  # the study.role of the runs that check the basel
 CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
 LOSS_MARGIN = 0.05  # a final training loss within this many nats of ln(classes) is chance
 OBJECTS = ("history", "system", "config")  # per-run objects: JSON in runs.csv
-HIDDEN = (*OBJECTS, "study", "baseline")  # not shown as columns
+HIDDEN = (*OBJECTS, "study")  # not shown as columns
 
 
 @dataclass
@@ -350,6 +350,26 @@ def groups(study: Study) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     for levels, index in keys.groupby(by, sort=False).groups.items():
         out.append((dict(zip(study.factors, as_tuple(levels), strict=True)), study.runs.loc[index]))
     return out
+
+
+def matching(frame: pd.DataFrame, levels: dict[str, Any]) -> pd.Series:
+    """Which rows of `frame` are at these factor levels (compared as text, since overrides are
+    typed and the baseline is declared as text); keys `frame` lacks are passed over."""
+    mask = pd.Series(True, index=frame.index)
+    for key, value in levels.items():
+        if key in frame:
+            mask &= frame[key].astype(str) == str(value)
+    return mask
+
+
+def levels_of(study: Study, row: pd.Series, factors: list[str] | None = None) -> dict[str, Any]:
+    """A summary or run row's levels of the study's factors (or of `factors`)."""
+    return {f: row[f] for f in (study.factors if factors is None else factors)}
+
+
+def label(study: Study, row: pd.Series) -> str:
+    """'arch=stride-2', a row's levels as the report names them; the study's name for none."""
+    return ", ".join(f"{f}={row[f]}" for f in study.factors) or study.name
 
 
 def problems(study: Study) -> pd.DataFrame:

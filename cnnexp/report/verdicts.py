@@ -13,7 +13,17 @@ import numpy as np
 import pandas as pd
 
 from cnnexp import stats
-from cnnexp.report.runs import COUNT_COLUMNS, REPLICATE, STATUSES, USABLE, Study, groups
+from cnnexp.report.runs import (
+    COUNT_COLUMNS,
+    REPLICATE,
+    STATUSES,
+    USABLE,
+    Study,
+    groups,
+    label,
+    levels_of,
+    matching,
+)
 from cnnexp.schema import WITHOUT
 
 # The verdicts, defined once.
@@ -85,10 +95,9 @@ def summarise(
 
 def is_baseline(study: Study, summary: pd.DataFrame) -> pd.Series:
     """Which summary rows are the baseline's levels (in their context)."""
-    mask = pd.Series(bool(study.baseline), index=summary.index)
-    for factor, level in study.baseline.items():
-        mask &= summary[factor].astype(str) == level
-    return mask
+    if not study.baseline:
+        return pd.Series(False, index=summary.index)
+    return matching(summary, study.baseline)
 
 
 def contexts(study: Study, summary: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
@@ -130,9 +139,9 @@ def compare(study: Study, summary: pd.DataFrame, alpha: float, method: str) -> p
 
 def _compare_context(study, summary, rows, control, alpha, method, share) -> Family:
     arms = rows[rows.index != control.name]
-    label = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+    compared_with = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
     for i in arms.index:
-        summary.at[i, "compared_with"] = label
+        summary.at[i, "compared_with"] = compared_with
         summary.at[i, "verdict"] = _precheck(summary.loc[i], control)
     open_arms = [i for i in arms.index if summary.at[i, "verdict"] is None]
     paired = [i for i in open_arms if same_networks(study, summary.loc[i], control)]
@@ -154,14 +163,14 @@ def _compare_context(study, summary, rows, control, alpha, method, share) -> Fam
         if i not in results:
             summary.at[i, "verdict"] = TOO_FEW
     context = {k: control[k] for k in study.factors if k not in study.baseline}
-    left_out = tuple(_label(study, summary.loc[i]) for i in variances.left_out)
+    left_out = tuple(label(study, summary.loc[i]) for i in variances.left_out)
     variances = stats.Variances(**{**variances.__dict__, "left_out": left_out})
     return Family(
         context,
         variances,
         method,
         len(results),
-        tuple(_label(study, summary.loc[i]) for i in paired),
+        tuple(label(study, summary.loc[i]) for i in paired),
         share,
     )
 
@@ -205,9 +214,7 @@ def same_networks(study: Study, arm: pd.Series, control: pd.Series) -> bool:
 
 def _usable_runs(study: Study, row: pd.Series) -> pd.DataFrame:
     runs = study.runs[study.runs["status"] == USABLE]
-    for factor in study.factors:
-        runs = runs[runs[factor].astype(str) == str(row[factor])]
-    return runs
+    return runs[matching(runs, levels_of(study, row))]
 
 
 def _precheck(row: pd.Series, control: pd.Series) -> str | None:
@@ -226,10 +233,6 @@ def _verdict(comparison: stats.Comparison) -> str:
     if comparison.differs:
         return BETTER if comparison.diff > 0 else WORSE
     return UNCLEAR
-
-
-def _label(study: Study, row: pd.Series) -> str:
-    return ", ".join(f"{f}={row[f]}" for f in study.factors) or study.name
 
 
 # --- pairs inside each run -------------------------------------------------------------------
@@ -252,10 +255,8 @@ def within_run_pairs(study: Study, alpha: float = stats.ALPHA) -> list[WithinRun
     runs = study.runs[study.runs["status"] == USABLE]
     where = "all runs"
     if study.baseline:
-        mask = pd.Series(True, index=runs.index)
-        for factor, level in study.baseline.items():
-            mask &= runs[factor].astype(str) == level
-        runs, where = runs[mask], ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+        runs = runs[matching(runs, study.baseline)]
+        where = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
     out = []
     for option, key in WITHOUT.items():
         column = f"final_{key}"
