@@ -233,11 +233,11 @@ CHOICES = {
     # What a search maximises: never a test metric, so the test set decides nothing.
     "objective": ("final_val_acc", "best_val_acc"),
 }
-# Whole numbers of the network's shape, where the chosen model has them.
 # What a study's runs can be (study.role) and the report's extra sections it can ask for
 # (study.sections; cnnexp.report.build.SECTIONS draws them).
 STUDY_ROLES = (None, "budget_check")
 STUDY_SECTIONS = ("pooling",)
+# Whole numbers of the network's shape, where the chosen model has them.
 MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")
 
 
@@ -278,8 +278,10 @@ def validate(cfg: DictConfig) -> None:
         )
     for section in cfg.study.sections:
         if section not in STUDY_SECTIONS:
-            raise ConfigError(f"study.sections has {section!r}; the report's sections are "
-                              f"{', '.join(STUDY_SECTIONS)}")  # fmt: skip
+            raise ConfigError(
+                f"study.sections has {section!r}; the report's sections are "
+                f"{', '.join(STUDY_SECTIONS)}"
+            )
     if cfg.trainer.devices < 1:
         raise ConfigError(
             f"trainer.devices={cfg.trainer.devices!r} is not valid: it must be a whole number >= 1"

@@ -46,13 +46,20 @@ def cpu_model() -> str:
 # ONEDNN_MAX_CPU_ISA=AVX2` makes a bf16 CPU behave as an AVX2-only one (bf16 then emulated).
 ISA_FLAGS = ("avx512_bf16", "amx_bf16", "avx512f", "avx2")
 ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
-# Caps below native bf16: ATen's kernels (default, avx2: no AVX-512) and oneDNN's ISAs before
-# AVX512_CORE_BF16.
+# Caps below native bf16, in capitals: ATen's kernels without AVX-512 (DEFAULT, AVX2) and
+# oneDNN's instruction sets before AVX512_CORE_BF16.
 NO_BF16_CAPS = {
-    "ATEN_CPU_CAPABILITY": ("default", "avx2"),
-    "ONEDNN_MAX_CPU_ISA": ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
-                           "AVX512_CORE_VNNI"),
-}  # fmt: skip
+    "ATEN_CPU_CAPABILITY": {"DEFAULT", "AVX2"},
+    "ONEDNN_MAX_CPU_ISA": {
+        "SSE41",
+        "AVX",
+        "AVX2",
+        "AVX2_VNNI",
+        "AVX2_VNNI_2",
+        "AVX512_CORE",
+        "AVX512_CORE_VNNI",
+    },
+}
 
 
 def cpu_flags() -> set[str]:
@@ -76,10 +83,7 @@ def cpu_has_bf16() -> bool:
     environment keeps PyTorch or oneDNN from it, so autocast can pay off."""
     if not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
         return False
-    return not any(
-        (value or "").upper() in {v.upper() for v in NO_BF16_CAPS[name]}
-        for name, value in isa_caps().items()
-    )
+    return not any((value or "").upper() in NO_BF16_CAPS[k] for k, value in isa_caps().items())
 
 
 def environment() -> dict:

@@ -16,13 +16,13 @@ RECORD_VERSION = 4
 # What a run's status can be while and after it runs. "did_not_train" is the report's own
 # judgement of a completed run (cnnexp.report.runs), never written by training.
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
-# Headline numbers, summarised from the per-epoch history. A run's test result is its last
-# epoch's: the best epoch on the test set would be a choice made by looking at the test set.
 # Options that change only how a trained network is evaluated, never how it trains. A run with
 # one of them on also tests its last epoch with that option alone turned off (the history's
 # test_acc_without_<option>), so the report measures each in pairs on the very same networks.
 EVAL_ONLY = ("tta", "ema")
 WITHOUT = {option: f"test_acc_without_{option}" for option in EVAL_ONLY}
+# Headline numbers, summarised from the per-epoch history. A run's test result is its last
+# epoch's: the best epoch on the test set would be a choice made by looking at the test set.
 HEADLINE = ("final_val_acc", "best_val_acc", "final_test_acc", "final_test_loss",
             "final_train_loss", *(f"final_{key}" for key in WITHOUT.values()), "epochs_done",
             "train_seconds", "images_per_second", "wall_seconds")  # fmt: skip
