@@ -87,6 +87,14 @@ def textbook_data(root: str, train: bool) -> torch.utils.data.Dataset:
     return torchvision.datasets.MNIST(root, train=train, download=False, transform=tf)
 
 
+def textbook_step(model, optimizer, loss_fn, x, y) -> None:
+    """One training step as the tutorials write it."""
+    loss = loss_fn(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def textbook_rate(root: str, device: torch.device, batch: int, images: int) -> float:
     """Images per second of the tutorial loop (a shuffling DataLoader, SGD with momentum, fp32)
     over `images` after WARMUP_STEPS steps."""
@@ -98,11 +106,7 @@ def textbook_rate(root: str, device: torch.device, batch: int, images: int) -> f
     for step, (x, y) in enumerate(loader):
         if step == WARMUP_STEPS:
             seen, start = 0, time.perf_counter()
-        x, y = x.to(device), y.to(device)
-        loss = loss_fn(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        textbook_step(model, optimizer, loss_fn, x.to(device), y.to(device))
         seen += len(y)
         if step >= WARMUP_STEPS and seen >= images:
             break
@@ -126,11 +130,7 @@ def textbook_time_to(root: str, device: torch.device, target: float, epochs: int
         model.train()
         start = time.perf_counter()
         for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            loss = loss_fn(model(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            textbook_step(model, optimizer, loss_fn, x.to(device), y.to(device))
         seconds += time.perf_counter() - start
         model.eval()
         with torch.no_grad():
