@@ -11,27 +11,23 @@ from cnnexp import stats
 from cnnexp.report.answers import seeds_phrase
 from cnnexp.report.document import Document
 from cnnexp.report.runs import Study, label
-from cnnexp.report.verdicts import BudgetCheck, budget_check, is_baseline
+from cnnexp.report.verdicts import BudgetCheck, baseline_row, budget_check
 
 
 def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame, alpha: float) -> None:
     """Whether the baseline reached the accuracy its config states, and what twice the epochs
     gave it."""
-    if summary.empty or not summary["n"].any():
+    row = baseline_row(study, summary) if not summary.empty else None
+    if row is None:
         return
-    base = summary[is_baseline(study, summary)] if study.baseline else summary
     stated = study.setting("baseline_reaches")
-    lines = []
-    for _, row in base[base["n"] > 0].head(1).iterrows():
-        text = f"The baseline ({label(study, row)}) reached {100 * row['mean']:.2f}% "
-        text += f"({seeds_phrase(row)})"
-        if stated is not None:
-            met = "met" if row["mean"] >= float(stated) else "NOT met"
-            text += f"; its study states at least {100 * float(stated):.1f}%: {met}"
-        lines.append(text + ". " + convergence(study, budget_check(study, summary, alpha), alpha))
-    if lines:
-        doc.heading(3, "Baseline check")
-        doc.bullets(lines)
+    text = f"The baseline ({label(study, row)}) reached {100 * row['mean']:.2f}% "
+    text += f"({seeds_phrase(row)})"
+    if stated is not None:
+        met = "met" if row["mean"] >= float(stated) else "NOT met"
+        text += f"; its study states at least {100 * float(stated):.1f}%: {met}"
+    doc.heading(3, "Baseline check")
+    doc.bullets([text + ". " + convergence(study, budget_check(study, summary, alpha), alpha)])
 
 
 def convergence(study: Study, check: BudgetCheck | None, alpha: float = stats.ALPHA) -> str:

@@ -100,6 +100,13 @@ def is_baseline(study: Study, summary: pd.DataFrame) -> pd.Series:
     return matching(summary, study.baseline)
 
 
+def baseline_row(study: Study, summary: pd.DataFrame) -> pd.Series | None:
+    """The first baseline row with usable runs (the only row of a study without a baseline)."""
+    rows = summary[is_baseline(study, summary)] if study.baseline else summary
+    rows = rows[rows["n"] > 0]
+    return rows.iloc[0] if len(rows) else None
+
+
 def contexts(study: Study, summary: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
     """The rows of each combination of the factors that are not the baseline's."""
     others = [f for f in study.factors if f not in study.baseline]
@@ -286,12 +293,9 @@ class BudgetCheck:
 def budget_check(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA):
     """The gap the budget check's runs (usable ones) open on the baseline's, or None when the
     study has no check."""
-    if study.check is None or summary.empty:
+    base = baseline_row(study, summary) if study.check is not None else None
+    if base is None:
         return None
-    base = summary[is_baseline(study, summary)] if study.baseline else summary
-    if base.empty:
-        return None
-    base = base.iloc[0]
     check = study.check[study.check["status"] == USABLE]
     values = check[METRIC].astype(float).tolist()
     test = stats.welch(values, base["values"], alpha) if len(values) > 1 and base["n"] > 1 else None
