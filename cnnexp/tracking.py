@@ -171,17 +171,29 @@ def filter_grid(weight: torch.Tensor) -> torch.Tensor:
     return make_grid(w, nrow=8, normalize=True, scale_each=True, padding=1, pad_value=1.0)
 
 
+POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+BEFORE_POOL = ":input"  # the tag suffix of a pool's input: the stage's activation, before pooling
+
+
 @torch.no_grad()
 def feature_maps(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Output (B, C, H, W) of every conv and pool layer for `images`, in eval mode."""
-    kinds = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+    """Output (B, C, H, W) of every conv and pool layer for `images`, in eval mode, and each
+    pool's input (`name:input`, after the stage's activation) so that the same stage can be
+    seen before and after pooling. Copies, since an in-place activation overwrites its input."""
     outputs: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, pool: bool):
+        def hook(_module, inputs, out):
+            if pool:
+                outputs[name + BEFORE_POOL] = inputs[0].detach().float().cpu().clone()
+            outputs[name] = out.detach().float().cpu().clone()
+
+        return hook
+
     hooks = [
-        module.register_forward_hook(
-            lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach().float().cpu())
-        )
+        module.register_forward_hook(keep(name, isinstance(module, POOLS)))
         for name, module in model.named_modules()
-        if isinstance(module, kinds)
+        if isinstance(module, (nn.Conv2d, *POOLS))
     ]
     was_training = model.training
     model.eval()

@@ -7,10 +7,12 @@ import json
 import sys
 
 import pytest
+import torch
 from conftest import TINY, make_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cnnexp.monitor import SystemMonitor
+from cnnexp.tracking import feature_maps
 from cnnexp.train import train
 
 TRACKED = [
@@ -42,13 +44,30 @@ def test_pictures_of_the_network(run):
     images = set(events.Tags()["images"])
     assert "filters/first_conv" in images
     feature_tags = {t for t in images if t.startswith("features/")}
-    # Two stages of two convs and a pool each: 4 conv and 2 pool outputs.
-    assert len(feature_tags) == 6
+    # Two stages of two convs and a pool each: 4 conv and 2 pool outputs, and each pool's input.
+    assert len(feature_tags) == 8
+    assert {"features/features.6:input", "features/features.6"} <= feature_tags
     assert {"test/confusion_matrix", "test/misclassified"} <= images
     # Pictures at the start (step 0) and after each epoch.
     assert [e.step for e in events.Images("filters/first_conv")] == [0, 1, 2]
     first = events.Images("features/features.0")[0]
     assert first.width > 0 and first.height > 0
+
+
+def test_feature_maps_show_each_stage_before_and_after_its_pool():
+    """The pool's input is the stage after its activation (ReLU: no negative value), kept as it
+    was although an in-place ReLU overwrites the conv's output."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(inplace=True), torch.nn.MaxPool2d(2)
+    )
+    images = torch.randn(2, 1, 10, 10)
+    maps = feature_maps(model, images)
+    assert list(maps) == ["0", "2:input", "2"]
+    conv = model[0](images)
+    assert (conv < 0).any() and torch.equal(maps["0"], conv.detach())
+    assert torch.equal(maps["2:input"], conv.detach().relu())
+    assert torch.equal(maps["2"], torch.nn.functional.max_pool2d(conv.detach().relu(), 2))
 
 
 def test_histograms_of_weights_and_gradients(run):
