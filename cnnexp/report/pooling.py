@@ -46,7 +46,8 @@ def add_pooling(doc: Document, study: Study, tag: str) -> None:
             pair = around_first_pool(feature_map_images(run))
             names = ("after the activation, before the pool", f"after {kind} pooling")
             rows[f"pool={kind}"] = [
-                (f"{name} ({what})", picture) for (name, picture), what in zip(pair, names)
+                (f"{name} ({what})", picture)
+                for (name, picture), what in zip(pair, names, strict=False)
             ]
     if rows and all(rows.values()):
         path = figures.picture_grid(rows, doc.out / "figures" / f"{tag}-feature-maps.png")
