@@ -13,28 +13,22 @@ from pathlib import Path
 import pandas as pd
 
 from cnnexp import stats
-from cnnexp.report import figures
-from cnnexp.report.answers import add_answers, conclusions
-from cnnexp.report.budget import add_baseline_check
-from cnnexp.report.curves import add_curves, add_system
-from cnnexp.report.document import Document, display_summary
-from cnnexp.report.pooling import add_pooling
-from cnnexp.report.recipe import add_recipe, describe, heading
+from cnnexp.report import lab, shots
+from cnnexp.report.answers import conclusions
+from cnnexp.report.document import Document
 from cnnexp.report.runs import (
+    REPLICATE,
     Study,
-    as_tuple,
     environment_of,
     is_check,
     load_studies,
-    problems,
     runs_table,
     table_of_runs,
     with_check,
 )
+from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import summarise
 
-# The extra sections a study can ask for in its experiment config (study.sections).
-SECTIONS = {"pooling": add_pooling}
 ENV_KEYS = [
     "gpus",
     "driver",
@@ -46,98 +40,118 @@ ENV_KEYS = [
     "cpu_cores",
     "torch_threads",
     "cpu_bf16",
+    "cpu_flags",
     "hostname",
     "platform",
     "git_commit",
 ]
 REFERENCES = [
     "Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document "
-    "recognition. Proc. IEEE 86(11), 1998 (LeNet-5).",
-    "K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR 2016 "
-    "(the residual convs of the CIFAR-10 network).",
+    "recognition. Proc. IEEE 86(11), 1998: LeNet-5 (question 1) and the MNIST data set.",
+    "A. Krizhevsky. Learning multiple layers of features from tiny images. Technical report, "
+    "University of Toronto, 2009: the CIFAR-10 data set (questions 2 and 3).",
+    "S. Ioffe, C. Szegedy. Batch normalization: accelerating deep network training by reducing "
+    "internal covariate shift. ICML 2015: the batch norm of the convnets and its ablation.",
+    "K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR 2016: "
+    "the residual convs of our CIFAR-10 network.",
+    "C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna. Rethinking the Inception "
+    "architecture for computer vision. CVPR 2016: label smoothing.",
+    "M. R. Zhang, J. Lucas, G. Hinton, J. Ba. Lookahead optimizer: k steps forward, 1 step back. "
+    "NeurIPS 2019: the lookahead weight averaging of the CIFAR-10 recipe.",
+    "K. Jordan et al. Muon: an optimizer for hidden layers in neural networks. 2024, "
+    "kellerjordan.github.io/posts/muon: the Muon optimizer of the CPU CIFAR-10 recipe.",
     "K. Jordan. 94% on CIFAR-10 in 3.29 seconds on a single GPU. arXiv:2404.00498, 2024, and "
-    "github.com/KellerJordan/cifar10-airbench (the whitening stem, scaled head, batch-norm bias "
-    "learning rate, lookahead, mirror-and-translate at test time).",
-    "D. Page. How to train your ResNet. Myrtle.ai blog, 2018 (the fast CIFAR-10 recipe).",
+    "github.com/KellerJordan/cifar10-airbench: the whitening stem, scaled head, batch-norm "
+    "bias learning rate, and mirror-and-translate test-time augmentation.",
+    "D. Page. How to train your ResNet. Myrtle.ai blog, 2018: the fast CIFAR-10 recipe our "
+    "network starts from.",
+    "A. Paszke et al. PyTorch: an imperative style, high-performance deep learning library. "
+    "NeurIPS 2019: the framework every network here is written and trained in (torchvision "
+    "reads the data sets).",
+    "O. Yadan. Hydra: a framework for elegantly configuring complex applications. 2019, "
+    "github.com/facebookresearch/hydra: the configs and the multirun sweeps of every study.",
+    "TensorBoard, github.com/tensorflow/tensorboard: the event files every run writes, and "
+    "the curves and feature-map pages shown in this report.",
+    "W. Falcon and the PyTorch Lightning team. PyTorch Lightning. 2019, "
+    "github.com/Lightning-AI/pytorch-lightning: the second training loop (trainer=lightning).",
+    "A. Lyzhov et al. torchinfo, github.com/TylerYep/torchinfo: the layer tables (output "
+    "shapes, parameters, multiply-accumulates).",
     "C. W. Dunnett. A multiple comparison procedure for comparing several treatments with a "
-    "control. J. Amer. Statist. Assoc. 50, 1955 (the many-to-one test and simultaneous "
-    "intervals behind every verdict).",
-    "M. S. Bartlett. Properties of sufficiency and statistical tests. Proc. R. Soc. A 160, 1937 "
-    "(the test of equal variances that decides whether the arms' variance is pooled).",
+    "control. J. Amer. Statist. Assoc. 50, 1955: the many-to-one test and simultaneous "
+    "intervals behind every verdict.",
+    "M. S. Bartlett. Properties of sufficiency and statistical tests. Proc. R. Soc. A 160, "
+    "1937: the test of equal variances that decides whether the arms' variance is pooled.",
     "B. L. Welch. The generalization of 'Student's' problem when several different population "
-    "variances are involved. Biometrika 34, 1947 (arms whose variance is out of line).",
+    "variances are involved. Biometrika 34, 1947: arms whose variance is out of line.",
     "S. Holm. A simple sequentially rejective multiple test procedure. Scand. J. Statist. 6, "
-    "1979 (the correction over Welch's tests).",
+    "1979: the correction over Welch's tests.",
+    "P. Virtanen et al. SciPy 1.0. Nature Methods 17, 2020, and S. Seabold, J. Perktold. "
+    "statsmodels. Proc. SciPy 2010: the tests, the pooled model and the power calculations.",
+]
+# The per-run appendix: what a reader needs of each run, in this order where present.
+APPENDIX_COLUMNS = [
+    "status",
+    "final_test_acc",
+    "final_test_acc_without_tta",
+    "final_test_acc_without_ema",
+    "final_val_acc",
+    "final_train_loss",
+    "epochs_done",
+    "train_seconds",
+    "images_per_second",
+    "precision",
+    "device",
+    "git_commit",
 ]
 
 
-def add_study(doc: Document, study: Study, index: int, alpha: float, method: str) -> pd.DataFrame:
-    """The section of one sweep or run; returns its summary table."""
-    tag = f"{index}-{study.name}".replace("/", "_")
-    doc.heading(2, heading(study))
-    doc.para(describe(study))
-    add_recipe(doc, study)
-    summary = summarise(study, alpha=alpha, method=method)
-    add_baseline_check(doc, study, summary, alpha)
-    for section in study.setting("sections") or []:
-        SECTIONS[section](doc, study, tag)
-    add_answers(doc, study, summary, alpha)
-    if not summary.empty and summary["n"].sum():
-        doc.heading(3, "Test accuracy")
-        doc.table(display_summary(summary))
-        for path, caption in accuracy_figures(study, summary, doc.out / "figures", tag):
-            doc.image(path, caption)
-    add_curves(doc, study, tag)
-    add_system(doc, study, tag)
-    bad = problems(study)
-    doc.heading(3, "Runs not in the means")
-    if bad.empty:
-        doc.para("None: every run completed and trained.")
-    else:
-        doc.table(bad)
-    doc.heading(3, "All runs")
-    doc.table(runs_table(study).drop(columns=["run", "error"], errors="ignore"))
-    return summary.assign(study=study.name)
-
-
-def accuracy_figures(
-    study: Study, summary: pd.DataFrame, fig_dir: Path, tag: str
-) -> list[tuple[Path, str]]:
-    """Verdict panels per context where there is one baseline factor, else dots per group."""
-    if len(study.baseline) != 1:
-        path = figures.group_dots(
-            summary[summary["n"] > 0], study.factors, fig_dir / f"{tag}-accuracy.png"
-        )
-        return [(path, "final test accuracy of each seed, and the mean with its 95% CI")]
-    ((factor, level),) = study.baseline.items()
-    context = [f for f in study.factors if f != factor]
-    out = []
-    parts = summary.groupby(context, sort=False) if context else [((), summary)]
-    for i, (name, part) in enumerate(parts):
-        where = ", ".join(f"{f}={v}" for f, v in zip(context, as_tuple(name), strict=True))
-        if (part[factor].astype(str) == level).sum() != 1 or not part["n"].any():
-            continue
-        path = figures.verdict_panels(part, factor, level, fig_dir / f"{tag}-verdicts{i}.png")
-        out.append((path, f"each level against {factor}={level}{' on ' + where if where else ''}"))
-    return out
-
-
 def add_environments(doc: Document, studies: list[Study]) -> None:
-    """The environment of each study (its first run), and what differs between studies."""
+    """The environment once: what every study shares as one list, then only the keys that
+    differ, one column per study."""
     envs = {s.name: environment_of(Path(s.runs["run"].iloc[0])) for s in studies}
     envs = {name: env for name, env in envs.items() if env}
-    if not envs:
-        return
     doc.heading(2, "Environment")
-    table = pd.DataFrame({name: [str(env.get(k)) for k in ENV_KEYS] for name, env in envs.items()})
-    table.insert(0, "what", ENV_KEYS)
-    doc.table(table)
-    differ = [k for i, k in enumerate(ENV_KEYS) if table.iloc[i, 1:].nunique() > 1]
-    if len(envs) > 1 and differ:
-        doc.para("Differs between studies: " + ", ".join(differ) + ".")
+    if not envs:
+        doc.para(
+            "Not recorded here: these runs were read from a runs.csv, which keeps no env.json; "
+            "each run's folder holds its own."
+        )
+        return
+    values = {k: {name: _env_value(env.get(k)) for name, env in envs.items()} for k in ENV_KEYS}
+    same = {k: next(iter(v.values())) for k, v in values.items() if len(set(v.values())) == 1}
+    doc.bullets([f"{k.replace('_', ' ')}: {v}" for k, v in same.items() if v != "none"])
+    differ = [k for k in ENV_KEYS if k not in same]
+    if differ:
+        doc.para("Differs between studies:")
+        table = pd.DataFrame({name: [values[k][name] for k in differ] for name in envs})
+        table.insert(0, "what", differ)
+        doc.table(table)
     smi = Path(studies[0].runs["run"].iloc[0]) / "nvidia-smi.txt"
     if smi.exists():
         doc.code(smi.read_text())
+
+
+def _env_value(value) -> str:
+    """A key of env.json as text: lists joined, nothing as 'none'."""
+    if value is None or value == [] or value == "":
+        return "none"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def add_appendix(doc: Document, studies: list[Study]) -> None:
+    """Every run of every study, folded away: its levels and the numbers a reader checks."""
+    doc.heading(2, "Appendix: every run")
+    for study in studies:
+        table = runs_table(study)
+        first = [*study.factors, *([REPLICATE] if REPLICATE in table else [])]
+        table = table[first + [c for c in APPENDIX_COLUMNS if c in table]].copy()
+        for col in [
+            c for c in table if c.startswith("final_") and c.endswith("_acc") or "_acc_" in c
+        ]:
+            table[col] = [f"{100 * v:.2f}" if pd.notna(v) else "" for v in table[col]]
+        table = table.rename(columns=lambda c: c.replace("final_", "").replace("_acc", " acc %"))
+        table = table.astype(object).where(table.notna(), "")
+        doc.details(f"{study.name}: {len(table)} runs", table)
 
 
 def gather(paths: list[Path]) -> list[Study]:
@@ -155,14 +169,39 @@ def gather(paths: list[Path]) -> list[Study]:
     return studies
 
 
+PROCEDURE = [
+    "Every run trains on the training images and tests on all the test images after each "
+    "epoch; the accuracy reported is the last epoch's, never the best epoch's (picking the "
+    "best epoch on the test set would be a choice made on the test set).",
+    "Every run writes its saved config, metrics.json (the per-epoch history and the headline "
+    "numbers), TensorBoard events (curves, filters, feature maps, confusion matrix), "
+    "system.csv (the machine's load every second) and a checkpoint it resumes from.",
+    "A study is a Hydra multirun over its arms and seeds. Each arm is compared with the "
+    "baseline from one model of all the study's runs (accuracy by arm, ordinary least "
+    "squares) with the arms' variance pooled where Bartlett's test allows it, Dunnett's "
+    "many-to-one test and its simultaneous intervals; arms whose variance is out of line are "
+    "compared by Welch's test with Holm's correction. An arm is better or worse exactly when "
+    "its interval excludes zero; otherwise 'no clear difference', with the difference its "
+    "runs could have detected.",
+    "A run that diverged, failed, did not finish or ended at chance accuracy ('did not "
+    "train') is reported and kept out of the means and verdicts.",
+    "A budget check trains the baseline again at twice the epochs: where it gains, the "
+    "study's budget stopped the network short and its answers hold for that budget only.",
+]
+
+
 def build_report(
     paths: list[Path],
     out: Path,
     title: str,
     alpha: float = stats.ALPHA,
     method: str = stats.METHOD,
+    lab_order: bool = False,
+    tensorboard: bool = False,
 ) -> Path:
-    """Write the report for `paths` into `out`; returns the markdown file."""
+    """Write the report for `paths` into `out`; returns the markdown file. `lab_order` orders
+    it by the lab's questions; `tensorboard` adds screenshots of TensorBoard's pages of each
+    single run (needs Chromium)."""
     studies = gather(paths)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     doc = Document(out)
@@ -172,19 +211,54 @@ def build_report(
         + ", ".join(str(p) for p in paths)
         + f" (family-wise level {alpha}, method {method})."
     )
-    add_environments(doc, studies)
-    summaries = [add_study(doc, study, i, alpha, method) for i, study in enumerate(studies)]
-    doc.heading(2, "Conclusions")
-    doc.bullets(conclusions(studies, summaries))
+    summaries = [summarise(study, alpha=alpha, method=method) for study in studies]
+    taken = take_shots(studies, out / "figures") if tensorboard else {}
+    if lab_order:
+        lab.add_questions(doc, studies, summaries, taken)
+        add_environments(doc, studies)
+        doc.heading(2, "Procedure")
+        doc.bullets([*PROCEDURE, *commands(studies)])
+    else:
+        add_environments(doc, studies)
+        for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
+            tag = f"{i}-{study.name}".replace("/", "_")
+            add_study(doc, study, summary, tag, shots=taken.get(study.name, []))
+        doc.heading(2, "Conclusions")
+        doc.bullets(conclusions(studies, summaries))
     doc.heading(2, "References")
     doc.bullets(REFERENCES)
+    add_appendix(doc, studies)
     pd.concat([table_of_runs(s) for s in studies]).to_csv(out / "runs.csv", index=False)
-    summary = pd.concat(summaries)
+    summary = pd.concat([s.assign(study=st.name) for s, st in zip(summaries, studies, strict=True)])
     summary["values"] = summary["values"].map(lambda v: " ".join(f"{x:.6g}" for x in v))
     summary.to_csv(out / "summary.csv", index=False)
     (out / "report.md").write_text(doc.markdown())
     (out / "report.html").write_text(doc.html(title))
     return out / "report.md"
+
+
+def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path, str]]]:
+    """TensorBoard's Scalars and Images pages of every study that is a single run with events."""
+    taken = {}
+    for study in studies:
+        if len(study.runs) == 1 and (Path(study.runs["run"].iloc[0]) / "tb").is_dir():
+            name = study.name.replace("/", "_")
+            taken[study.name] = shots.tensorboard_shots(
+                Path(study.runs["run"].iloc[0]), fig_dir, name
+            )
+    return taken
+
+
+def commands(studies: list[Study]) -> list[str]:
+    """The command that makes each study's runs again, from the experiment its runs name."""
+    said = []
+    for study in studies:
+        names = study.runs["experiment"].dropna().unique() if "experiment" in study.runs else []
+        words = ["python -m cnnexp"]
+        words += ["-m"] if len(study.runs) > 1 else []
+        words += [f"+experiment={names[0]}"] if len(names) == 1 else []
+        said.append(f"{study.name}: `{' '.join(words)}`")
+    return said
 
 
 def newest_sweep(root: Path = Path("multirun")) -> Path:
@@ -219,6 +293,18 @@ def main(argv: list[str] | None = None) -> int:
         help="many-to-one comparisons: dunnett (pooled variance, the default), holm (Holm's "
         "step-down), none (each test alone)",
     )
+    parser.add_argument(
+        "--lab",
+        action="store_true",
+        help="order the report by the lab's questions (1, 2, 3.1, 3.2), each opening with its "
+        "answer",
+    )
+    parser.add_argument(
+        "--tensorboard-shots",
+        action="store_true",
+        help="start TensorBoard on each single run and save screenshots of its Scalars and "
+        "Images pages into the report (needs Chromium)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         parser.error(f"--alpha {args.alpha} is not a level: use a number between 0 and 1")
@@ -233,8 +319,10 @@ def main(argv: list[str] | None = None) -> int:
             else Path("reports") / time.strftime("%Y-%m-%d_%H-%M-%S")
         )
         title = args.title or ("cnnexp report" if len(paths) == 1 else "cnnexp lab report")
-        report = build_report(paths, out, title, args.alpha, args.method)
-    except (FileNotFoundError, ValueError) as err:
+        report = build_report(
+            paths, out, title, args.alpha, args.method, args.lab, args.tensorboard_shots
+        )
+    except (FileNotFoundError, ValueError, RuntimeError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {report} and {report.with_suffix('.html')}")

@@ -70,21 +70,28 @@ def add_curves(doc: Document, study: Study, tag: str) -> None:
         frame = curves(study, key)
         if not frame.empty:
             path = doc.out / "figures" / f"{tag}-{key}.png"
-            figures.curves_figure(frame, study.factors, key, path)
-            doc.image(path, f"{caption} (mean ± std over the usable seeds)")
+            figures.curves_figure(frame, study.factors, key, path, study.baseline)
+            several = frame.groupby(study.factors or (lambda _: 0))["run"].nunique().max() > 1
+            how = "mean over the usable seeds, band ± 1 std" if several else "one run per line"
+            doc.image(path, f"{caption} ({how})")
 
 
 def add_system(doc: Document, study: Study, tag: str) -> None:
-    """GPU (else CPU) utilisation over the first run's time."""
+    """GPU utilisation and memory over the first run's time, or the CPU's where no GPU ran."""
     first = Path(study.runs["run"].iloc[0])
     system = system_log(first)
     if system is None or not len(system):
         return
     gpu = any(c.endswith("_util_percent") for c in system.columns)
-    what = "GPU utilisation" if gpu else "CPU utilisation (no GPU was recorded)"
+    what = "GPU utilisation and memory" if gpu else "CPU utilisation"
     path = doc.out / "figures" / f"{tag}-system.png"
-    figures.system_figure(system, path, f"{what}: {first}")
-    doc.image(path, what)
+    figures.system_figure(system, path, f"{what}: {first.name}")
+    doc.image(path, f"{what} over the training of {first.name}, sampled every second")
+    if not gpu:
+        doc.para(
+            "No GPU was used: this run trained on the CPU, so the figure shows the CPU's "
+            "utilisation (the whole machine, and this process where 100% is one core)."
+        )
     load = study.runs["system"].iloc[0]
     if load:
         doc.para(
@@ -94,3 +101,6 @@ def add_system(doc: Document, study: Study, tag: str) -> None:
                 if k.endswith(("_mean", "_peak"))
             )
         )
+    smi = first / "nvidia-smi.txt"
+    if smi.exists():
+        doc.code(smi.read_text())

@@ -48,11 +48,16 @@ HIDDEN_COLUMNS = {
     "level",
     "wall_seconds_mean",
 }
+PAGE_WIDTH = 1000  # px of the HTML page's text column; figures are drawn to fit it
 STYLE = (
-    "body{font-family:sans-serif;max-width:960px;margin:2em auto;padding:0 1em}"
-    "table.t{border-collapse:collapse;font-size:12px}"
+    f"body{{font-family:sans-serif;max-width:{PAGE_WIDTH}px;margin:2em auto;padding:0 1em;"
+    "line-height:1.45}"
+    "table.t{border-collapse:collapse;font-size:12px;margin:0.5em 0}"
     "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px}"
+    "details{margin:0.5em 0}summary{cursor:pointer;font-weight:bold}"
+    "div.scroll{overflow-x:auto}figure{margin:1em 0}figcaption{font-size:13px;color:#333}"
     "img{max-width:100%}pre{background:#f4f4f4;padding:8px;overflow:auto}"
+    "p.answer{background:#eef5ee;border-left:4px solid #4a4;padding:6px 10px}"
 )
 
 
@@ -62,12 +67,21 @@ class Document:
     def __init__(self, out: Path):
         self.out = out
         self.blocks: list[tuple] = []
+        self.shift = 0  # added to every heading's level (a study nested under a lab question)
 
     def heading(self, level: int, text: str) -> None:
-        self.blocks.append(("h", level, text))
+        self.blocks.append(("h", min(level + self.shift, 6), text))
 
     def para(self, text: str) -> None:
         self.blocks.append(("p", text))
+
+    def answer(self, text: str) -> None:
+        """The paragraph that answers a question, set apart from the evidence after it."""
+        self.blocks.append(("answer", text))
+
+    def details(self, summary: str, frame: pd.DataFrame) -> None:
+        """A table folded away under a line that says what it holds (HTML `<details>`)."""
+        self.blocks.append(("details", summary, tidy(frame)))
 
     def bullets(self, items: list[str]) -> None:
         if items:
@@ -97,6 +111,11 @@ class Document:
             return f"![{block[2]}]({block[1].relative_to(self.out).as_posix()})"
         if kind == "code":
             return "```\n" + block[1].rstrip() + "\n```"
+        if kind == "answer":
+            return f"**Answer.** {block[1]}"
+        if kind == "details":
+            table = block[2].to_markdown(index=False, floatfmt=".4g")
+            return f"<details><summary>{html.escape(block[1])}</summary>\n\n{table}\n\n</details>"
         return block[1]
 
     def html(self, title: str) -> str:
@@ -113,8 +132,13 @@ class Document:
         if kind == "ul":
             return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in block[1]) + "</ul>"
         if kind == "table":
-            return block[1].to_html(
-                index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t"
+            return _html_table(block[1])
+        if kind == "answer":
+            return f'<p class="answer"><b>Answer.</b> {html.escape(block[1])}</p>'
+        if kind == "details":
+            return (
+                f"<details><summary>{html.escape(block[1])}</summary>"
+                f"{_html_table(block[2])}</details>"
             )
         if kind == "img":
             data = base64.b64encode(block[1].read_bytes()).decode()
@@ -126,6 +150,12 @@ class Document:
         if kind == "code":
             return f"<pre>{html.escape(block[1])}</pre>"
         return f"<p>{html.escape(block[1])}</p>"
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    """A table that scrolls sideways on its own rather than widening the page."""
+    table = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+    return f'<div class="scroll">{table}</div>'
 
 
 def display_summary(summary: pd.DataFrame) -> pd.DataFrame:

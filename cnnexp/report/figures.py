@@ -15,101 +15,143 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
-COLOURS = plt.get_cmap("tab10").colors
+COLOURS = plt.get_cmap("tab20").colors[0::2] + plt.get_cmap("tab20").colors[1::2]
 LINES = ("-", "--", ":", "-.")
-BOUNDED = ("acc",)  # curves of these keys live in [0, 1]
+BOUNDED = ("acc",)  # curves of these keys are accuracies: drawn in % and kept in [0, 100]
+WIDTH = 8.8  # inches: at DPI, a figure as wide as the report's page (document.PAGE_WIDTH)
+DPI = 110
+BASELINE_STYLE = {"color": "black", "ls": "-", "lw": 2.6, "zorder": 5}
 
 
 def styles() -> itertools.cycle:
-    """Colour and line style pairs: 40 distinguishable curves before any repeats."""
-    return itertools.cycle([(c, ls) for ls in LINES for c in COLOURS])
+    """(colour, line style) pairs, every one of the first 20 in a colour of its own and no two
+    alike before 80; black is kept for the baseline."""
+    return itertools.cycle([(c, LINES[i % len(LINES)]) for i, c in enumerate(COLOURS)])
 
 
-def curves_figure(curves: pd.DataFrame, factors: list[str], key: str, path: Path) -> Path:
-    """Mean over seeds of `key` per epoch, one line per group (colour and line style), with a
-    band of +-1 std clipped to the valid range; losses on a log scale."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
-    groups = list(curves.groupby(factors, sort=False)) if factors else [((), curves)]
+def curves_figure(
+    curves: pd.DataFrame,
+    factors: list[str],
+    key: str,
+    path: Path,
+    baseline: dict[str, str] | None = None,
+) -> Path:
+    """Mean over seeds of `key` per epoch, one line per group (colour and line style; the
+    baseline black and thick), a band of +-1 std where a group has several runs, accuracies in
+    %, losses on a log scale, the legend beside the axes rather than over the lines."""
     bounded = any(b in key for b in BOUNDED)
-    for (name, group), (colour, line) in zip(groups, styles(), strict=False):  # styles: endless
-        mean_std = group.groupby("epoch")[key].agg(["mean", "std"]).fillna(0.0)
-        label = ", ".join(f"{f}={v}" for f, v in zip(factors, _tuple(name), strict=True))
+    scale = 100.0 if bounded else 1.0
+    groups = list(curves.groupby(factors, sort=False)) if factors else [((), curves)]
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.4), layout="constrained")
+    style = styles()
+    for name, group in groups:
+        levels = dict(zip(factors, _tuple(name), strict=True))
+        label = ", ".join(f"{f}={v}" for f, v in levels.items())
+        is_base = bool(baseline) and all(str(levels.get(f)) == v for f, v in baseline.items())
+        colour, line = (BASELINE_STYLE["color"], "-") if is_base else next(style)
+        mean_std = (scale * group.groupby("epoch")[key].agg(["mean", "std"])).fillna(0.0)
         ax.plot(
             mean_std.index,
             mean_std["mean"],
             color=colour,
             ls=line,
+            lw=BASELINE_STYLE["lw"] if is_base else 1.4,
+            zorder=BASELINE_STYLE["zorder"] if is_base else 2,
             marker="o",
             ms=3,
-            label=label or "all runs",
+            label=(label + " (baseline)" if is_base else label) or "all runs",
         )
-        low, high = mean_std["mean"] - mean_std["std"], mean_std["mean"] + mean_std["std"]
-        low = low.clip(lower=0.0) if bounded else low.clip(lower=mean_std["mean"].min() / 10)
-        ax.fill_between(
-            mean_std.index, low, high.clip(upper=1.0) if bounded else high, color=colour, alpha=0.12
-        )
+        if group["run"].nunique() > 1:
+            low, high = mean_std["mean"] - mean_std["std"], mean_std["mean"] + mean_std["std"]
+            low = low.clip(lower=0.0) if bounded else low.clip(lower=mean_std["mean"].min() / 10)
+            high = high.clip(upper=100.0) if bounded else high
+            ax.fill_between(mean_std.index, low, high, color=colour, alpha=0.10)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
+    name = key.replace("_", " ").replace(" acc", " accuracy")
     if "loss" in key:
         ax.set_yscale("log")
-    ax.set_ylabel(key.replace("_", " ") + (" (log scale)" if "loss" in key else ""))
+    ax.set_ylabel(name + (" (%)" if bounded else "") + (" (log scale)" if "loss" in key else ""))
     ax.grid(alpha=0.3)
     if factors:
-        ax.legend(fontsize=7, ncol=2 if len(groups) > 8 else 1)
+        fig.legend(loc="outside right upper", fontsize=7, ncol=2 if len(groups) > 14 else 1)
     return _save(fig, path)
+
+
+PANEL_UNITS = 13  # level slots per row of verdict panels: wider studies wrap to more rows
 
 
 def verdict_panels(summary: pd.DataFrame, factor: str, baseline: str, path: Path) -> Path:
-    """One panel per group of levels of `factor` (levels named 'group-value' share a panel):
-    each seed's difference from the baseline mean as a dot, and the difference of means with
-    the verdict's simultaneous interval; the baseline's own seeds at 0."""
+    """One panel per group of levels of `factor` (levels named 'group-value' share a panel),
+    wrapped in rows that fit the page: each seed's difference from the baseline mean as a dot,
+    and the difference of means with the verdict's simultaneous interval; the baseline's own
+    seeds at 0."""
     base = summary[summary[factor].astype(str) == baseline].iloc[0]
-    panels = _panels(summary, factor, baseline)
-    widths = [len(levels) + 1 for levels in panels.values()]  # room for every level's label
-    fig, axes = plt.subplots(
-        1,
-        len(panels),
-        figsize=(1.5 + 0.6 * sum(widths), 3.9),
-        sharey=True,
-        squeeze=False,
-        gridspec_kw={"width_ratios": widths},
-    )
-    base_mean = base["mean"]
-    for ax, (title, levels) in zip(axes[0], panels.items(), strict=True):
-        for x, level in enumerate([baseline, *levels]):
-            row = summary[summary[factor].astype(str) == level].iloc[0]
-            _seed_dots(ax, x, row, base_mean)
-            if level != baseline and not math.isnan(row["diff"]):
-                ax.errorbar(
-                    x + 0.15,
-                    100 * row["diff"],
-                    fmt="D",
-                    color="black",
-                    ms=4,
-                    yerr=[
-                        [100 * (row["diff"] - row["ci_low"])],
-                        [100 * (row["ci_high"] - row["diff"])],
-                    ],
-                    capsize=3,
-                )
-            _verdict_mark(ax, x, row)
-        ax.axhline(0, color="grey", lw=1, ls="--")
-        ax.set_xticks(
-            range(len(levels) + 1),
-            ["baseline", *[_value(v) for v in levels]],
-            rotation=45,
-            ha="right",
-            fontsize=7,
-        )
-        ax.set_title(title, fontsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("test accuracy − baseline mean (points)")
+    rows = _wrap(_panels(summary, factor, baseline))
+    fig = plt.figure(figsize=(WIDTH, 0.6 + 3.3 * len(rows)), layout="constrained")
+    grid = fig.add_gridspec(len(rows), PANEL_UNITS)
+    first = None
+    for r, row_panels in enumerate(rows):
+        col = 0
+        for title, levels in row_panels:
+            width = len(levels) + 1  # room for every level's label and the baseline's
+            ax = fig.add_subplot(grid[r, col : col + width], sharey=first)
+            first = first or ax
+            col += width
+            _verdict_panel(ax, summary, factor, baseline, levels, base["mean"])
+            ax.set_title(title, fontsize=8, wrap=True)
+            if col == width:
+                ax.set_ylabel("test acc − baseline mean (points)", fontsize=8)
     fig.suptitle(
         f"dots: seeds; diamonds: difference of means with its simultaneous interval "
-        f"(baseline {100 * base_mean:.2f}%)",
+        f"(baseline {100 * base['mean']:.2f}%)",
         fontsize=8,
     )
     return _save(fig, path)
+
+
+def _wrap(panels: dict[str, list[str]]) -> list[list[tuple[str, list[str]]]]:
+    """Panels packed in order into rows of at most PANEL_UNITS level slots."""
+    rows: list[list[tuple[str, list[str]]]] = [[]]
+    used = 0
+    for title, levels in panels.items():
+        levels = levels[: PANEL_UNITS - 1]  # a group wider than a row is cut, not squeezed
+        if rows[-1] and used + len(levels) + 1 > PANEL_UNITS:
+            rows.append([])
+            used = 0
+        rows[-1].append((title, levels))
+        used += len(levels) + 1
+    return rows
+
+
+def _verdict_panel(ax, summary, factor, baseline, levels, base_mean) -> None:
+    for x, level in enumerate([baseline, *levels]):
+        row = summary[summary[factor].astype(str) == level].iloc[0]
+        _seed_dots(ax, x, row, base_mean)
+        if level != baseline and not math.isnan(row["diff"]):
+            ax.errorbar(
+                x + 0.15,
+                100 * row["diff"],
+                fmt="D",
+                color="black",
+                ms=4,
+                yerr=[
+                    [100 * (row["diff"] - row["ci_low"])],
+                    [100 * (row["ci_high"] - row["diff"])],
+                ],
+                capsize=3,
+            )
+        _verdict_mark(ax, x, row)
+    ax.axhline(0, color="grey", lw=1, ls="--")
+    ax.set_xticks(
+        range(len(levels) + 1),
+        ["baseline", *[_value(v) for v in levels]],
+        rotation=45,
+        ha="right",
+        fontsize=7,
+    )
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def _panels(summary: pd.DataFrame, factor: str, baseline: str) -> dict[str, list[str]]:
@@ -158,11 +200,12 @@ def _verdict_mark(ax: plt.Axes, x: int, row: pd.Series) -> None:
 
 
 def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
-    """Without a baseline: each group's seeds as dots and its mean with a 95% t interval."""
+    """Without a baseline: each group's seeds as dots and its mean with a 95% t interval
+    (groups of several runs only: one run is a number, in the table)."""
     labels = [
         ", ".join(f"{f}={r[f]}" for f in factors) or "all runs" for _, r in summary.iterrows()
     ]
-    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.34 * len(labels)))
+    fig, ax = plt.subplots(figsize=(WIDTH, 1.0 + 0.34 * len(labels)))
     for y, (_, row) in enumerate(summary.iterrows()):
         values = 100 * np.asarray(row["values"], float)
         ax.plot(values, [y] * len(values), "o", color="#4c72b0", alpha=0.7, ms=4)
@@ -181,18 +224,24 @@ def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
 
 
 def system_figure(system: pd.DataFrame, path: Path, title: str) -> Path:
-    """GPU utilisation (and memory) over time where recorded, else CPU utilisation."""
-    gpu_cols = [c for c in system.columns if c.endswith("_util_percent")]
-    columns = gpu_cols or ["cpu_percent", "process_cpu_percent"]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    """GPU utilisation and memory over time where recorded, else the CPU's utilisation."""
+    gpu = [c for c in system.columns if c.endswith("_util_percent")]
+    memory = [c for c in system.columns if c.startswith("gpu") and "mem" in c]
+    columns = gpu or [c for c in ("cpu_percent", "process_cpu_percent") if c in system]
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
     for col in columns:
-        if col in system:
-            ax.plot(system["time_s"], system[col], label=col.replace("_", " "))
+        ax.plot(system["time_s"], system[col], label=col.replace("_", " "))
     ax.set_xlabel("seconds since the run started")
-    ax.set_ylabel("%")
+    ax.set_ylabel("utilisation (%)" + (" (100% = one core)" if not gpu else ""))
+    if memory:
+        twin = ax.twinx()
+        for col in memory:
+            twin.plot(system["time_s"], system[col], ls="--", label=col.replace("_", " "))
+        twin.set_ylabel("GPU memory")
+        twin.legend(fontsize=7, loc="lower right")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower left")
     return _save(fig, path)
 
 
@@ -201,7 +250,7 @@ def picture_grid(rows: dict[str, list[tuple[str, object]]], path: Path) -> Path:
     ncols = max(len(v) for v in rows.values())
     first = next(iter(rows.values()))[0][1]
     aspect = first.height / first.width
-    size = (5.5 * ncols, (5.5 * aspect + 0.4) * len(rows))
+    size = (WIDTH, (WIDTH / ncols * aspect + 0.4) * len(rows))
     fig, axes = plt.subplots(len(rows), ncols, figsize=size, squeeze=False)
     for r, (label, pictures) in enumerate(rows.items()):
         for c in range(ncols):
@@ -215,8 +264,9 @@ def picture_grid(rows: dict[str, list[tuple[str, object]]], path: Path) -> Path:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 

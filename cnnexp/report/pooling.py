@@ -23,11 +23,11 @@ POOLING_EXPLAINED = (
     "neighbours. Which is better is an empirical question, answered below with the numbers."
 )
 FEATURE_MAPS_READ = (
-    "Read the pictures column by column: each row is one test image. Before the pool both "
-    "networks show maps of the same size; after it, max pooling keeps the bright, thin strokes "
-    "of the strongest responses, while average pooling blurs each response into its neighbours "
-    "and lowers its peak. Both halve the map, which is what makes the next stage see a wider "
-    "part of the image."
+    "Each row is one test image, each tile one channel. Both pools halve the map. After max "
+    "pooling a stroke comes out thicker and blockier, since each output takes the strongest "
+    "response of its window; after average pooling it comes out softer, since each output is "
+    "the window's mean. The channels differ between the two rows of pictures: each network "
+    "learned its own filters, from the same seed's initial weights and order of images."
 )
 
 

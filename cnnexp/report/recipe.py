@@ -15,6 +15,10 @@ RECIPE = {  # the report's name -> where it is in a run's config
     "data set": "data.name",
     "training images (subset)": "data.subset",
     "held out for validation": "data.validation",
+    "input size (px, after padding)": "data.size",
+    "zero padding (px)": "data.pad",
+    "normalised by mean": "data.mean",
+    "and std": "data.std",
     "epochs": "epochs",
     "batch size": "batch_size",
     "optimizer": "optimizer._target_",
@@ -32,6 +36,7 @@ RECIPE = {  # the report's name -> where it is in a run's config
     "model": "model._target_",
     "training loop": "trainer.name",
 }
+OFF_WHEN_NULL = {"ema": "off", "data.subset": "all"}  # what a null means where it means something
 IGNORED_KEYS = ("tracking.", "progress", "seed", "hydra.", "device", "study.")  # not a recipe
 BUDGETS = {
     "cpu": "cpu: sized for two CPU cores, at most 30 minutes for the whole study; networks, "
@@ -94,7 +99,9 @@ def recipe(study: Study) -> pd.DataFrame:
     configs = [flatten(c) for c in study.runs["config"] if c]
     items = []
     for name, key in RECIPE.items():
-        values = {_short(c[key]) for c in configs if key in c}
+        values = {_short(c[key]) for c in configs if key in c} - {None}
+        if key in OFF_WHEN_NULL and any(c.get(key, 0) is None for c in configs):
+            values.add(OFF_WHEN_NULL[key])
         if values:
             items.append({"what": name, "value": ", ".join(sorted(map(str, values)))})
     done = study.runs[study.runs["status"] != "incomplete"]
@@ -106,9 +113,20 @@ def recipe(study: Study) -> pd.DataFrame:
         "precision": _joined(done["precision"]),
         "device": _joined(done["device"]),
         "seeds": str(study.runs[REPLICATE].nunique()) if REPLICATE in study.runs else "1",
+        "training time per run (s)": _seconds(done["train_seconds"]),
     }
     items += [{"what": k, "value": v} for k, v in extra.items() if v]
     return pd.DataFrame(items, columns=["what", "value"])
+
+
+def _seconds(column: pd.Series) -> str:
+    """'77' for one run, '70-81 (mean 75)' for several."""
+    values = column.dropna().astype(float)
+    if values.empty:
+        return ""
+    if len(values) == 1:
+        return f"{values.iloc[0]:.0f}"
+    return f"{values.min():.0f}-{values.max():.0f} (mean {values.mean():.0f})"
 
 
 def _optimizer_steps(study: Study) -> str:
@@ -209,7 +227,9 @@ def heading(study: Study) -> str:
 
 
 def _short(value: Any) -> Any:
-    """A class path shortened to its name (torch.optim.SGD -> SGD)."""
+    """A class path shortened to its name (torch.optim.SGD -> SGD); a list as text."""
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(map(str, value)) + ")"
     return value.rsplit(".", 1)[-1] if isinstance(value, str) and "." in value else value
 
 

@@ -25,6 +25,7 @@ from cnnexp.schema import HEADLINE, METRICS
 METRIC_COLUMNS = [
     "status",
     *HEADLINE,
+    "model",
     "parameters",
     "macs",
     "epochs",
@@ -32,6 +33,7 @@ METRIC_COLUMNS = [
     "precision",
     "world_size",
     "train_images",
+    "test_images",
     "error",
 ]
 REPLICATE = "seed"  # the factor that repeats a configuration; summaries average over it

@@ -90,7 +90,9 @@ def summarise(
                 **means,
             }
         )
-    return compare(study, pd.DataFrame(rows), alpha, method)
+    summary = compare(study, pd.DataFrame(rows), alpha, method)
+    summary.attrs["alpha"] = alpha
+    return summary
 
 
 def is_baseline(study: Study, summary: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,201 @@
+"""The lab report (`python -m cnnexp.report --lab`): the runs and studies ordered by the lab's
+questions (1 LeNet-5 on MNIST, 2 our CIFAR-10 network, 3.1 pooling, 3.2 changes to the network),
+each question opening with its answer in plain words (numbers, budget, the verdict's interval),
+then its evidence: the network as a layer table, how it was trained, TensorBoard's own pages,
+the machine's load, and each study's section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cnnexp import stats
+from cnnexp.report.answers import POWER, _pct, _verdict_sentences, counted, interval
+from cnnexp.report.document import Document
+from cnnexp.report.recipe import budget_phrase, recipe
+from cnnexp.report.runs import USABLE, Study, flatten
+from cnnexp.report.section import add_study
+from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row
+
+# The lab's questions (../shared/LAB.md): number -> (title, what the lab asks).
+QUESTIONS = {
+    "1": (
+        "LeNet-5 on MNIST",
+        "Build LeNet-5 in PyTorch, train it on MNIST and test it on the test set.",
+    ),
+    "2": (
+        "Our own network on CIFAR-10",
+        "Design a stronger convolutional network of our own for CIFAR-10, train it and test it "
+        "on the test set.",
+    ),
+    "3.1": (
+        "Max or average pooling",
+        "What differs between max pooling and average pooling, and which is better?",
+    ),
+    "3.2": (
+        "Changes to the network, and what improved ours",
+        "Which changes to the network (kernel size and stride, conv layers, fully connected "
+        "layers, activation, channels) improve it, and by how much? Which strategies improved "
+        "our own network, and why?",
+    ),
+}
+OTHER = "other"  # runs that answer none of the lab's questions
+
+
+def question_of(study: Study) -> str:
+    """Which lab question a study answers: pooling studies 3.1, other studies with a baseline
+    3.2, single runs (no baseline) 1 on MNIST and 2 on CIFAR-10."""
+    if "pooling" in (study.setting("sections") or []):
+        return "3.1"
+    if study.baseline:
+        return "3.2"
+    data = {str(flatten(c).get("data.name")) for c in study.runs["config"] if c}
+    return {"mnist": "1", "cifar10": "2"}.get(data.pop() if len(data) == 1 else "", OTHER)
+
+
+def add_questions(
+    doc: Document,
+    studies: list[Study],
+    summaries: list[pd.DataFrame],
+    shots: dict[str, list[tuple[Path, str]]],
+) -> None:
+    """One section per lab question, in the lab's order, then the runs that answer none."""
+    by_question: dict[str, list[tuple[int, Study, pd.DataFrame]]] = {}
+    for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
+        by_question.setdefault(question_of(study), []).append((i, study, summary))
+    for number, (title, ask) in QUESTIONS.items():
+        doc.heading(2, f"{number} {title}")
+        doc.para(f"The lab asks: {ask}")
+        members = by_question.get(number, [])
+        if not members:
+            doc.answer("Not answered here: no runs for this question were given to the report.")
+            continue
+        doc.answer(" ".join(answer(number, members)))
+        for i, study, summary in members:
+            _evidence(doc, number, i, study, summary, shots.get(study.name, []))
+    if OTHER in by_question:
+        doc.heading(2, "Other runs")
+        for i, study, summary in by_question[OTHER]:
+            _evidence(doc, OTHER, i, study, summary, [])
+
+
+def _evidence(doc, number, index, study, summary, shots) -> None:
+    doc.shift = 1  # the study's own headings nest under the question
+    try:
+        tag = f"{index}-{study.name}".replace("/", "_")
+        add_study(doc, study, summary, tag, network=number in ("1", "2"), shots=shots)
+    finally:
+        doc.shift = 0
+
+
+def answer(number: str, members: list[tuple[int, Study, pd.DataFrame]]) -> list[str]:
+    """The plain-words answer to one question from its studies' summaries."""
+    if number in ("1", "2"):
+        return [single_run_answer(study, summary) for _, study, summary in members]
+    if number == "3.1":
+        return pooling_answer([(s, summary) for _, s, summary in members])
+    return [_verdict_sentences(study, summary) for _, study, summary in members]
+
+
+def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
+    """'LeNet5 reached 99.32% ... (one run, seed 0; budget; 77 s of training on the cpu).'"""
+    usable = study.runs[study.runs["status"] == USABLE]
+    if usable.empty:
+        return f"{study.name}: no run completed, so there is no test accuracy to report."
+    run = usable.iloc[0]
+    seed = flatten(run["config"]).get("seed")
+    times = usable["train_seconds"].astype(float)
+    who = f"one run (seed {seed})" if len(usable) == 1 else counted(summary.iloc[0])
+    network = network_name(study)
+    images = run.get("test_images")
+    on = f" on the {int(images):,} test images" if pd.notna(images) else ""
+    text = f"{network} reached {_pct(usable['final_test_acc'].mean())} test accuracy{on} ({who}; "
+    text += (
+        f"{budget_phrase(study)}; {times.mean():.0f} s of training on the "
+        f"{run['device']} in {run['precision']})."
+    )
+    return text + "".join(_evaluation_only(study, usable))
+
+
+def _evaluation_only(study: Study, usable: pd.DataFrame) -> list[str]:
+    """What the headline figure owes to the evaluation-only options (same networks, same run)."""
+    config = flatten(usable["config"].iloc[0])
+    said = []
+    for option, what in (("tta", "test-time augmentation"), ("ema", "a weight average")):
+        column = f"final_test_acc_without_{option}"
+        setting = config.get(option)
+        if setting in (None, "none", False) or column not in usable:
+            continue
+        without = pd.to_numeric(usable[column], errors="coerce").mean()
+        if pd.notna(without):
+            said.append(
+                f" That figure is measured with {what} ({option}={setting}); without it the "
+                f"same network scores {_pct(without)}, measured in the same run."
+            )
+    return said
+
+
+def pooling_answer(members: list[tuple[Study, pd.DataFrame]]) -> list[str]:
+    """Each pooling study's verdict in one sentence, then what differs between the settings."""
+    said = []
+    for study, summary in members:
+        base = baseline_row(study, summary)
+        arms = summary[summary["verdict"].notna()]
+        setting = _setting(study)
+        if base is None or arms.empty:
+            said.append(f"On {setting}: no verdict (no baseline or no arm to compare).")
+            continue
+        alpha = summary.attrs.get("alpha", stats.ALPHA)
+        for _, arm in arms.iterrows():
+            said.append(_pooling_sentence(study, base, arm, setting, alpha))
+    if len(members) > 1:
+        said.append(_settings_differ([s for s, _ in members]))
+        verdicts = {str(r["verdict"]) for _, s in members for _, r in s.iterrows()}
+        verdicts.discard("nan")
+        if len(verdicts) > 1:
+            said.append(
+                "The settings do not contradict each other: 'no clear difference' is not 'no "
+                "difference'. It says the gap in that setting, if any, is smaller than what "
+                "its runs could detect; each verdict holds for its own data, network and budget."
+            )
+    return said
+
+
+def _pooling_sentence(study, base: pd.Series, arm: pd.Series, setting: str, alpha: float) -> str:
+    factor = next(iter(study.baseline))
+    means = (
+        f"{factor}={arm[factor]} {_pct(arm['mean'])} against {factor}={base[factor]} "
+        f"{_pct(base['mean'])} ({counted(arm)} each"
+    )
+    if arm["verdict"] in DECIDED:
+        verdict = f"{factor}={arm[factor]} is {arm['verdict']}"
+        return f"On {setting}: {verdict}: {means}; {interval(arm, alpha)})."
+    if arm["verdict"] == UNCLEAR:
+        return (
+            f"On {setting}: no clear difference: {means}; {interval(arm, alpha)}; a true "
+            f"difference of {100 * arm['detectable']:.2f} points would have been found {POWER} "
+            "of the time)."
+        )
+    return f"On {setting}: {arm['verdict']} ({means})."
+
+
+def _setting(study: Study) -> str:
+    return f"{network_name(study)} ({budget_phrase(study)})"
+
+
+def network_name(study: Study) -> str:
+    """The class of the study's network, from its records or else its saved config."""
+    named = study.runs["model"].dropna() if "model" in study.runs else pd.Series()
+    if len(named):
+        return str(named.iloc[0])
+    targets = {flatten(c).get("model._target_") for c in study.runs["config"] if c} - {None}
+    return str(targets.pop()).rsplit(".", 1)[-1] if len(targets) == 1 else study.name
+
+
+def _settings_differ(studies: list[Study]) -> str:
+    """The recipe items whose values differ between the studies, side by side."""
+    tables = [dict(zip(*recipe(s)[["what", "value"]].T.values, strict=True)) for s in studies]
+    keys = [k for k in tables[0] if any(t.get(k) != tables[0][k] for t in tables[1:])]
+    parts = [f"{k}: " + " vs ".join(str(t.get(k, "—")) for t in tables) for k in keys]
+    return "The settings differ in " + "; ".join(parts) + "." if parts else ""

@@ -1,0 +1,87 @@
+"""One study's section of a report: what was run, the recipe and budget, the baseline check,
+its declared extra sections, the answers, the accuracy table and figures, the curves and the
+machine's load. The per-run table goes to the report's appendix (cnnexp.report.build)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cnnexp import stats
+from cnnexp.report import figures
+from cnnexp.report.answers import add_answers
+from cnnexp.report.budget import add_baseline_check
+from cnnexp.report.curves import add_curves, add_system
+from cnnexp.report.document import Document, display_summary
+from cnnexp.report.network import add_network
+from cnnexp.report.pooling import add_pooling
+from cnnexp.report.recipe import add_recipe, describe, heading
+from cnnexp.report.runs import USABLE, Study, as_tuple, problems
+
+# The extra sections a study can ask for in its experiment config (study.sections).
+SECTIONS = {"pooling": add_pooling}
+
+
+def add_study(
+    doc: Document,
+    study: Study,
+    summary: pd.DataFrame,
+    tag: str,
+    network: bool = False,
+    shots: list[tuple[Path, str]] = (),
+) -> None:
+    """The section of one sweep or run, with its summary (cnnexp.report.verdicts.summarise);
+    `network` adds the layer table of its first usable run's network, `shots` pictures of
+    TensorBoard's pages beside the curves."""
+    alpha = summary.attrs.get("alpha", stats.ALPHA)
+    doc.heading(2, heading(study))
+    doc.para(describe(study))
+    usable = study.runs[study.runs["status"] == USABLE]
+    if network and len(usable) and usable["config"].iloc[0]:
+        add_network(doc, usable["config"].iloc[0])
+    add_recipe(doc, study)
+    add_baseline_check(doc, study, summary, alpha)
+    for section in study.setting("sections") or []:
+        SECTIONS[section](doc, study, tag)
+    add_answers(doc, study, summary, alpha)
+    if not summary.empty and summary["n"].sum():
+        doc.heading(3, "Test accuracy")
+        doc.table(display_summary(summary))
+        for path, caption in accuracy_figures(study, summary, doc.out / "figures", tag):
+            doc.image(path, caption)
+    add_curves(doc, study, tag)
+    for path, caption in shots:
+        doc.image(path, caption)
+    add_system(doc, study, tag)
+    bad = problems(study)
+    if bad.empty:
+        doc.para("Every run completed and trained: all are in the means.")
+    else:
+        doc.heading(3, "Runs not in the means")
+        doc.table(bad)
+
+
+def accuracy_figures(
+    study: Study, summary: pd.DataFrame, fig_dir: Path, tag: str
+) -> list[tuple[Path, str]]:
+    """Verdict panels per context where there is one baseline factor, else dots per group
+    (none for single runs: their accuracy is one number, in the table)."""
+    if not (summary["n"] > 1).any():
+        return []
+    if len(study.baseline) != 1:
+        path = figures.group_dots(
+            summary[summary["n"] > 0], study.factors, fig_dir / f"{tag}-accuracy.png"
+        )
+        return [(path, "final test accuracy of each seed, and the mean with its 95% CI")]
+    ((factor, level),) = study.baseline.items()
+    context = [f for f in study.factors if f != factor]
+    out = []
+    parts = summary.groupby(context, sort=False) if context else [((), summary)]
+    for i, (name, part) in enumerate(parts):
+        where = ", ".join(f"{f}={v}" for f, v in zip(context, as_tuple(name), strict=True))
+        if (part[factor].astype(str) == level).sum() != 1 or not part["n"].any():
+            continue
+        path = figures.verdict_panels(part, factor, level, fig_dir / f"{tag}-verdicts{i}.png")
+        out.append((path, f"each level against {factor}={level}{' on ' + where if where else ''}"))
+    return out
