@@ -102,7 +102,7 @@ def test_report_files_figures_and_failed_runs(sweep):
             image.verify()
             assert image.format == "PNG"
     md = (out / "report.md").read_text()
-    not_complete = md.split("### Runs not in the means")[1].split("### All runs")[0]
+    not_complete = md.split("### Runs not in the means")[1].split("\n#")[0]
     assert not_complete.count("| failed ") == 4
     assert "pool=avg on batch_size=64:" in md  # the answer sentence
     html = (out / "report.html").read_text()

@@ -89,20 +89,20 @@ REFERENCES = [
     "statsmodels. Proc. SciPy 2010: the tests, the pooled model and the power calculations.",
 ]
 # The per-run appendix: what a reader needs of each run, in this order where present.
-APPENDIX_COLUMNS = [
-    "status",
-    "final_test_acc",
-    "final_test_acc_without_tta",
-    "final_test_acc_without_ema",
-    "final_val_acc",
-    "final_train_loss",
-    "epochs_done",
-    "train_seconds",
-    "images_per_second",
-    "precision",
-    "device",
-    "git_commit",
-]
+APPENDIX_COLUMNS = {
+    "status": "status",
+    "final_test_acc": "test acc %",
+    "final_test_acc_without_tta": "without tta %",
+    "final_test_acc_without_ema": "without ema %",
+    "final_val_acc": "val acc %",
+    "final_train_loss": "train loss",
+    "epochs_done": "epochs",
+    "train_seconds": "train s",
+    "images_per_second": "img/s",
+    "precision": "precision",
+    "device": "device",
+    "git_commit": "commit",
+}
 
 
 def add_environments(doc: Document, studies: list[Study]) -> None:

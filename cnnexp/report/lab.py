@@ -102,11 +102,14 @@ def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
     """'LeNet5 reached 99.32% ... (one run, seed 0; budget; 77 s of training on the cpu).'"""
     usable = study.runs[study.runs["status"] == USABLE]
     if usable.empty:
-        return f"{study.name}: no run completed, so there is no test accuracy to report."
+        why = "; ".join(
+            f"{r['status'].replace('_', ' ')}: {r['error']}" for _, r in study.runs.iterrows()
+        )
+        return f"{study.name} has no test accuracy to report: the run {why}."
     run = usable.iloc[0]
     seed = flatten(run["config"]).get("seed")
     times = usable["train_seconds"].astype(float)
-    who = f"one run (seed {seed})" if len(usable) == 1 else counted(summary.iloc[0])
+    who = f"one run, seed {seed}" if len(usable) == 1 else counted(summary.iloc[0])
     network = network_name(study)
     images = run.get("test_images")
     on = f" on the {int(images):,} test images" if pd.notna(images) else ""

@@ -1,0 +1,172 @@
+"""The lab report: ordered by the lab's questions, each opening with its answer; the networks as
+layer tables; every run in a folded appendix; TensorBoard's own pages as screenshots; figures
+that keep their width in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import REPO, make_config, run_cli
+
+from cnnexp.report import main as report_main
+from cnnexp.report import shots
+from cnnexp.report.lab import QUESTIONS
+from cnnexp.report.network import layer_table
+from cnnexp.train import build_model
+
+TINY_RUN = ["data=synthetic", "data.synthetic.train_size=512", "data.synthetic.test_size=128",
+            "data.synthetic.noise=1.0", "device=cpu", "progress=false", "epochs=3",
+            "batch_size=32", "tracking.graph=false", "tracking.misclassified=0"]  # fmt: skip
+needs_chromium = pytest.mark.skipif(shots.browser() is None, reason=f"no Chromium: {shots.INSTALL}")
+
+
+@pytest.mark.parametrize(
+    "overrides, shape",
+    [
+        (["setup=lenet_mnist"], (1, 32, 32)),
+        (["setup=convnet_cifar10_small"], (3, 32, 32)),
+        (["+experiment=cifar10_cpu"], (3, 32, 32)),
+    ],
+)
+def test_layer_table_counts_every_parameter_once(overrides, shape):
+    model = build_model(make_config(*overrides))
+    table = layer_table(model, shape)
+    layers, total = table.iloc[:-1], table.iloc[-1]
+    assert total["layer"] == "total"
+    assert layers["parameters"].sum() == total["parameters"]
+    assert total["parameters"] == sum(p.numel() for p in model.parameters())
+    assert layers["multiply-accumulates"].sum() == total["multiply-accumulates"] > 0
+    assert (table["type"] == "Conv2d").sum() >= 2
+    assert layers["layer"].is_unique
+
+
+def test_layer_table_of_lenet5_has_its_shapes():
+    table = layer_table(build_model(make_config("setup=lenet_mnist")), (1, 32, 32))
+    rows = table.set_index("layer")
+    assert rows.loc["features.0", "output shape"] == "6 × 28 × 28"
+    assert rows.loc["features.0", "parameters"] == 6 * (25 + 1)
+    assert rows.loc["features.2", "output shape"] == "6 × 14 × 14"
+    assert rows.loc["classifier.5", "output shape"] == "10"
+    assert rows.loc["total", "parameters"] == 61_706
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A LeNet-5 run on 'MNIST' (synthetic images named so), a CIFAR-10 run with test-time
+    augmentation, and a pooling study: questions 1, 2 and 3.1; nothing answers 3.2."""
+    root = tmp_path_factory.mktemp("lab")
+    runs = {
+        "lenet": [*TINY_RUN, "data.name=mnist"],
+        "ours": [
+            *TINY_RUN,
+            "data.name=cifar10",
+            "data.channels=3",
+            "model=convnet",
+            "model.widths=[8,16]",
+            "tta=flip",
+        ],  # fmt: skip
+    }
+    for name, overrides in runs.items():
+        result = run_cli(*overrides, f"hydra.run.dir={root / name}", cwd=REPO)
+        assert result.returncode == 0, result.stderr[-3000:]
+    result = run_cli("-m", "+experiment=pooling_mnist", *TINY_RUN, "seed=0,1",
+                     f"hydra.sweep.dir={root / 'pooling'}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Given in another order than the lab's: the report puts them in the lab's.
+    paths = [root / "pooling", root / "ours", root / "lenet"]
+    assert report_main([*map(str, paths), "--lab", "--out", str(root / "report")]) == 0
+    return root
+
+
+@pytest.mark.slow  # three runs of their own (about 40 s), shared by the tests below
+def test_lab_report_follows_the_lab_questions_each_opening_with_its_answer(lab):
+    text = (lab / "report" / "report.md").read_text()
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    numbered = [h.split(" ", 1)[0] for h in headings if h[0].isdigit()]
+    assert numbered == list(QUESTIONS) == ["1", "2", "3.1", "3.2"]
+    assert headings[len(numbered) :] == [
+        "Environment",
+        "Procedure",
+        "References",
+        "Appendix: every run",
+    ]
+    sections = re.split(r"^## ", text, flags=re.M)[1:]
+    for section in sections[:4]:
+        first = [b for b in section.split("\n\n")[1:] if not b.startswith("The lab asks")][0]
+        assert first.startswith("**Answer.**"), first
+    one, two, pooling, changes = sections[:4]
+    assert "LeNet5 reached" in one and "one run, seed 0" in one
+    assert "| features.0 " in one and "| total " in one  # the layer table
+    assert "test-time augmentation (tta=flip)" in two and "without it the same network" in two
+    (said,) = [b for b in pooling.split("\n\n") if b.startswith("**Answer.**")]
+    assert said.startswith("**Answer.** On LeNet5 (synthetic, 512 training images, 3 epochs")
+    assert "pool=avg" in said and "pool=max" in said and "2 seeds each" in said
+    assert "Not answered here" in changes
+
+
+@pytest.mark.slow
+def test_every_run_is_in_a_folded_appendix_in_percent_without_none(lab):
+    text = (lab / "report" / "report.md").read_text()
+    appendix = text.split("## Appendix: every run")[1]
+    assert appendix.count("<details><summary>") == 3
+    assert "pooling: 4 runs" in appendix
+    assert "test acc %" in appendix and "None" not in appendix and "nan" not in appendix
+    html = (lab / "report" / "report.html").read_text()
+    assert html.count("<details>") == 3
+
+
+@pytest.mark.slow
+def test_single_runs_are_captioned_as_single_runs(lab):
+    text = (lab / "report" / "report.md").read_text()
+    one = text.split("## 2 ")[0]
+    assert "one run per line" in one and "mean ± std" not in one
+    assert "No GPU was used" in one
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_tensorboard_screenshots_of_a_run(lab, tmp_path):
+    out = tmp_path / "report"
+    assert report_main([str(lab / "lenet"), "--tensorboard-shots", "--out", str(out)]) == 0
+    pictures = sorted((out / "figures").glob("tensorboard-*.png"))
+    assert [p.name.rsplit("-", 1)[-1] for p in pictures] == ["images.png", "scalars.png"]
+    assert all(p.stat().st_size > 20_000 for p in pictures)  # a drawn page, not a blank one
+    text = (out / "report.md").read_text()
+    assert "TensorBoard's Scalars page" in text and "TensorBoard's Images page" in text
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_report_images_keep_their_width_in_chromium(lab):
+    """Rendered at a laptop's width, no figure is shrunk below 70% of its own width."""
+    scales = image_scales(lab / "report" / "report.html", width=1280)
+    assert len(scales) >= 4
+    assert min(scales) >= 0.7, scales
+
+
+def image_scales(page: Path, width: int) -> list[float]:
+    """Each image's drawn width over its natural width, as headless Chromium lays the page out."""
+    probe = (
+        "<script>window.addEventListener('load',()=>{document.body.setAttribute('data-scales',"
+        "JSON.stringify([...document.images].map(i=>i.width/i.naturalWidth)))})</script>"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / "page.html"
+        copy.write_text(page.read_text().replace("</body>", probe + "</body>"))
+        dom = subprocess.run(
+            [shots.browser(), *shots.FLAGS, f"--user-data-dir={folder}/profile"]
+            + [f"--window-size={width},1000", "--virtual-time-budget=5000", "--dump-dom"]
+            + [copy.as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+    found = re.search(r'data-scales="([^"]*)"', dom)
+    assert found, dom[-2000:]
+    return json.loads(found.group(1).replace("&quot;", '"'))
