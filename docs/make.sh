@@ -4,6 +4,8 @@
 #   bash docs/make.sh           # the runs (about 80 minutes on two CPU cores), then the reports
 #   bash docs/make.sh runs      # the runs only
 #   bash docs/make.sh reports   # the reports only, from the run folders already there
+#   bash docs/make.sh lab       # the lab report only, from the run folders here or else the
+#                               # runs.csv of each study's report in docs/
 #   bash docs/make.sh tables    # the reports again from the runs.csv each report here keeps
 #                               # (no run folders needed; final numbers only for tables written
 #                               # before the tables kept configs and curves)
@@ -47,12 +49,25 @@ reports() {  # from the run folders, each study with its budget check
     $py -m cnnexp.report "multirun/docs/$name" "multirun/docs/$name-check" --out "docs/$name" \
         --title "${entry#*:}"
   done
-  $py -m cnnexp.report outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu \
-      multirun/docs/pooling-mnist multirun/docs/pooling-mnist-check \
-      multirun/docs/pooling-cifar10 multirun/docs/pooling-cifar10-check \
-      multirun/docs/architecture-cifar10 multirun/docs/architecture-cifar10-check \
-      multirun/docs/ablation-cifar10 multirun/docs/ablation-cifar10-check \
-      --out docs/lab-report --title "cnnexp lab report"
+  lab
+}
+
+# The lab report, ordered by the lab's questions, with TensorBoard's pages of the single runs
+# (needs Chromium). Each study from its run folders where they are here, else from the runs
+# table its report in docs/ keeps.
+lab() {
+  local inputs=(outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu)
+  for name in pooling-mnist pooling-cifar10 architecture-cifar10 ablation-cifar10; do
+    if [ -d "multirun/docs/$name" ]; then
+      inputs+=("multirun/docs/$name")
+      [ -d "multirun/docs/$name-check" ] && inputs+=("multirun/docs/$name-check")
+    else
+      inputs+=("docs/$name/runs.csv")
+    fi
+  done
+  rm -rf docs/lab-report/figures
+  $py -m cnnexp.report "${inputs[@]}" --lab --tensorboard-shots --out docs/lab-report \
+      --title "cnnexp lab report"
 }
 
 tables() {  # from the runs tables the reports here keep (each is read before it is rewritten)
@@ -62,13 +77,15 @@ tables() {  # from the runs tables the reports here keep (each is read before it
     $py -m cnnexp.report "docs/$name/runs.csv" --out "docs/$name" --title "${entry#*:}"
   done
   rm -rf docs/lab-report/figures
-  $py -m cnnexp.report docs/lab-report/runs.csv --out docs/lab-report --title "cnnexp lab report"
+  $py -m cnnexp.report docs/lab-report/runs.csv --lab --out docs/lab-report \
+      --title "cnnexp lab report"
 }
 
 case "$what" in
   runs) runs ;;
   reports) reports ;;
   tables) tables ;;
+  lab) lab ;;
   all) runs; reports ;;
-  *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables or all" >&2; exit 2 ;;
+  *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables, lab or all" >&2; exit 2 ;;
 esac

@@ -13,7 +13,7 @@ import pandas as pd
 from cnnexp import stats
 from cnnexp.report.answers import POWER, _pct, _verdict_sentences, counted, interval
 from cnnexp.report.document import Document
-from cnnexp.report.recipe import budget_phrase, recipe
+from cnnexp.report.recipe import budget_phrase, heading, recipe
 from cnnexp.report.runs import USABLE, Study, flatten
 from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row
@@ -193,7 +193,7 @@ def network_name(study: Study) -> str:
     if len(named):
         return str(named.iloc[0])
     targets = {flatten(c).get("model._target_") for c in study.runs["config"] if c} - {None}
-    return str(targets.pop()).rsplit(".", 1)[-1] if len(targets) == 1 else study.name
+    return str(targets.pop()).rsplit(".", 1)[-1] if len(targets) == 1 else heading(study)
 
 
 def _settings_differ(studies: list[Study]) -> str:
