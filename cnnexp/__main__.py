@@ -37,9 +37,11 @@ def main(cfg: DictConfig) -> float | None:
         "overrides": typed_overrides(hc.overrides.task),
     }
     if "optuna" in str(hc.sweeper.get("_target_", "")) and not cfg.data.validation:
-        log.error("a search chooses by %s, which needs a validation split: add "
-                  "data.validation=5000 (training images held out; never the test set)",
-                  cfg.objective)  # fmt: skip
+        log.error(
+            "a search chooses by %s, which needs a validation split: add "
+            "data.validation=5000 (training images held out; never the test set)",
+            cfg.objective,
+        )
         sys.exit(2)
     devices = cfg.trainer.devices  # checked (>= 1) before Hydra started
     if devices > 1 and not launched_by_torchrun():
@@ -69,8 +71,15 @@ def _under_torchrun(
     """Run this job again as `torchrun --nproc_per_node=N -m cnnexp` into the same folder: DDP
     over N processes for `trainer.devices=N`. Returns what a plain run returns."""
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
-    command = [torchrun, "--standalone", f"--nproc_per_node={processes}", "-m", "cnnexp",
-               *overrides, f"hydra.run.dir={run_dir}"]  # fmt: skip
+    command = [
+        torchrun,
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "cnnexp",
+        *overrides,
+        f"hydra.run.dir={run_dir}",
+    ]
     log.info("trainer.devices=%d: %s", processes, " ".join(command))
     code = subprocess.run(command, check=False).returncode
     metrics = read_metrics(Path(run_dir)) or {}

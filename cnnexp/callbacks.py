@@ -29,8 +29,9 @@ class EndOfJob(Callback):
         print(f"sweep folder: {root} ({counts or 'no jobs'})")
         print(f"report: python -m cnnexp.report {root}")
         if statuses and not statuses.get("completed"):
-            print("error: no job of the sweep completed; see each job's cnnexp.log",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                "error: no job of the sweep completed; see each job's cnnexp.log", file=sys.stderr
+            )
             sys.exit(1)
 
 

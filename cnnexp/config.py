@@ -249,15 +249,19 @@ def validate(cfg: DictConfig) -> None:
         if cfg[key] < 1:
             raise ConfigError(f"{key}={cfg[key]!r} is not valid: it must be a whole number >= 1")
     if not 0 <= cfg.seed < 2**32:
-        raise ConfigError(f"seed={cfg.seed!r} is not valid: it must be a whole number from 0 to "
-                          "2**32 - 1")  # fmt: skip
+        raise ConfigError(
+            f"seed={cfg.seed!r} is not valid: it must be a whole number from 0 to 2**32 - 1"
+        )
     if cfg.data.augment.translate < 0:
-        raise ConfigError(f"data.augment.translate={cfg.data.augment.translate!r} is not valid: "
-                          "it must be a whole number of pixels >= 0 (0 = off)")  # fmt: skip
+        raise ConfigError(
+            f"data.augment.translate={cfg.data.augment.translate!r} is not valid: "
+            "it must be a whole number of pixels >= 0 (0 = off)"
+        )
     _validate_model(cfg.model)
     if cfg.optimizer.lr <= 0:
-        raise ConfigError(f"optimizer.lr={cfg.optimizer.lr!r} is not valid: it must be a number "
-                          "> 0, e.g. 0.01")  # fmt: skip
+        raise ConfigError(
+            f"optimizer.lr={cfg.optimizer.lr!r} is not valid: it must be a number > 0, e.g. 0.01"
+        )
     for key, valid in CHOICES.items():
         if cfg[key] not in valid:
             raise ConfigError(
@@ -294,15 +298,19 @@ def _validate_model(model: DictConfig) -> None:
     """The shape keys of the chosen network: counts and widths >= 1, a positive multiplier."""
     for key in MODEL_COUNTS:
         if key in model and model[key] < 1:
-            raise ConfigError(f"model.{key}={model[key]!r} is not valid: it must be a whole "
-                              "number >= 1")  # fmt: skip
+            raise ConfigError(
+                f"model.{key}={model[key]!r} is not valid: it must be a whole number >= 1"
+            )
     widths = model.get("widths")
     if widths is not None and (not widths or min(widths) < 1):
-        raise ConfigError(f"model.widths={list(widths)!r} is not valid: it must be a list of "
-                          "whole numbers >= 1, e.g. [32,64,128]")  # fmt: skip
+        raise ConfigError(
+            f"model.widths={list(widths)!r} is not valid: it must be a list of "
+            "whole numbers >= 1, e.g. [32,64,128]"
+        )
     if model.get("width_mult", 1.0) <= 0:
-        raise ConfigError(f"model.width_mult={model.width_mult!r} is not valid: it must be a "
-                          "number > 0")  # fmt: skip
+        raise ConfigError(
+            f"model.width_mult={model.width_mult!r} is not valid: it must be a number > 0"
+        )
 
 
 def _refuse_unknown_keys(node: DictConfig, path: str = "") -> None:
@@ -363,8 +371,11 @@ def command_line_problem(args: list[str], conf: Path) -> str | None:
     sweeps = [_choices(o) for o in parsed if not o.key_or_group.startswith("hydra")]
     sweeps = [values for values in sweeps if values]
     firsts = [values[0] for values in sweeps]
-    runs = [firsts] + [[*firsts[:i], value, *firsts[i + 1 :]]
-                       for i, values in enumerate(sweeps) for value in values[1:]]  # fmt: skip
+    runs = [firsts] + [
+        [*firsts[:i], value, *firsts[i + 1 :]]
+        for i, values in enumerate(sweeps)
+        for value in values[1:]
+    ]
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         for run in runs:
             if problem := _composed_problem(run):
@@ -380,8 +391,10 @@ def _choices(override: Override) -> list[Choice]:
     if override.is_interval_sweep():
         return []
     texts = override.sweep_string_iterator()
-    return [Choice(f"{prefix}={text}", key, value)
-            for text, value in zip(texts, override.sweep_iterator(), strict=True)]  # fmt: skip
+    return [
+        Choice(f"{prefix}={text}", key, value)
+        for text, value in zip(texts, override.sweep_iterator(), strict=True)
+    ]
 
 
 def _composed_problem(run: list[Choice]) -> str | None:
@@ -453,6 +466,8 @@ def unknown_choice(args: list[str], conf: Path) -> str | None:
         options = sorted(p.stem for p in group.glob("*.yaml"))
         for choice in value.split(","):
             if choice != "null" and choice not in options:
-                return (f"{key}={choice} is not an option: choose one of {', '.join(options)} "
-                        f"(the files in conf/{key}/)")  # fmt: skip
+                return (
+                    f"{key}={choice} is not an option: choose one of {', '.join(options)} "
+                    f"(the files in conf/{key}/)"
+                )
     return None

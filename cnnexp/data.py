@@ -45,10 +45,17 @@ def load_splits(data: Any) -> tuple[ImageTensorDataset, ImageTensorDataset, str]
     where they came from."""
     synthetic = data.get("synthetic")
     return _read_splits(
-        data.source, data.name, data.root, data.folder, data.download, data.cache,
-        data.channels, data.size, data.classes,
+        data.source,
+        data.name,
+        data.root,
+        data.folder,
+        data.download,
+        data.cache,
+        data.channels,
+        data.size,
+        data.classes,
         tuple(sorted(dict(synthetic).items())) if synthetic else (),
-    )  # fmt: skip
+    )
 
 
 # The jobs of a sweep run in one process: each dataset is read once and kept for the next job

@@ -180,11 +180,14 @@ def fit(
 ) -> None:
     """Train `cfg.epochs` epochs with Lightning's Trainer, resuming from the run folder."""
     if cfg.compile:
-        raise ConfigError("compile=true is not supported with trainer=lightning; use "
-                          "trainer=native or compile=false")  # fmt: skip
+        raise ConfigError(
+            "compile=true is not supported with trainer=lightning; use "
+            "trainer=native or compile=false"
+        )
     _quiet_lightning()
-    module = Classifier(model, train_loader, optimizer, scheduler, loss_fn, ema, lookahead,
-                        history, config_hash)  # fmt: skip
+    module = Classifier(
+        model, train_loader, optimizer, scheduler, loss_fn, ema, lookahead, history, config_hash
+    )
     device = train_loader.device
     if distributed.active():  # under torchrun: Lightning joins the process group torchrun made
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
@@ -198,11 +201,18 @@ def fit(
         strategy="ddp" if distributed.active() else "auto",
         precision=PRECISION[precision.name],
         max_epochs=cfg.epochs,
-        logger=TensorBoardLogger(save_dir=str(run_dir), name="tb", version="",
-                                 default_hp_metric=False),  # fmt: skip
-        callbacks=[EpochRecord(record_epoch),  # first: the record, then the checkpoint
-                   ModelCheckpoint(dirpath=run_dir, filename=CHECKPOINT.removesuffix(".ckpt"),
-                                   save_on_train_epoch_end=True, enable_version_counter=False)],
+        logger=TensorBoardLogger(
+            save_dir=str(run_dir), name="tb", version="", default_hp_metric=False
+        ),
+        callbacks=[
+            EpochRecord(record_epoch),  # first: the record, then the checkpoint
+            ModelCheckpoint(
+                dirpath=run_dir,
+                filename=CHECKPOINT.removesuffix(".ckpt"),
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            ),
+        ],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
@@ -210,7 +220,7 @@ def fit(
         use_distributed_sampler=False,  # our loader shards by rank itself
         log_every_n_steps=max(1, len(train_loader)),
         default_root_dir=str(run_dir),
-    )  # fmt: skip
+    )
     checkpoint = run_dir / CHECKPOINT if resumable(run_dir) else None
     if checkpoint and trainer.is_global_zero:
         log.info("resuming %s from %s", run_dir, checkpoint.name)

@@ -44,11 +44,23 @@ class Muon(Optimizer):
     `weight_decay` for the rest. A schedule scales both learning rates by the same factor."""
 
     def __init__(
-        self, params: Iterable[Any], lr: float, momentum: float, nesterov: bool,
-        weight_decay: float, filter_lr: float, filter_momentum: float,
-    ):  # fmt: skip
-        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                        filter_lr=filter_lr, filter_momentum=filter_momentum)  # fmt: skip
+        self,
+        params: Iterable[Any],
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+        filter_lr: float,
+        filter_momentum: float,
+    ):
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            filter_lr=filter_lr,
+            filter_momentum=filter_momentum,
+        )
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -65,8 +77,9 @@ class Muon(Optimizer):
                 else:
                     self._sgd_step(param, group)
 
-    def _momentum(self, param: torch.Tensor, grad: torch.Tensor, momentum: float,
-                  nesterov: bool) -> torch.Tensor:  # fmt: skip
+    def _momentum(
+        self, param: torch.Tensor, grad: torch.Tensor, momentum: float, nesterov: bool
+    ) -> torch.Tensor:
         """The (Nesterov) momentum direction, as torch.optim.SGD computes it."""
         state = self.state[param]
         if "momentum_buffer" not in state:

@@ -151,7 +151,15 @@ def _probe_key(model: nn.Module, example: torch.Tensor) -> str:
     """What the timing depends on: the CPU (its name can be shared by kinds with and without
     native bf16, so its instruction-set flags and the caps set in the environment too), torch,
     threads, the network and the batch's shape."""
-    facts = [cpu_model(), sorted(cpu_flags()), isa_caps(), torch.__version__,
-             torch.get_num_threads(), repr(model),
-             tuple(example.shape), str(example.dtype), example.is_contiguous()]  # fmt: skip
+    facts = [
+        cpu_model(),
+        sorted(cpu_flags()),
+        isa_caps(),
+        torch.__version__,
+        torch.get_num_threads(),
+        repr(model),
+        tuple(example.shape),
+        str(example.dtype),
+        example.is_contiguous(),
+    ]
     return hashlib.sha1(json.dumps(facts, default=str).encode()).hexdigest()[:16]

@@ -72,12 +72,21 @@ class RunRecord:
         self.start = time.perf_counter()
         env = environment()
         self.metrics: dict[str, Any] = {
-            "record_version": RECORD_VERSION, "status": "running", "error": None,
-            "device": str(device), "world_size": world, "seed": cfg.seed, "epochs": cfg.epochs,
-            "config_hash": config_hash, "choices": job.get("choices", {}),
-            "overrides": job.get("overrides", {}), "git_commit": env["git_commit"],
-            "torch": env["torch"], "cuda": env["cuda"], "history": [],
-        }  # fmt: skip
+            "record_version": RECORD_VERSION,
+            "status": "running",
+            "error": None,
+            "device": str(device),
+            "world_size": world,
+            "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "config_hash": config_hash,
+            "choices": job.get("choices", {}),
+            "overrides": job.get("overrides", {}),
+            "git_commit": env["git_commit"],
+            "torch": env["torch"],
+            "cuda": env["cuda"],
+            "history": [],
+        }
         self.tracker = Tracker(run_dir, enabled=is_main, settings=cfg.tracking, epochs=cfg.epochs)
         self.monitor = None
         if is_main:

@@ -23,12 +23,33 @@ EVAL_ONLY = ("tta", "ema")
 WITHOUT = {option: f"test_acc_without_{option}" for option in EVAL_ONLY}
 # Headline numbers, summarised from the per-epoch history. A run's test result is its last
 # epoch's: the best epoch on the test set would be a choice made by looking at the test set.
-HEADLINE = ("final_val_acc", "best_val_acc", "final_test_acc", "final_test_loss",
-            "final_train_loss", *(f"final_{key}" for key in WITHOUT.values()), "epochs_done",
-            "train_seconds", "images_per_second", "wall_seconds")  # fmt: skip
+HEADLINE = (
+    "final_val_acc",
+    "best_val_acc",
+    "final_test_acc",
+    "final_test_loss",
+    "final_train_loss",
+    *(f"final_{key}" for key in WITHOUT.values()),
+    "epochs_done",
+    "train_seconds",
+    "images_per_second",
+    "wall_seconds",
+)
 # One row of the per-epoch history (val_* only where a validation split is held out).
-EPOCH_KEYS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc",
-              "lr", "train_seconds", "test_seconds", "images_per_second", "images",
-              *WITHOUT.values())  # fmt: skip
+EPOCH_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "train_seconds",
+    "test_seconds",
+    "images_per_second",
+    "images",
+    *WITHOUT.values(),
+)
 # The headline numbers logged to TensorBoard's HParams view, validation first.
 HPARAM_METRICS = ("final_val_acc", "final_test_acc", "final_test_loss")

@@ -93,8 +93,12 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
     except ConfigError as err:  # on record in the run folder, so a sweep's report lists it
         previous = read_metrics(run_dir)
         if rank == 0 and not (previous and previous.get("status") == "completed"):
-            failure = {"record_version": RECORD_VERSION, "status": "failed", "error": str(err),
-                       **(job or {})}  # fmt: skip
+            failure = {
+                "record_version": RECORD_VERSION,
+                "status": "failed",
+                "error": str(err),
+                **(job or {}),
+            }
             atomic_write_json(failure, Path(run_dir) / METRICS)
         raise
     distributed.init(device)
@@ -147,12 +151,20 @@ def _train(
         data = _loaders(cfg, device, rank, world, bool(channels_last))
         _note_data(record, data)
         model = _model(cfg, data, device, bool(channels_last), record)
-        precision = _choose_precision(cfg, device, model, data.train, is_main,
-                                      run_dir / CHECKPOINT)  # fmt: skip
+        precision = _choose_precision(cfg, device, model, data.train, is_main, run_dir / CHECKPOINT)
         record.metrics.update(precision=precision.name, precision_reason=precision.reason)
         parts = _optimization(cfg, model, precision, len(data.train))
-        fit = Fit(cfg, run_dir, config_hash, model, data, parts, precision, record,
-                  progress=_progress(cfg, is_main))  # fmt: skip
+        fit = Fit(
+            cfg,
+            run_dir,
+            config_hash,
+            model,
+            data,
+            parts,
+            precision,
+            record,
+            progress=_progress(cfg, is_main),
+        )
         if cfg.trainer.name == "lightning":
             fit.lightning()
         else:
@@ -203,13 +215,24 @@ def _model(
     (a whitening stem), on the device."""
     model = build_model(cfg)
     d = cfg.data
-    record.metrics.update(model=type(model).__name__, parameters=count_parameters(model),
-                          macs=count_macs(model, (d.channels, d.size, d.size)))  # fmt: skip
+    record.metrics.update(
+        model=type(model).__name__,
+        parameters=count_parameters(model),
+        macs=count_macs(model, (d.channels, d.size, d.size)),
+    )
     m = record.metrics
     if record.is_main:
-        log.info("%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
-                 "%d test); device %s", m["model"], f"{m['parameters']:,}", f"{m['macs']:,}",
-                 data.source, m["train_images"], m["test_images"], device)  # fmt: skip
+        log.info(
+            "%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
+            "%d test); device %s",
+            m["model"],
+            f"{m['parameters']:,}",
+            f"{m['macs']:,}",
+            data.source,
+            m["train_images"],
+            m["test_images"],
+            device,
+        )
     if hasattr(model, "init_from_data"):  # data-dependent initialisation (a whitening stem)
         # 5000 random training images, the same for every seed.
         pick = torch.randperm(len(data.train_set), generator=torch.Generator().manual_seed(0))
@@ -285,13 +308,21 @@ class Fit:
         tta = cfg.tta if last else "none"
         model, autocast = self.parts.eval_model, self.precision.autocast
         # The last test pass keeps its predictions for the end-of-run pictures (finish).
-        tested = evaluate(model, self.data.test, self.test_loss, autocast, tta=tta,
-                          keep_predictions=last)  # fmt: skip
-        row = {"epoch": epoch + 1, "train_loss": trained.loss, "train_acc": trained.acc,
-               "test_loss": tested.loss, "test_acc": tested.acc, "lr": lr,
-               "train_seconds": trained.seconds, "test_seconds": tested.seconds,
-               "images_per_second": trained.images / trained.seconds,
-               "images": trained.images}  # fmt: skip
+        tested = evaluate(
+            model, self.data.test, self.test_loss, autocast, tta=tta, keep_predictions=last
+        )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": trained.loss,
+            "train_acc": trained.acc,
+            "test_loss": tested.loss,
+            "test_acc": tested.acc,
+            "lr": lr,
+            "train_seconds": trained.seconds,
+            "test_seconds": tested.seconds,
+            "images_per_second": trained.images / trained.seconds,
+            "images": trained.images,
+        }
         if last:
             self.predictions = tested.predictions
             row.update(self.without_eval_only())
@@ -301,9 +332,18 @@ class Fit:
         self.record.metrics["history"].append(row)
         self.record.tracker.epoch(row, self.model)
         if self.record.is_main:
-            log.info("epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  %.1f s  "
-                     "%.0f img/s", epoch + 1, cfg.epochs, trained.loss, trained.acc, tested.loss,
-                     tested.acc, trained.seconds, row["images_per_second"])  # fmt: skip
+            log.info(
+                "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  %.1f s  "
+                "%.0f img/s",
+                epoch + 1,
+                cfg.epochs,
+                trained.loss,
+                trained.acc,
+                tested.loss,
+                tested.acc,
+                trained.seconds,
+                row["images_per_second"],
+            )
             self.record.save()
 
     def without_eval_only(self) -> dict[str, float]:
@@ -334,11 +374,22 @@ class Fit:
 
         self.record.tracker.start(self.model, self.probe(), fresh=not resumable(self.run_dir))
         parts = self.parts
-        fit(self.cfg, run_dir=self.run_dir, config_hash=self.config_hash, model=self.model,
-            train_loader=self.data.train, optimizer=parts.optimizer, scheduler=parts.scheduler,
-            loss_fn=self.train_loss, precision=self.precision, ema=parts.ema,
-            lookahead=parts.lookahead, history=self.record.metrics["history"],
-            record_epoch=self.record_epoch, progress=self.progress)  # fmt: skip
+        fit(
+            self.cfg,
+            run_dir=self.run_dir,
+            config_hash=self.config_hash,
+            model=self.model,
+            train_loader=self.data.train,
+            optimizer=parts.optimizer,
+            scheduler=parts.scheduler,
+            loss_fn=self.train_loss,
+            precision=self.precision,
+            ema=parts.ema,
+            lookahead=parts.lookahead,
+            history=self.record.metrics["history"],
+            record_epoch=self.record_epoch,
+            progress=self.progress,
+        )
 
     def native(self) -> None:
         """Our loop: DDP under torchrun, optional compile, resume from the run folder, then an
@@ -359,11 +410,19 @@ class Fit:
             if hasattr(model, "set_epoch"):  # a network whose training changes by epoch
                 model.set_epoch(epoch)
             lr = parts.optimizer.param_groups[0]["lr"]
-            trained = train_one_epoch(train_model, self.data.train, parts.optimizer,
-                                      parts.scheduler, self.train_loss, self.precision.autocast,
-                                      ema=parts.ema, lookahead=parts.lookahead,
-                                      scaler=parts.scaler, progress=self.progress,
-                                      desc=f"epoch {epoch + 1}/{cfg.epochs}")  # fmt: skip
+            trained = train_one_epoch(
+                train_model,
+                self.data.train,
+                parts.optimizer,
+                parts.scheduler,
+                self.train_loss,
+                self.precision.autocast,
+                ema=parts.ema,
+                lookahead=parts.lookahead,
+                scaler=parts.scaler,
+                progress=self.progress,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            )
             self.record_epoch(epoch, trained, lr)
             if self.record.is_main:
                 self.checkpoint(epoch)
@@ -396,8 +455,9 @@ class Fit:
         record.save()
         predictions = self.test_predictions()
         if record.is_main:
-            record.tracker.finish(record.metrics, predictions, self.data.test_set,
-                                  hparam_values(self.cfg, job))  # fmt: skip
+            record.tracker.finish(
+                record.metrics, predictions, self.data.test_set, hparam_values(self.cfg, job)
+            )
         if distributed.active():  # DDP keeps the replicas identical; record the proof
             record.metrics["rank_weight_checksums"] = distributed.gather(
                 weights_checksum(self.model)
@@ -410,8 +470,9 @@ class Fit:
         process."""
         if self.predictions is None:
             alone = {**self.data.args, "rank": 0, "world_size": 1}
-            whole = DeviceLoader(self.data.test_set, batch_size=self.cfg.eval_batch_size,
-                                 train=False, **alone)  # fmt: skip
+            whole = DeviceLoader(
+                self.data.test_set, batch_size=self.cfg.eval_batch_size, train=False, **alone
+            )
             return predict(self.parts.eval_model, whole, self.precision.autocast, self.cfg.tta)
         shards = distributed.gather(self.predictions)
         predictions = torch.empty(len(self.data.test_set), dtype=torch.long)
@@ -425,13 +486,20 @@ class Fit:
         def state(part: Any) -> Any:
             return part.state_dict() if part is not None else None
 
-        save_checkpoint(self.run_dir / CHECKPOINT, model=self.model.state_dict(),
-                        optimizer=state(parts.optimizer), scheduler=state(parts.scheduler),
-                        ema=state(parts.ema), precision=self.precision,
-                        scaler=state(parts.scaler), lookahead=state(parts.lookahead),
-                        epoch=epoch, history=self.record.metrics["history"],
-                        config=OmegaConf.to_container(self.cfg),
-                        config_hash=self.config_hash)  # fmt: skip
+        save_checkpoint(
+            self.run_dir / CHECKPOINT,
+            model=self.model.state_dict(),
+            optimizer=state(parts.optimizer),
+            scheduler=state(parts.scheduler),
+            ema=state(parts.ema),
+            precision=self.precision,
+            scaler=state(parts.scaler),
+            lookahead=state(parts.lookahead),
+            epoch=epoch,
+            history=self.record.metrics["history"],
+            config=OmegaConf.to_container(self.cfg),
+            config_hash=self.config_hash,
+        )
 
 
 @dataclass
@@ -458,11 +526,23 @@ def _loaders(
             f"batch_size={cfg.batch_size} is larger than the {len(train_set) // world} "
             "training images each process gets; use a smaller batch_size"
         )
-    args = dict(device=device, mean=list(d.mean), std=list(d.std), channels_last=channels_last,
-                rank=rank, world_size=world)  # fmt: skip
-    train = DeviceLoader(train_set, batch_size=cfg.batch_size, train=True,
-                         translate=d.augment.translate, flip=d.augment.flip, seed=cfg.seed,
-                         **args)  # fmt: skip
+    args = dict(
+        device=device,
+        mean=list(d.mean),
+        std=list(d.std),
+        channels_last=channels_last,
+        rank=rank,
+        world_size=world,
+    )
+    train = DeviceLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        train=True,
+        translate=d.augment.translate,
+        flip=d.augment.flip,
+        seed=cfg.seed,
+        **args,
+    )
     test = DeviceLoader(test_set, batch_size=cfg.eval_batch_size, train=False, **args)
     val = None
     if val_set is not None:  # held out from training, for choosing hyperparameters
@@ -498,9 +578,10 @@ def build_optimizer(node: DictConfig, model: nn.Module, norm_bias_lr: float) -> 
     decays by lr x weight_decay, so their weight_decay is divided by as much)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     norm_biases = {
-        id(m.bias) for m in model.modules()
+        id(m.bias)
+        for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
-    }  # fmt: skip
+    }
     groups = [
         {"params": [p for p in trainable if id(p) not in norm_biases]},
         {"params": [p for p in trainable if id(p) in norm_biases]},

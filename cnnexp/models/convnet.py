@@ -16,6 +16,8 @@ class ConvNet(nn.Module):
     """Stages of `convs_per_stage` convs (each conv -> [batch norm] -> activation), a pool after
     each stage, then `fc_layers` fully connected layers (the last one gives the class scores)."""
 
+    # The formatter leaves this signature as it is (marked below): its arguments stay grouped,
+    # a line each, by what they build.
     def __init__(
         self, in_channels: int, image_size: int, num_classes: int,  # the data's (interpolated)
         pool: PoolFactory, activation: ActivationFactory,  # from conf/pool, conf/activation

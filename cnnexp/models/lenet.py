@@ -13,8 +13,14 @@ from cnnexp.models import ActivationFactory, PoolFactory, check_fits
 class LeNet5(nn.Module):
     """C1 6@5x5, S2 2x2, C3 16@5x5, S4 2x2, C5 120, F6 84, outputs: 61,706 parameters on MNIST."""
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int,
-                 pool: PoolFactory, activation: ActivationFactory):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        pool: PoolFactory,
+        activation: ActivationFactory,
+    ):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, 5),  # C1

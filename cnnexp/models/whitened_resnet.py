@@ -40,9 +40,16 @@ class _Bias(nn.Module):
 class Stage(nn.Module):
     """conv -> pool -> BN -> act, then x + act(BN(conv(x)))."""
 
-    def __init__(self, in_channels: int, out_channels: int, pool: PoolFactory,
-                 activation: ActivationFactory, bn_momentum: float | None,
-                 identity_init: bool, residual: bool):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        pool: PoolFactory,
+        activation: ActivationFactory,
+        bn_momentum: float | None,
+        identity_init: bool,
+        residual: bool,
+    ):
         super().__init__()
         self.down = nn.Sequential(
             nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
@@ -73,6 +80,8 @@ class Stage(nn.Module):
 class WhitenedResNet(nn.Module):
     """Whitening stem (2x2 patches), residual stages of `widths`, max pool, scaled linear head."""
 
+    # The formatter leaves this signature as it is (marked below): its arguments stay grouped,
+    # a line each, by what they build.
     def __init__(
         self, in_channels: int, image_size: int, num_classes: int,  # the data's (interpolated)
         pool: PoolFactory, activation: ActivationFactory,  # from conf/pool, conf/activation
