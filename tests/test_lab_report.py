@@ -10,11 +10,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import REPO, make_config, run_cli
+from PIL import Image
 
+from cnnexp.report import figures, shots
 from cnnexp.report import main as report_main
-from cnnexp.report import shots
+from cnnexp.report.document import PAGE_WIDTH
+from cnnexp.report.figures import BASELINE_STYLE
 from cnnexp.report.lab import QUESTIONS
 from cnnexp.report.network import layer_table
 from cnnexp.train import build_model
@@ -170,3 +174,32 @@ def image_scales(page: Path, width: int) -> list[float]:
     found = re.search(r'data-scales="([^"]*)"', dom)
     assert found, dom[-2000:]
     return json.loads(found.group(1).replace("&quot;", '"'))
+
+
+def test_twenty_arms_get_twenty_colours_and_none_is_the_baselines_black():
+    pairs = [pair for pair, _ in zip(figures.styles(), range(20), strict=False)]
+    assert len({colour for colour, _ in pairs}) == 20
+    assert BASELINE_STYLE["color"] not in {colour for colour, _ in pairs}
+    assert len(set(pairs)) == 20
+
+
+def test_verdict_panels_wrap_to_the_page_width(tmp_path):
+    """18 levels in 8 groups: rows of panels no wider than the page, not one shrunk strip."""
+    levels = ["baseline"] + [f"{g}-{v}" for g in "abcdefgh" for v in (1, 2)] + ["i-1"]
+    summary = pd.DataFrame(
+        {
+            "arch": levels,
+            "mean": 0.6,
+            "values": [[0.59, 0.6, 0.61]] * len(levels),
+            "diff": [float("nan")] + [0.01] * (len(levels) - 1),
+            "ci_low": [float("nan")] + [-0.01] * (len(levels) - 1),
+            "ci_high": [float("nan")] + [0.03] * (len(levels) - 1),
+            "verdict": [None] + ["no clear difference"] * (len(levels) - 1),
+        }
+    )
+    rows = figures._wrap(figures._panels(summary, "arch", "baseline"))
+    assert len(rows) > 1
+    assert all(sum(len(lv) + 1 for _, lv in row) <= figures.PANEL_UNITS for row in rows)
+    path = figures.verdict_panels(summary, "arch", "baseline", tmp_path / "v.png")
+    with Image.open(path) as picture:
+        assert picture.width <= PAGE_WIDTH

@@ -176,6 +176,8 @@ def _seed_dots(ax: plt.Axes, x: int, row: pd.Series, base_mean: float) -> None:
 def _verdict_mark(ax: plt.Axes, x: int, row: pd.Series) -> None:
     """A short word under levels that could not be judged (did not train, too few seeds)."""
     verdict = row.get("verdict")
+    if not isinstance(verdict, str):  # the baseline's row: nothing to say
+        return
     if verdict in ("better", "worse"):
         colour = "green" if verdict == "better" else "red"
         ax.annotate(
