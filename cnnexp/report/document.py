@@ -87,8 +87,9 @@ class Document:
         if items:
             self.blocks.append(("ul", items))
 
-    def table(self, frame: pd.DataFrame) -> None:
-        self.blocks.append(("table", tidy(frame)))
+    def table(self, frame: pd.DataFrame, as_text: bool = False) -> None:
+        """A table; `as_text` keeps cells written as text ('+0.59') exactly as written."""
+        self.blocks.append(("table", tidy(frame), as_text))
 
     def image(self, path: Path, caption: str) -> None:
         self.blocks.append(("img", path, caption))
@@ -106,7 +107,7 @@ class Document:
         if kind == "ul":
             return "\n".join(f"- {item}" for item in block[1])
         if kind == "table":
-            return block[1].to_markdown(index=False, floatfmt=".4g")
+            return block[1].to_markdown(index=False, floatfmt=".4g", disable_numparse=block[2])
         if kind == "img":
             return f"![{block[2]}]({block[1].relative_to(self.out).as_posix()})"
         if kind == "code":

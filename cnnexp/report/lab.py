@@ -72,6 +72,8 @@ def add_questions(
             doc.answer("Not answered here: no runs for this question were given to the report.")
             continue
         doc.answer(" ".join(answer(number, members)))
+        if number == "3.1":
+            doc.table(side_by_side([(s, summary) for _, s, summary in members]), as_text=True)
         for i, study, summary in members:
             _evidence(doc, number, i, study, summary, shots.get(study.name, []))
     if OTHER in by_question:
@@ -163,6 +165,36 @@ def pooling_answer(members: list[tuple[Study, pd.DataFrame]]) -> list[str]:
                 "its runs could detect; each verdict holds for its own data, network and budget."
             )
     return said
+
+
+def side_by_side(members: list[tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
+    """One row per compared arm of each pooling study: the setting, both means, the gap with
+    its interval, the verdict and what the runs could have detected."""
+    rows = []
+    for study, summary in members:
+        base = baseline_row(study, summary)
+        if base is None:
+            continue
+        factor = next(iter(study.baseline))
+        for _, arm in summary[summary["verdict"].notna()].iterrows():
+            rows.append(
+                {
+                    "setting": _setting(study),
+                    f"{factor}={base[factor]} %": f"{100 * base['mean']:.2f}",
+                    "arm": f"{factor}={arm[factor]}",
+                    "arm %": f"{100 * arm['mean']:.2f}",
+                    "difference (points)": f"{100 * arm['diff']:+.2f}",
+                    "simultaneous 95% CI": _points(arm["ci_low"], arm["ci_high"]),
+                    "verdict": arm["verdict"],
+                    "seeds": int(arm["n"]),
+                    f"detectable at {POWER} power (points)": f"{100 * arm['detectable']:.2f}",
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _points(low: float, high: float) -> str:
+    return f"{100 * low:+.2f} to {100 * high:+.2f}"
 
 
 def _pooling_sentence(study, base: pd.Series, arm: pd.Series, setting: str, alpha: float) -> str:
