@@ -27,6 +27,52 @@ from cnnexp.train import build_model, read_metrics
 QUIET = ["tracking.images_every=0", "tracking.graph=false", "tracking.histograms_every=0"]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow  # two torchrun "nodes" of one process each, about 30 s
+def test_one_run_across_two_nodes_through_a_c10d_rendezvous(tmp_path):
+    """How a cluster starts one run on two nodes (srun starts torchrun once per node): two
+    torchrun launchers meet at a c10d rendezvous on 127.0.0.1 and train one run together."""
+    run_dir = tmp_path / "run"
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    command = [
+        torchrun,
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+        "--rdzv-id=two-nodes",
+        "-m",
+        "cnnexp",
+        *TINY,
+        *QUIET,
+        "precision=fp32",
+        "data.synthetic.train_size=512",
+        f"hydra.run.dir={run_dir}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [
+        subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # one run folder, one record
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["world_size"] == 2
+    checksums = metrics["rank_weight_checksums"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    assert metrics["train_images"] == 512  # each node trained on its own half
+
+
 def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
     run_dir = tmp_path / "run"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
