@@ -1,0 +1,95 @@
+"""Factorial designs: the points, the alias structure, and effects found where they were planted."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+from cnnexp import design
+
+FACTORS = ["kernel", "stride", "convs", "fc", "activation", "width", "pool"]
+
+
+def test_seven_factors_in_sixteen_points_at_resolution_four():
+    x = design.points(design.SEVEN_IN_SIXTEEN)
+    assert x.shape == (16, 7)
+    assert set(np.unique(x)) == {-1, 1}
+    assert (x.sum(axis=0) == 0).all()  # balanced
+    assert (x.T @ x == 16 * np.eye(7)).all()  # main effects orthogonal
+    assert len({tuple(row) for row in x}) == 16
+    assert design.resolution(design.SEVEN_IN_SIXTEEN) == 4
+    # Each generated column is the product of its generator's columns: E = ABC.
+    assert (x[:, 4] == x[:, 0] * x[:, 1] * x[:, 2]).all()
+
+
+def test_alias_table_names_what_each_estimate_carries():
+    chains = design.aliases(design.SEVEN_IN_SIXTEEN, FACTORS)
+    # E = ABC: the activation's main effect carries kernel x stride x convs.
+    assert "convs:kernel:stride" in {":".join(sorted(e.split(":"))) for e in chains["activation"]}
+    # Resolution IV: no main effect carries a two-factor interaction ...
+    assert all(e.count(":") >= 2 for name in FACTORS for e in chains[name])
+    # ... and two-factor interactions are aliased with each other in chains of three.
+    pairs = [e for e in chains["kernel:stride"] if e.count(":") == 1]
+    assert len(pairs) == 2
+
+
+def planted(seeds: int = 2, noise: float = 0.003, rng: int = 0) -> pd.DataFrame:
+    """16 points x seeds runs: accuracy 0.70, +1 point for kernel's high level, +0.5 for the
+    activation's, nothing for the others."""
+    x = design.points(design.SEVEN_IN_SIXTEEN)
+    rows = np.repeat(x, seeds, axis=0)
+    gen = np.random.default_rng(rng)
+    acc = 0.70 + 0.005 * rows[:, 0] + 0.0025 * rows[:, 4] + gen.normal(0, noise, len(rows))
+    table = pd.DataFrame(rows, columns=FACTORS)
+    table["final_test_acc"] = acc
+    return table
+
+
+def test_a_planted_effect_is_found_with_an_interval_that_covers_it():
+    fitted = design.fit(planted(rng=1), FACTORS, "final_test_acc", design.SEVEN_IN_SIXTEEN)
+    effects = {e.name: e for e in fitted.effects}
+    kernel = effects["kernel"]
+    assert kernel.differs and kernel.ci_low < 0.01 < kernel.ci_high
+    assert kernel.estimate == pytest.approx(0.01, abs=0.003)
+    assert effects["activation"].ci_low < 0.005 < effects["activation"].ci_high
+    # Null factors are not called, and every main effect names its aliases.
+    for name in ("stride", "convs", "fc", "width", "pool"):
+        assert not effects[name].differs, effects[name]
+    assert effects["activation"].aliases
+    # 7 main effects and one interaction per two-factor chain: 15 terms on 32 runs.
+    assert len(fitted.effects) == 14 and fitted.df == 32 - 15
+    assert 0 <= fitted.normality_p <= 1
+
+
+def test_estimates_equal_statsmodels_ols_called_directly():
+    table = planted(rng=3)
+    fitted = design.fit(
+        table, FACTORS, "final_test_acc", design.SEVEN_IN_SIXTEEN, interactions=False
+    )
+    direct = sm.OLS(table["final_test_acc"], sm.add_constant(table[FACTORS].astype(float))).fit()
+    for effect, name in zip(fitted.effects, FACTORS, strict=True):
+        assert effect.estimate == pytest.approx(2 * direct.params[name], rel=1e-10)
+        assert effect.se == pytest.approx(2 * direct.bse[name], rel=1e-10)
+    assert fitted.sigma == pytest.approx(np.sqrt(direct.scale), rel=1e-10)
+    # Šidák: an interval excludes zero exactly when the family-wise p is below the level.
+    for effect in fitted.effects:
+        assert effect.differs == (effect.p_adjusted < 0.05)
+
+
+def test_null_factors_are_called_no_more_often_than_the_family_wise_level():
+    called = 0
+    for rng in range(200):
+        fitted = design.fit(planted(rng=rng), FACTORS, "final_test_acc", design.SEVEN_IN_SIXTEEN)
+        effects = {e.name: e for e in fitted.effects}
+        called += any(effects[n].differs for n in ("stride", "convs", "fc", "width", "pool"))
+    assert called / 200 <= 0.05 + 0.03  # the level, and room for 200 draws' noise
+
+
+def test_an_outlier_is_named():
+    """A run 5 points off: named, with (at most) its replicate, whose residual mirrors it."""
+    table = planted()
+    table.loc[5, "final_test_acc"] += 0.05
+    fitted = design.fit(table, FACTORS, "final_test_acc", design.SEVEN_IN_SIXTEEN)
+    assert 5 in fitted.outliers and set(fitted.outliers) <= {4, 5}
