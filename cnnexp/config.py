@@ -155,6 +155,9 @@ class Study:
     question: str | None
     sections: list[str]
     role: str | None
+    design: str | None
+    generators: str | None
+    factors: dict[str, Any]
 
 
 @dataclass
@@ -236,9 +239,29 @@ CHOICES = {
 # What a study's runs can be (study.role) and the report's extra sections it can ask for
 # (study.sections; cnnexp.report.build.SECTIONS draws them).
 STUDY_ROLES = (None, "budget_check")
+STUDY_DESIGNS = (None, "factorial")
 STUDY_SECTIONS = ("pooling",)
 # Whole numbers of the network's shape, where the chosen model has them.
 MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")
+
+
+def _validate_design(study: DictConfig) -> None:
+    """A factorial study names its generators and one factor (key, low, high) per column."""
+    if study.design not in STUDY_DESIGNS:
+        raise ConfigError(f"study.design={study.design!r} is not valid; choose factorial or null")
+    if study.design is None:
+        return
+    if not study.generators or not study.factors:
+        raise ConfigError(
+            "study.design=factorial needs study.generators (e.g. 'a b c abc') and study.factors "
+            "(name -> {key, low, high}); see conf/experiment/factorial.yaml"
+        )
+    for name, spec in study.factors.items():
+        missing = [k for k in ("key", "low", "high") if k not in spec]
+        if missing:
+            raise ConfigError(
+                f"study.factors.{name} lacks {', '.join(missing)}: give key, low, high"
+            )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -280,6 +303,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"study.role={cfg.study.role!r} is not valid; choose budget_check or null"
         )
+    _validate_design(cfg.study)
     for section in cfg.study.sections:
         if section not in STUDY_SECTIONS:
             raise ConfigError(

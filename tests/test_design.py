@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from conftest import REPO, run_cli
 
 from cnnexp import design
+from cnnexp.errors import ConfigError
+from cnnexp.report import main as report_main
 
 FACTORS = ["kernel", "stride", "convs", "fc", "activation", "width", "pool"]
 
@@ -93,3 +98,62 @@ def test_an_outlier_is_named():
     table.loc[5, "final_test_acc"] += 0.05
     fitted = design.fit(table, FACTORS, "final_test_acc", design.SEVEN_IN_SIXTEEN)
     assert 5 in fitted.outliers and set(fitted.outliers) <= {4, 5}
+
+
+@pytest.mark.slow  # 16 tiny runs, about 40 s
+def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
+    root = tmp_path / "factorial"
+    result = run_cli("-m", "+experiment=factorial", "data=synthetic", "data.subset=null",
+                     "data.synthetic.train_size=256", "data.synthetic.test_size=128",
+                     "data.synthetic.noise=1.0", "batch_size=32", "epochs=1", "device=cpu",
+                     "progress=false", "seed=0", "tracking.graph=false", "tracking.misclassified=0",
+                     "tracking.images_every=0", "tracking.monitor_interval=0",
+                     f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(root.glob("*/metrics.json"))]
+    assert len(records) == 16
+    keys = ["model.kernel_size", "model.stride", "model.convs_per_stage", "model.fc_layers",
+            "activation", "model.width_mult", "pool"]  # fmt: skip
+    points = {tuple(r["overrides"][k] for k in keys) for r in records}
+    assert len(points) == 16  # every design point once, its levels typed in the record
+    assert {r["overrides"]["model.kernel_size"] for r in records} == {3, 5}
+    assert {r["overrides"]["model.width_mult"] for r in records} == {0.5, 1.0}
+    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    effects = text.split("### Effects of the factorial design")[1].split("\n#")[0]
+    assert "resolution 4" in effects
+    for name in ("kernel", "stride", "convs", "fc", "activation", "width", "pool"):
+        assert f"| {name} " in effects
+    assert "also carries" in effects and "Checks:" in effects
+
+
+def test_a_design_with_too_few_factors_for_its_generators_is_refused():
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.cnnexp_factorial import point_overrides
+
+    study = OmegaConf.create(
+        {
+            "design": "factorial",
+            "generators": "a b ab",
+            "factors": {"x": {"key": "k", "low": 1, "high": 2}},
+        }
+    )
+    with pytest.raises(ConfigError, match="3 columns but study.factors names 1"):
+        point_overrides(study)
+    two = OmegaConf.create(
+        {
+            "design": "factorial",
+            "generators": "a b",
+            "factors": {
+                "x": {"key": "model.stride", "low": 1, "high": 2},
+                "y": {"key": "pool", "low": "max", "high": "avg"},
+            },
+        }
+    )
+    assert point_overrides(two) == [
+        ["model.stride=1", "pool=max"],
+        ["model.stride=1", "pool=avg"],
+        ["model.stride=2", "pool=max"],
+        ["model.stride=2", "pool=avg"],
+    ]

@@ -145,11 +145,12 @@ def add_appendix(doc: Document, studies: list[Study]) -> None:
         table = runs_table(study)
         first = [*study.factors, *([REPLICATE] if REPLICATE in table else [])]
         table = table[first + [c for c in APPENDIX_COLUMNS if c in table]].copy()
-        for col in [
-            c for c in table if c.startswith("final_") and c.endswith("_acc") or "_acc_" in c
-        ]:
+        table = table.loc[:, [table[c].notna().any() for c in table]]  # no empty column
+        for col in [c for c in table if "_acc" in c]:
             table[col] = [f"{100 * v:.2f}" if pd.notna(v) else "" for v in table[col]]
-        table = table.rename(columns=lambda c: c.replace("final_", "").replace("_acc", " acc %"))
+        if "git_commit" in table:
+            table["git_commit"] = table["git_commit"].map(lambda c: str(c)[:10] if c else c)
+        table = table.rename(columns=APPENDIX_COLUMNS)
         table = table.astype(object).where(table.notna(), "")
         doc.details(f"{study.name}: {len(table)} runs", table)
 

@@ -201,6 +201,29 @@ def _verdict_mark(ax: plt.Axes, x: int, row: pd.Series) -> None:
         )
 
 
+def effects_figure(effects, path: Path) -> Path:
+    """Effects (points) with their simultaneous intervals, largest first, zero marked."""
+    order = sorted(effects, key=lambda e: abs(e.estimate), reverse=True)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.9 + 0.32 * len(order)), layout="constrained")
+    for y, e in enumerate(order):
+        colour = ("green" if e.estimate > 0 else "red") if e.differs else "grey"
+        ax.errorbar(
+            100 * e.estimate,
+            y,
+            xerr=[[100 * (e.estimate - e.ci_low)], [100 * (e.ci_high - e.estimate)]],
+            fmt="D",
+            color=colour,
+            ms=4,
+            capsize=3,
+        )
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set_yticks(range(len(order)), [e.name for e in order], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("effect: high level minus low level (points of test accuracy)", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
 def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
     """Without a baseline: each group's seeds as dots and its mean with a 95% t interval
     (groups of several runs only: one run is a number, in the table)."""

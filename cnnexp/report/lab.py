@@ -48,7 +48,7 @@ def question_of(study: Study) -> str:
     3.2, single runs (no baseline) 1 on MNIST and 2 on CIFAR-10."""
     if "pooling" in (study.setting("sections") or []):
         return "3.1"
-    if study.baseline:
+    if study.baseline or study.setting("design") == "factorial":
         return "3.2"
     data = {str(flatten(c).get("data.name")) for c in study.runs["config"] if c}
     return {"mnist": "1", "cifar10": "2"}.get(data.pop() if len(data) == 1 else "", OTHER)

@@ -14,6 +14,7 @@ from cnnexp.report.answers import add_answers
 from cnnexp.report.budget import add_baseline_check
 from cnnexp.report.curves import add_curves, add_system
 from cnnexp.report.document import Document, display_summary
+from cnnexp.report.factorial import add_factorial
 from cnnexp.report.network import add_network
 from cnnexp.report.pooling import add_pooling
 from cnnexp.report.recipe import add_recipe, describe, heading
@@ -44,6 +45,8 @@ def add_study(
     add_baseline_check(doc, study, summary, alpha)
     for section in study.setting("sections") or []:
         SECTIONS[section](doc, study, tag)
+    if study.setting("design") == "factorial":
+        add_factorial(doc, study, tag, alpha)
     add_answers(doc, study, summary, alpha)
     if not summary.empty and summary["n"].sum():
         doc.heading(3, "Test accuracy")

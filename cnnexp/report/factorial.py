@@ -1,0 +1,98 @@
+"""The factorial section (`study.design: factorial`): every main effect in points with its
+family-wise interval and the effects its estimate carries, the two-factor interactions the design
+can estimate, the checks of the model (normality, outliers, the logit scale), and a figure of
+the effects sorted. The numbers come from cnnexp.design."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from cnnexp import design
+from cnnexp.report import figures
+from cnnexp.report.document import Document
+from cnnexp.report.runs import USABLE, Study, flatten
+from cnnexp.stats import ALPHA
+
+RESPONSE = "final_test_acc"
+
+
+def coded_runs(study: Study) -> tuple[pd.DataFrame, list[str]]:
+    """The usable runs with one column per design factor, coded -1 (low) and +1 (high)."""
+    spec = study.setting("factors") or {}
+    runs = study.runs[study.runs["status"] == USABLE].copy()
+    names = list(spec)
+    for name in names:
+        key, low, high = spec[name]["key"], str(spec[name]["low"]), str(spec[name]["high"])
+        column = runs[key] if key in runs else runs["config"].map(lambda c, k=key: flatten(c)[k])
+        runs[name] = column.map(lambda v, lo=low, hi=high: {lo: -1, hi: 1}.get(str(v)))
+    return runs.dropna(subset=names), names
+
+
+def add_factorial(doc: Document, study: Study, tag: str, alpha: float = ALPHA) -> None:
+    """The effects of a factorial study, in words, a table and a figure."""
+    runs, names = coded_runs(study)
+    generators = study.setting("generators")
+    doc.heading(3, "Effects of the factorial design")
+    points = runs[names].drop_duplicates()
+    if len(runs) <= len(names) + 1:
+        doc.para(
+            f"Too few usable runs ({len(runs)}) to estimate {len(names)} effects: no analysis."
+        )
+        return
+    fitted = design.fit(runs, names, RESPONSE, generators, alpha)
+    spec = study.setting("factors")
+    doc.para(
+        f"A two-level design of {len(points)} configurations (generators {generators}, "
+        f"resolution {design.resolution(generators) or 'full'}), {len(runs)} usable runs. Each "
+        "effect is the mean at the high level minus the mean at the low level, averaged over "
+        "the other factors (twice the coefficient of an ordinary least squares fit on the "
+        f"coded factors), with Šidák's simultaneous {100 * (1 - alpha):.0f}% interval over the "
+        f"{len(fitted.effects)} effects fitted: residual standard deviation "
+        f"{100 * fitted.sigma:.2f} points with {fitted.df:.0f} degrees of freedom."
+    )
+    doc.table(effects_table(fitted, spec))
+    doc.para(checks_sentence(fitted, study, runs, names, generators, alpha))
+    path = figures.effects_figure(fitted.effects, doc.out / "figures" / f"{tag}-effects.png")
+    doc.image(path, "each effect with its simultaneous interval, sorted (points of accuracy)")
+
+
+def effects_table(fitted: design.FactorialFit, spec) -> pd.DataFrame:
+    rows = []
+    for e in fitted.effects:
+        main = ":" not in e.name
+        rows.append(
+            {
+                "effect": e.name,
+                "high vs low": f"{spec[e.name]['high']} vs {spec[e.name]['low']}" if main else "",
+                "effect (points)": f"{100 * e.estimate:+.2f}",
+                "simultaneous CI": f"{100 * e.ci_low:+.2f} to {100 * e.ci_high:+.2f}",
+                "family-wise p": f"{e.p_adjusted:.3g}",
+                "verdict": ("higher is better" if e.estimate > 0 else "lower is better")
+                if e.differs
+                else "no clear effect",
+                "also carries": ", ".join(e.aliases) or "nothing",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def checks_sentence(fitted, study, runs, names, generators, alpha) -> str:
+    normal = (
+        f"Shapiro-Wilk on the residuals p = {fitted.normality_p:.3g}"
+        if fitted.normality_p is not None
+        else "too few residuals for a normality test"
+    )
+    outliers = (
+        "no run is an outlier (Bonferroni test of the studentized residuals)"
+        if not fitted.outliers
+        else "outliers: " + ", ".join(str(runs["run"].iloc[i]) for i in fitted.outliers)
+    )
+    scale = (
+        "the same effects are called on the logit scale"
+        if design.logit_agrees(fitted, runs, names, RESPONSE, generators, alpha)
+        else "on the logit scale another set of effects is called: the accuracy scale's "
+        "effects are partly the ceiling's"
+    )
+    missing = len(study.runs) - len(runs)
+    lost = f" {missing} runs did not train or failed and are left out." if missing else ""
+    return f"Checks: {normal}; {outliers}; {scale}.{lost}"
