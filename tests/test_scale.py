@@ -22,17 +22,10 @@ from cnnexp.data import load_splits
 from cnnexp.engine import evaluate
 from cnnexp.loader import DeviceLoader
 from cnnexp.report import main as report_main
+from cnnexp.report.shots import free_port
 from cnnexp.train import build_model, read_metrics
 
 QUIET = ["tracking.images_every=0", "tracking.graph=false", "tracking.histograms_every=0"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow  # two torchrun "nodes" of one process each, about 30 s
