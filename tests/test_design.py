@@ -112,6 +112,7 @@ def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(root.glob("*/metrics.json"))]
     assert len(records) == 16
+    assert "job 16 of 16: 15 finished" in result.stdout  # the design's size is the sweep's
     keys = ["model.kernel_size", "model.stride", "model.convs_per_stage", "model.fc_layers",
             "activation", "model.width_mult", "pool"]  # fmt: skip
     points = {tuple(r["overrides"][k] for k in keys) for r in records}

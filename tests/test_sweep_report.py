@@ -40,8 +40,20 @@ def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("sweep")
     result = run_cli(*SWEEP, f"hydra.sweep.dir={root}", cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+    (root.parent / "sweep-stdout.txt").write_text(result.stdout)
     assert report_main([str(root)]) == 0
     return root
+
+
+def test_each_job_says_where_the_sweep_is_and_the_end_its_total_time(sweep):
+    said = (sweep.parent / "sweep-stdout.txt").read_text().splitlines()
+    places = [line for line in said if line.startswith("job ")]
+    assert [p.split(":")[0] for p in places] == [f"job {i} of 8" for i in range(1, 9)]
+    assert places[0] == "job 1 of 8: 0 finished"
+    assert places[-1].startswith("job 8 of 8: 7 finished (")
+    assert "failed" in places[-1] and places[-1].endswith(" left")
+    (end,) = [line for line in said if line.startswith("sweep folder:")]
+    assert "4 completed" in end and "4 failed" in end and end.rstrip().endswith(" s")
 
 
 def metrics_of(root: Path) -> list[dict]:
