@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from conftest import REPO, run_cli
+from conftest import REPO, make_config, run_cli
 
 from cnnexp import design
 from cnnexp.errors import ConfigError
@@ -158,3 +158,20 @@ def test_a_design_with_too_few_factors_for_its_generators_is_refused():
         ["model.stride=2", "pool=max"],
         ["model.stride=2", "pool=avg"],
     ]
+
+
+@pytest.mark.parametrize("experiment", ["factorial", "factorial_mnist", "factorial_gpu"])
+def test_every_design_point_of_each_factorial_study_composes_and_builds(experiment):
+    """The design's corners and a middle point of each study compose, validate and build a
+    network (the end-to-end test above runs all 16 of the CIFAR-10 study)."""
+    from cnnexp.config import validate
+    from cnnexp.train import build_model
+    from hydra_plugins.cnnexp_factorial import point_overrides
+
+    study = make_config(f"+experiment={experiment}").study
+    points = point_overrides(study)
+    assert len(points) == 16 and len({tuple(p) for p in points}) == 16
+    for point in (points[0], points[7], points[-1]):
+        cfg = make_config(f"+experiment={experiment}", *point)
+        validate(cfg)
+        assert sum(p.numel() for p in build_model(cfg).parameters()) > 0
