@@ -126,6 +126,7 @@ def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
     for name in ("kernel", "stride", "convs", "fc", "activation", "width", "pool"):
         assert f"| {name} " in effects
     assert "also carries" in effects and "Checks:" in effects
+    assert "Predicted best:" in effects and "hydra/sweeper=basic study.design=null" in effects
 
 
 def test_a_design_with_too_few_factors_for_its_generators_is_refused():
