@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 def wheel(tmp_path_factory):
     # Built from a copy: setuptools leaves build/ behind, and stale files there would ship.
     source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
-    for name in ("cnnexp", "conf"):
+    for name in ("cnnexp", "conf", "hydra_plugins"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
@@ -37,6 +37,9 @@ def test_the_wheel_holds_every_config(wheel):
                    if n.startswith("cnnexp/conf/")}  # fmt: skip
     assert "config.yaml" in configs
     assert configs <= shipped, configs - shipped
+    # The factorial sweeper, where Hydra looks for plugins.
+    with zipfile.ZipFile(wheel) as archive:
+        assert "hydra_plugins/cnnexp_factorial/__init__.py" in archive.namelist()
 
 
 @pytest.mark.slow

@@ -117,7 +117,7 @@ def answers(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA) -> 
                 "more epochs usually fixes it."
             )
             continue
-        means = f"{_pct(row['mean'])} vs {_pct(ref['mean'])}"
+        means = f"{pct(row['mean'])} vs {pct(ref['mean'])}"
         if verdict in DECIDED:
             side = "above" if verdict == BETTER else "below"
             gap = f"{abs(100 * row['diff']):.2f} points {side} {base}"
@@ -224,14 +224,14 @@ def _not_trained(study: Study, row: pd.Series) -> str:
     mask = study.runs["status"] == "did_not_train"
     bad = study.runs[mask & matching(study.runs, levels_of(study, row))]
     losses = ", ".join(f"{v:.3f}" for v in bad["final_train_loss"].astype(float))
-    accs = ", ".join(_pct(v) for v in bad["final_test_acc"].astype(float))
+    accs = ", ".join(pct(v) for v in bad["final_test_acc"].astype(float))
     return (
         f"{len(bad)} of {int(row['runs'])} runs: final training loss {losses}, test accuracy "
         f"{accs}; {bad['error'].iloc[0]}"
     )
 
 
-def _pct(value: float) -> str:
+def pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
@@ -256,7 +256,7 @@ def conclusions(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str
         if not study.baseline or summary["verdict"].isna().all():
             lines += _accuracy_sentences(study, summary)
         else:
-            lines.append(_verdict_sentences(study, summary))
+            lines.append(verdict_sentences(study, summary))
     return lines
 
 
@@ -267,13 +267,13 @@ def _accuracy_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
         name = label(study, row)
         name = f"{study.name}, {name}" if name != study.name else study.name
         lines.append(
-            f"{name}: {_pct(row['mean'])} test accuracy ({seeds_phrase(row)}) — "
+            f"{name}: {pct(row['mean'])} test accuracy ({seeds_phrase(row)}) — "
             f"{budget_phrase(study)}."
         )
     return lines
 
 
-def _verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
+def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
     """The verdicts of a study against its baseline, grouped, with the budget caveat."""
     by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
     base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())

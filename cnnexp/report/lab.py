@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from cnnexp import stats
-from cnnexp.report.answers import POWER, _pct, _verdict_sentences, counted, interval
+from cnnexp.report.answers import POWER, pct, verdict_sentences, counted, interval
 from cnnexp.report.document import Document
 from cnnexp.report.recipe import budget_phrase, heading, recipe
 from cnnexp.report.runs import USABLE, Study, flatten
@@ -97,7 +97,7 @@ def answer(number: str, members: list[tuple[int, Study, pd.DataFrame]]) -> list[
         return [single_run_answer(study, summary) for _, study, summary in members]
     if number == "3.1":
         return pooling_answer([(s, summary) for _, s, summary in members])
-    return [_verdict_sentences(study, summary) for _, study, summary in members]
+    return [verdict_sentences(study, summary) for _, study, summary in members]
 
 
 def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
@@ -115,7 +115,7 @@ def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
     network = network_name(study)
     images = run.get("test_images")
     on = f" on the {int(images):,} test images" if pd.notna(images) else ""
-    text = f"{network} reached {_pct(usable['final_test_acc'].mean())} test accuracy{on} ({who}; "
+    text = f"{network} reached {pct(usable['final_test_acc'].mean())} test accuracy{on} ({who}; "
     text += (
         f"{budget_phrase(study)}; {times.mean():.0f} s of training on the "
         f"{run['device']} in {run['precision']})."
@@ -136,7 +136,7 @@ def _evaluation_only(study: Study, usable: pd.DataFrame) -> list[str]:
         if pd.notna(without):
             said.append(
                 f" That figure is measured with {what} ({option}={setting}); without it the "
-                f"same network scores {_pct(without)}, measured in the same run."
+                f"same network scores {pct(without)}, measured in the same run."
             )
     return said
 
@@ -200,8 +200,8 @@ def _points(low: float, high: float) -> str:
 def _pooling_sentence(study, base: pd.Series, arm: pd.Series, setting: str, alpha: float) -> str:
     factor = next(iter(study.baseline))
     means = (
-        f"{factor}={arm[factor]} {_pct(arm['mean'])} against {factor}={base[factor]} "
-        f"{_pct(base['mean'])} ({counted(arm)} each"
+        f"{factor}={arm[factor]} {pct(arm['mean'])} against {factor}={base[factor]} "
+        f"{pct(base['mean'])} ({counted(arm)} each"
     )
     if arm["verdict"] in DECIDED:
         verdict = f"{factor}={arm[factor]} is {arm['verdict']}"
