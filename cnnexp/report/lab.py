@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from cnnexp import stats
-from cnnexp.report.answers import POWER, pct, verdict_sentences, counted, interval
+from cnnexp.report.answers import POWER, counted, interval, pct, verdict_sentences
 from cnnexp.report.document import Document
 from cnnexp.report.recipe import budget_phrase, heading, recipe
 from cnnexp.report.runs import USABLE, Study, flatten
