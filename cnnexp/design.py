@@ -130,6 +130,8 @@ def fit(
                 seen.update([effect, *pairs])
                 if not any(":" not in e for e in carried):  # not tied to a main effect
                     terms.append(effect)
+    if len(table) <= len(terms) + 1:  # too few runs for the interactions too: main effects only
+        terms = list(factors)
     data = table[[*factors, response]].astype(float)
     formula = f"Q('{response}') ~ " + " + ".join(_term(t) for t in terms)
     results = smf.ols(formula, data=data).fit()

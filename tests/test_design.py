@@ -92,6 +92,13 @@ def test_null_factors_are_called_no_more_often_than_the_family_wise_level():
     assert called / 200 <= 0.05 + 0.03  # the level, and room for 200 draws' noise
 
 
+def test_with_too_few_runs_for_the_interactions_only_main_effects_are_fitted():
+    """One seed of 16 points less two runs that did not train: 14 runs, 7 main effects."""
+    table = planted(seeds=1).drop(index=[3, 9])
+    fitted = design.fit(table, FACTORS, "final_test_acc", design.SEVEN_IN_SIXTEEN)
+    assert [e.name for e in fitted.effects] == FACTORS and fitted.df == 14 - 8
+
+
 def test_an_outlier_is_named():
     """A run 5 points off: named, with (at most) its replicate, whose residual mirrors it."""
     table = planted()
@@ -104,8 +111,8 @@ def test_an_outlier_is_named():
 def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
     root = tmp_path / "factorial"
     result = run_cli("-m", "+experiment=factorial", "data=synthetic", "data.subset=null",
-                     "data.synthetic.train_size=256", "data.synthetic.test_size=128",
-                     "data.synthetic.noise=1.0", "batch_size=32", "epochs=1", "device=cpu",
+                     "data.synthetic.train_size=512", "data.synthetic.test_size=128",
+                     "data.synthetic.noise=1.0", "batch_size=32", "epochs=2", "device=cpu",
                      "progress=false", "seed=0", "tracking.graph=false", "tracking.misclassified=0",
                      "tracking.images_every=0", "tracking.monitor_interval=0",
                      f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip

@@ -152,7 +152,7 @@ def add_appendix(doc: Document, studies: list[Study]) -> None:
             table["git_commit"] = table["git_commit"].map(lambda c: str(c)[:10] if c else c)
         table = table.rename(columns=APPENDIX_COLUMNS)
         table = table.astype(object).where(table.notna(), "")
-        doc.details(f"{study.name}: {len(table)} runs", table)
+        doc.details(f"{study.name}: {len(table)} run{'s' if len(table) != 1 else ''}", table)
 
 
 def gather(paths: list[Path]) -> list[Study]:
