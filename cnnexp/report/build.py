@@ -119,7 +119,8 @@ def add_environments(doc: Document, studies: list[Study]) -> None:
         return
     values = {k: {name: _env_value(env.get(k)) for name, env in envs.items()} for k in ENV_KEYS}
     same = {k: next(iter(v.values())) for k, v in values.items() if len(set(v.values())) == 1}
-    doc.bullets([f"{k.replace('_', ' ')}: {v}" for k, v in same.items() if v != "none"])
+    shown = {k: v for k, v in same.items() if v != "none" or k == "gpus"}  # no GPU is a fact
+    doc.bullets([f"{k.replace('_', ' ')}: {v}" for k, v in shown.items()])
     differ = [k for k in ENV_KEYS if k not in same]
     if differ:
         doc.para("Differs between studies:")

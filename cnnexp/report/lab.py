@@ -231,6 +231,7 @@ def network_name(study: Study) -> str:
 def _settings_differ(studies: list[Study]) -> str:
     """The recipe items whose values differ between the studies, side by side."""
     tables = [dict(zip(*recipe(s)[["what", "value"]].T.values, strict=True)) for s in studies]
-    keys = [k for k in tables[0] if any(t.get(k) != tables[0][k] for t in tables[1:])]
-    parts = [f"{k}: " + " vs ".join(str(t.get(k, "—")) for t in tables) for k in keys]
+    shared = [k for k in tables[0] if all(k in t for t in tables[1:])]  # known for every study
+    keys = [k for k in shared if any(t[k] != tables[0][k] for t in tables[1:])]
+    parts = [f"{k}: " + " vs ".join(str(t[k]) for t in tables) for k in keys]
     return "The settings differ in " + "; ".join(parts) + "." if parts else ""

@@ -15,6 +15,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from cnnexp.report.document import PAGE_WIDTH
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 INSTALL = (
     "install Chromium to take them (Debian/Ubuntu: sudo apt-get install chromium; macOS: "
@@ -101,8 +103,9 @@ def wait_for(url: str, server: subprocess.Popen) -> None:
     raise TimeoutError(f"TensorBoard did not answer at {url} in {TIMEOUT} s")
 
 
-def screenshot(chrome: str, url: str, path: Path, size: str = "1400,1100") -> None:
-    """A page after its scripts have run (virtual time lets TensorBoard fetch and draw)."""
+def screenshot(chrome: str, url: str, path: Path, size: str = f"{PAGE_WIDTH},1200") -> None:
+    """A page after its scripts have run (virtual time lets TensorBoard fetch and draw), as
+    wide as the report's page so that it is shown at its own size."""
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
             [chrome, *FLAGS, f"--user-data-dir={profile}", f"--window-size={size}"]
