@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cnnexp.distributed import rank_and_world
+from cnnexp.schema import METRICS
 
 PROGRESS = ".cnnexp-sweep.json"  # in the sweep folder: how many jobs, since when
 
@@ -38,7 +40,7 @@ class EndOfJob(Callback):
         (root / PROGRESS).write_text(json.dumps(state))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.mode is None or str(config.hydra.mode) != "RunMode.MULTIRUN":
+        if config.hydra.mode != RunMode.MULTIRUN:
             return
         if rank_and_world()[0] != 0:
             return
@@ -60,7 +62,7 @@ class EndOfJob(Callback):
 
 
 def _status(job: Path) -> str:
-    metrics = job / "metrics.json"
+    metrics = job / METRICS
     if not metrics.exists():
         return "not started"
     try:
@@ -98,6 +100,7 @@ def sweep_size(config: DictConfig) -> int | None:
     """How many jobs the sweep will run: the product of its swept values (command line over
     the sweeper's params), times the design's points for a factorial sweep, or its trials."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
 
     sweeper = config.hydra.sweeper
     if sweeper.get("n_trials"):
@@ -107,11 +110,11 @@ def sweep_size(config: DictConfig) -> int | None:
         params[text.split("=", 1)[0]] = text
     try:
         overrides = OverridesParser.create().parse_overrides(list(params.values()))
-    except Exception:  # an override only the job's own parser knows: no estimate, no harm
+    except OverrideParseException:  # no estimate, no harm: the jobs still run
         return None
     sizes = [len(list(o.sweep_string_iterator())) for o in overrides if o.is_discrete_sweep()]
     size = math.prod(sizes)
-    if "factorial" in str(sweeper.get("_target_", "")):
+    if config.study.design == "factorial":  # its sweeper runs every design point per combination
         from hydra_plugins.cnnexp_factorial import point_overrides
 
         size *= len(point_overrides(config.study))
@@ -127,7 +130,7 @@ def _progress(root: Path) -> dict[str, Any]:
 
 def _record(job: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((job / "metrics.json").read_text())
+        return json.loads((job / METRICS).read_text())
     except (OSError, json.JSONDecodeError):
         return None
 

@@ -127,9 +127,6 @@ def add_environments(doc: Document, studies: list[Study]) -> None:
         table = pd.DataFrame({name: [values[k][name] for k in differ] for name in envs})
         table.insert(0, "what", differ)
         doc.table(table)
-    smi = Path(studies[0].runs["run"].iloc[0]) / "nvidia-smi.txt"
-    if smi.exists():
-        doc.code(smi.read_text())
 
 
 def _env_value(value) -> str:
@@ -243,11 +240,9 @@ def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path
     """TensorBoard's Scalars and Images pages of every study that is a single run with events."""
     taken = {}
     for study in studies:
-        if len(study.runs) == 1 and (Path(study.runs["run"].iloc[0]) / "tb").is_dir():
-            name = study.name.replace("/", "_")
-            taken[study.name] = shots.tensorboard_shots(
-                Path(study.runs["run"].iloc[0]), fig_dir, name
-            )
+        run = Path(study.runs["run"].iloc[0])
+        if len(study.runs) == 1 and (run / "tb").is_dir():
+            taken[study.name] = shots.tensorboard_shots(run, fig_dir, study.name.replace("/", "_"))
     return taken
 
 

@@ -71,7 +71,8 @@ def add_curves(doc: Document, study: Study, tag: str) -> None:
         if not frame.empty:
             path = doc.out / "figures" / f"{tag}-{key}.png"
             figures.curves_figure(frame, study.factors, key, path, study.baseline)
-            several = frame.groupby(study.factors or (lambda _: 0))["run"].nunique().max() > 1
+            by = frame.groupby(study.factors) if study.factors else frame.groupby(lambda _: 0)
+            several = by["run"].nunique().max() > 1  # as curves_figure draws a band
             how = "mean over the usable seeds, band ± 1 std" if several else "one run per line"
             doc.image(path, f"{caption} ({how})")
 

@@ -15,11 +15,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from cnnexp.report.document import PAGE_WIDTH  # noqa: E402
+
 COLOURS = plt.get_cmap("tab20").colors[0::2] + plt.get_cmap("tab20").colors[1::2]
 LINES = ("-", "--", ":", "-.")
 BOUNDED = ("acc",)  # curves of these keys are accuracies: drawn in % and kept in [0, 100]
-WIDTH = 8.8  # inches: at DPI, a figure as wide as the report's page (document.PAGE_WIDTH)
 DPI = 110
+WIDTH = (PAGE_WIDTH - 32) / DPI  # inches: a figure as wide as the page's column, less a margin
 BASELINE_STYLE = {"color": "black", "ls": "-", "lw": 2.6, "zorder": 5}
 
 

@@ -49,11 +49,3 @@ def point_overrides(study: Any) -> list[list[str]]:
         ]
         for row in coded
     ]
-
-
-def levels(study: Any) -> dict[str, tuple[str, dict[str, int]]]:
-    """{factor: (its config key, {level as text: -1 or +1})}, for the analysis."""
-    return {
-        name: (spec.key, {str(spec.low): -1, str(spec.high): 1})
-        for name, spec in study.factors.items()
-    }
