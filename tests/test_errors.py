@@ -119,6 +119,7 @@ def test_a_sweep_where_every_job_failed_exits_non_zero(tmp_path):
     assert "no job of the sweep completed" in result.stderr
 
 
+@pytest.mark.slow  # an Optuna sweep, 14 s
 def test_a_search_without_a_validation_split_is_refused(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     result = run_cli("-m", *TINY, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2",

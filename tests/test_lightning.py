@@ -67,6 +67,7 @@ def test_lightning_run_killed_after_an_epoch_resumes_and_completes(tmp_path):
     assert [r["epoch"] for r in metrics["history"]] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow  # two processes, 21 s
 def test_two_process_ddp_through_lightning_writes_one_record(tmp_path):
     run_dir = tmp_path / "run"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"

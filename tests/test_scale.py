@@ -66,6 +66,7 @@ def test_one_run_across_two_nodes_through_a_c10d_rendezvous(tmp_path):
     assert metrics["train_images"] == 512  # each node trained on its own half
 
 
+@pytest.mark.slow  # two processes, 21 s
 def test_torchrun_ddp_on_two_cpu_processes(tmp_path):
     run_dir = tmp_path / "run"
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"

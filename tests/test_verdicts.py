@@ -274,6 +274,7 @@ def test_no_clear_difference_says_what_the_runs_could_have_found():
     assert "would be found 80% of the time" in line and "could not have" not in line
 
 
+@pytest.mark.slow  # a sweep of its own, 26 s
 def test_an_arm_that_cannot_train_is_reported_as_not_trained(tmp_path):
     """A real sweep: one arm at a learning rate of 1e-7 stays at chance."""
     root = tmp_path / "sweep"
