@@ -18,13 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from cnnexp import CONF_DIR
 from cnnexp.config import command_line_problem, typed_overrides
 from cnnexp.distributed import launched_by_torchrun, rank_and_world
-from cnnexp.errors import CnnexpError, StopSignal
+from cnnexp.errors import STOPPED, CnnexpError, StopSignal
 from cnnexp.train import read_metrics, train
 
 log = logging.getLogger("cnnexp")
-
-
-STOPPED = 143  # the exit status of a process that SIGTERM stopped (128 + 15), as a shell reports
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -48,7 +48,7 @@ class EndOfJob(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)
-        statuses = Counter(_status(p) for p in sorted(root.glob("*/")) if p.is_dir())
+        statuses = Counter(_status(p) for p in job_folders(root))
         counts = ", ".join(f"{n} {status}" for status, n in statuses.most_common())
         started = _progress(root).get("started")
         took = f" in {_duration(time.time() - started)}" if started else ""
@@ -59,6 +59,11 @@ class EndOfJob(Callback):
                 "error: no job of the sweep completed; see each job's cnnexp.log", file=sys.stderr
             )
             sys.exit(1)
+
+
+def job_folders(root: Path) -> list[Path]:
+    """The sweep's job folders; hidden ones (a launcher's, like submitit's `.submitit/`) are not."""
+    return [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
 
 
 def _status(job: Path) -> str:
@@ -78,8 +83,8 @@ def where_the_sweep_is(config: DictConfig) -> str:
     me = Path(config.hydra.runtime.output_dir).resolve()
     finished = [
         record
-        for job in sorted(root.glob("*/"))
-        if job.is_dir() and job.resolve() != me
+        for job in job_folders(root)
+        if job.resolve() != me
         for record in [_record(job)]
         if record and record.get("status") not in (None, "running")
     ]
@@ -90,10 +95,15 @@ def where_the_sweep_is(config: DictConfig) -> str:
         said += " (" + ", ".join(f"{n} {kind}" for kind, n in counts.most_common()) + ")"
     seconds = [r["wall_seconds"] for r in finished if r.get("wall_seconds")]
     if total and seconds:
-        parallel = int(config.hydra.launcher.get("n_jobs") or 1)
-        left = (total - len(finished)) * (sum(seconds) / len(seconds)) / max(parallel, 1)
+        parallel = _progress(root).get("parallel") or config.hydra.launcher.get("n_jobs") or 1
+        left = (total - len(finished)) * (sum(seconds) / len(seconds)) / max(int(parallel), 1)
         said += f", about {_duration(left)} left"
     return said
+
+
+def note_parallel(root: Path, jobs: int) -> None:
+    """A launcher that runs `jobs` at a time says so, for the estimate of the time left."""
+    (root / PROGRESS).write_text(json.dumps({**_progress(root), "parallel": jobs}))
 
 
 def sweep_size(config: DictConfig) -> int | None:

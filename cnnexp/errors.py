@@ -1,4 +1,7 @@
-"""Errors that are the user's to fix: they print as one clear message, without a traceback."""
+"""Errors that are the user's to fix: they print as one clear message, without a traceback;
+and the stop a signal asks for."""
+
+import signal
 
 
 class CnnexpError(Exception):
@@ -21,7 +24,13 @@ class DivergedError(CnnexpError):
     """The training loss became NaN or exploded."""
 
 
+# A cluster's "your time is nearly up": SLURM's SIGTERM, and the signal a job asks for with
+# `--signal` (submitit asks for SIGUSR2).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+STOPPED = 143  # the exit status of a process that SIGTERM stopped (128 + 15), as a shell reports
+
+
 class StopSignal(KeyboardInterrupt):
-    """SIGTERM or SIGUSR1 arrived (what SLURM sends before a time limit): the run stops as an
+    """A stop signal arrived (what SLURM sends before a time limit): the run stops as an
     interruption, its last epoch's checkpoint kept, and resumes when started again. Like
     Ctrl-C it stops a sweep too, which then resumes from its folder."""

@@ -36,7 +36,7 @@ from cnnexp.data import (
     take_subset,
 )
 from cnnexp.engine import EpochStats, evaluate, predict, train_one_epoch
-from cnnexp.errors import CnnexpError, ConfigError, DivergedError, StopSignal
+from cnnexp.errors import STOP_SIGNALS, CnnexpError, ConfigError, DivergedError, StopSignal
 from cnnexp.files import atomic_write_json
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
@@ -109,19 +109,22 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
         distributed.shutdown()
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # a cluster's "your time is nearly up"
-
-
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """While the run trains, SIGTERM and SIGUSR1 raise StopSignal: the run record then says
+    """While the run trains, a stop signal raises StopSignal: the run record then says
     `interrupted` with the signal's name, and the checkpoint of the last finished epoch stays
-    for the resume. Handlers can only be set from the main thread; elsewhere nothing changes."""
+    for the resume. Whoever listened for that signal before the run (submitit, which requeues
+    the job) hears it once the run is on record. Handlers can only be set from the main
+    thread; elsewhere nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    caught: list[int] = []
 
     def stop(number: int, frame: Any) -> None:
+        caught.append(number)
+        for other in STOP_SIGNALS:  # one stop: a second signal must not cut the record short
+            signal.signal(other, signal.SIG_IGN)
         raise StopSignal(f"stopped by {signal.Signals(number).name}; start it again to resume")
 
     previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
@@ -130,6 +133,14 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        if caught and callable(previous[caught[0]]):
+            name = signal.Signals(caught[0]).name
+            log.warning(
+                "stopped by %s; the run is on record, and the signal goes on to the "
+                "handler that was there before it (submitit's requeues the job)",
+                name,
+            )
+            previous[caught[0]](caught[0], None)
 
 
 def _train(
