@@ -379,13 +379,55 @@ def ingredients(kit: Kit, epochs: int, seeds: int) -> None:
     kit.say()
 
 
+def workers_throughput(kit: Kit, ks: tuple[int, ...], seeds: int, epochs: int) -> None:
+    """The best K of hydra/launcher=workers for a study network: the same real sweep (the
+    pooling study's GPU network, max and avg x `seeds`) at each K, timed whole."""
+    jobs = 2 * seeds
+    kit.say(f"### Jobs at a time per GPU (`hydra/launcher=workers`, `+experiment=pooling_gpu "
+            f"epochs={epochs}`, {jobs} jobs per sweep)\n")  # fmt: skip
+    kit.say(
+        "| K | sweep wall time (s) | jobs per minute | completed | mean test acc | img/s per job |"
+    )
+    kit.say("|--:|--:|--:|--:|--:|--:|")
+    for k in ks:
+        sweep = kit.workdir / f"workers-{k}"
+        command = [sys.executable, "-m", "cnnexp", "-m", "+experiment=pooling_gpu",
+                   f"epochs={epochs}", f"seed={','.join(map(str, range(seeds)))}",
+                   "hydra/launcher=workers", f"hydra.launcher.per_device={k}",
+                   f"device={kit.device}", *QUIET, *kit.data("cifar10"),
+                   f"hydra.sweep.dir={sweep}"]  # fmt: skip
+        started = time.perf_counter()
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+        took = time.perf_counter() - started
+        records = [read_metrics(job) or {} for job in sorted(sweep.iterdir()) if job.is_dir()]
+        completed = [r for r in records if r.get("status") == "completed"]
+        if done.returncode != 0 or len(completed) < jobs:
+            kit.failures.append(f"workers K={k}")
+            print((done.stderr or done.stdout)[-2000:], file=sys.stderr)
+        accs = [r["final_test_acc"] for r in completed]
+        rates = [r["images_per_second"] for r in completed]
+        acc = statistics.mean(accs) if accs else float("nan")
+        rate = statistics.mean(rates) if rates else 0
+        per_minute = 60 * len(completed) / took
+        kit.say(
+            f"| {k} | {took:.0f} | {per_minute:.1f} | {len(completed)}/{jobs} | {acc:.4f} "
+            f"| {rate:,.0f} |"
+        )
+    kit.say()
+
+
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny CPU runs on synthetic data")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per CIFAR-10 method (5)")
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown here")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the run folders here")
+    what = "what to run: the kit's checks and presets, the launcher's best K"
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help=what)
     return parser.parse_args()
+
+
+PARTS = ("kit", "workers")
 
 
 def main() -> int:
@@ -399,19 +441,28 @@ def main() -> int:
               workdir=workdir)  # fmt: skip
     started = time.perf_counter()
     machine(kit)
-    layout = precision_and_layout(kit, epochs=1 if args.smoke else 2)
-    compile_run = compiled(kit, 1 if args.smoke else 2, layout["layout-bf16-true"])
-    ddp = ddp_one_process(kit)
-    mnist = mnist_time_to_99(kit)
-    ingredients(kit, epochs=2 if args.smoke else 8, seeds=1 if args.smoke else 3)
-    fast = ours_against_airbench(kit)
-    checks(kit, layout, compile_run, ddp, fast)
-    precision_side_by_side(kit, fast, mnist)
+    if "workers" in args.parts:  # first: the sweeps of the lab's studies depend on it
+        ks = (1, 2) if args.smoke else (1, 4, 8)
+        workers_throughput(kit, ks, seeds=1 if args.smoke else 4, epochs=1 if args.smoke else 2)
+    if "kit" in args.parts:
+        the_kit(kit, args.smoke)
     kit.say(f"(the kit took {time.perf_counter() - started:.0f} s; run folders in {workdir})")
     if kit.failures:
         print(f"FAILED checks: {', '.join(kit.failures)}", file=sys.stderr)
         return 1
     return 0
+
+
+def the_kit(kit: Kit, smoke: bool) -> None:
+    """The checks, our presets against airbench94, and each preset's precision."""
+    layout = precision_and_layout(kit, epochs=1 if smoke else 2)
+    compile_run = compiled(kit, 1 if smoke else 2, layout["layout-bf16-true"])
+    ddp = ddp_one_process(kit)
+    mnist = mnist_time_to_99(kit)
+    ingredients(kit, epochs=2 if smoke else 8, seeds=1 if smoke else 3)
+    fast = ours_against_airbench(kit)
+    checks(kit, layout, compile_run, ddp, fast)
+    precision_side_by_side(kit, fast, mnist)
 
 
 if __name__ == "__main__":
