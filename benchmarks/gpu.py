@@ -379,41 +379,15 @@ def ingredients(kit: Kit, epochs: int, seeds: int) -> None:
     kit.say()
 
 
-def workers_throughput(kit: Kit, ks: tuple[int, ...], seeds: int, epochs: int) -> None:
-    """The best K of hydra/launcher=workers for a study network: the same real sweep (the
-    pooling study's GPU network, max and avg x `seeds`) at each K, timed whole."""
-    jobs = 2 * seeds
-    kit.say(f"### Jobs at a time per GPU (`hydra/launcher=workers`, `+experiment=pooling_gpu "
-            f"epochs={epochs}`, {jobs} jobs per sweep)\n")  # fmt: skip
-    kit.say(
-        "| K | sweep wall time (s) | jobs per minute | completed | mean test acc | img/s per job |"
-    )
-    kit.say("|--:|--:|--:|--:|--:|--:|")
-    for k in ks:
-        sweep = kit.workdir / f"workers-{k}"
-        command = [sys.executable, "-m", "cnnexp", "-m", "+experiment=pooling_gpu",
-                   f"epochs={epochs}", f"seed={','.join(map(str, range(seeds)))}",
-                   "hydra/launcher=workers", f"hydra.launcher.per_device={k}",
-                   f"device={kit.device}", *QUIET, *kit.data("cifar10"),
-                   f"hydra.sweep.dir={sweep}"]  # fmt: skip
-        started = time.perf_counter()
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
-        took = time.perf_counter() - started
-        records = [read_metrics(job) or {} for job in sorted(sweep.iterdir()) if job.is_dir()]
-        completed = [r for r in records if r.get("status") == "completed"]
-        if done.returncode != 0 or len(completed) < jobs:
-            kit.failures.append(f"workers K={k}")
-            print((done.stderr or done.stdout)[-2000:], file=sys.stderr)
-        accs = [r["final_test_acc"] for r in completed]
-        rates = [r["images_per_second"] for r in completed]
-        acc = statistics.mean(accs) if accs else float("nan")
-        rate = statistics.mean(rates) if rates else 0
-        per_minute = 60 * len(completed) / took
-        kit.say(
-            f"| {k} | {took:.0f} | {per_minute:.1f} | {len(completed)}/{jobs} | {acc:.4f} "
-            f"| {rate:,.0f} |"
-        )
-    kit.say()
+def workers_throughput(kit: Kit, ks: list[int], seeds: int, epochs: int) -> None:
+    """The best K of hydra/launcher=workers for a study network (benchmarks/workers.py): the
+    pooling study's GPU network, max and avg x `seeds`, the same sweep at each K."""
+    from workers import sweep_throughput  # benchmarks/, this script's folder
+
+    kit.say("### Jobs at a time per GPU\n")
+    overrides = ["+experiment=pooling_gpu", f"epochs={epochs}", f"device={kit.device}"]
+    failed = sweep_throughput(kit.say, kit.workdir, ks, seeds, overrides + kit.data("cifar10"))
+    kit.failures += [f"workers K={k}" for k in failed]
 
 
 def parse() -> argparse.Namespace:
@@ -442,7 +416,7 @@ def main() -> int:
     started = time.perf_counter()
     machine(kit)
     if "workers" in args.parts:  # first: the sweeps of the lab's studies depend on it
-        ks = (1, 2) if args.smoke else (1, 4, 8)
+        ks = [1, 2] if args.smoke else [1, 4, 8]
         workers_throughput(kit, ks, seeds=1 if args.smoke else 4, epochs=1 if args.smoke else 2)
     if "kit" in args.parts:
         the_kit(kit, args.smoke)
