@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from workers import QUIET, sweep_throughput  # benchmarks/workers.py, beside this script
 
 from cnnexp import CONF_DIR
 from cnnexp.environment import environment, nvidia_smi
@@ -37,11 +38,6 @@ from cnnexp.report.curves import time_to
 from cnnexp.train import read_metrics, train
 
 REPO = Path(__file__).resolve().parent.parent
-# Runs here measure speed and accuracy: no pictures, graph or histograms in TensorBoard.
-QUIET = ["progress=false", "tracking.images_every=0", "tracking.histograms_every=0",
-         "tracking.graph=false", "tracking.misclassified=0",
-         "tracking.confusion=false"]  # fmt: skip
-
 
 TRAINED = 0.2  # test accuracy that shows a 10-class network learned (chance is 0.1)
 
@@ -382,7 +378,6 @@ def ingredients(kit: Kit, epochs: int, seeds: int) -> None:
 def workers_throughput(kit: Kit, ks: list[int], seeds: int, epochs: int) -> None:
     """The best K of hydra/launcher=workers for a study network (benchmarks/workers.py): the
     pooling study's GPU network, max and avg x `seeds`, the same sweep at each K."""
-    from workers import sweep_throughput  # benchmarks/, this script's folder
 
     kit.say("### Jobs at a time per GPU\n")
     overrides = ["+experiment=pooling_gpu", f"epochs={epochs}", f"device={kit.device}"]

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# Runs here measure speed and accuracy: no pictures, graph or histograms in TensorBoard.
 QUIET = ["progress=false", "tracking.images_every=0", "tracking.histograms_every=0",
          "tracking.graph=false", "tracking.misclassified=0",
          "tracking.confusion=false"]  # fmt: skip

@@ -63,17 +63,22 @@ def _job_processes(sweep_process: psutil.Process) -> dict[str, psutil.Process]:
     return jobs
 
 
-@pytest.mark.slow  # 6 jobs 2 at a time, then the restart: about 90 s on two cores
-def test_a_sweep_two_at_a_time_survives_a_killed_job(tmp_path):
-    sweep = tmp_path / "sweep"
-    command = [*JOB, *WORKERS, "seed=0,1,2,3,4,5", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen(
+def _start_sweep(command: list[str]) -> subprocess.Popen:
+    """`python -m cnnexp -m COMMAND` in the background, its output (Hydra's log too) in stdout."""
+    return subprocess.Popen(
         [sys.executable, "-m", "cnnexp", "-m", *command],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@pytest.mark.slow  # 6 jobs 2 at a time, then the restart: about 90 s on two cores
+def test_a_sweep_two_at_a_time_survives_a_killed_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    command = [*JOB, *WORKERS, "seed=0,1,2,3,4,5", f"hydra.sweep.dir={sweep}"]
+    proc = _start_sweep(command)
     parent, most, killed = psutil.Process(proc.pid), 0, None
     while proc.poll() is None:
         jobs = _job_processes(parent)
@@ -104,13 +109,7 @@ def test_a_sweep_two_at_a_time_survives_a_killed_job(tmp_path):
 def test_a_stopped_sweep_stops_every_job_and_resumes(tmp_path):
     sweep = tmp_path / "sweep"
     command = [*JOB, *WORKERS, "seed=0,1,2", f"hydra.sweep.dir={sweep}"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnexp", "-m", *command],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _start_sweep(command)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if all((sweep / j / "checkpoint.pt").exists() for j in "01"):
