@@ -124,7 +124,11 @@ def sweep_size(config: DictConfig) -> int | None:
         return None
     sizes = [len(list(o.sweep_string_iterator())) for o in overrides if o.is_discrete_sweep()]
     size = math.prod(sizes)
-    if config.study.design == "factorial":  # its sweeper runs every design point per combination
+    if config.study.design in (
+        "factorial",
+        "confirm",
+        "reference",
+    ):  # its sweeper runs each design point
         from hydra_plugins.cnnexp_factorial import point_overrides
 
         size *= len(point_overrides(config.study))

@@ -158,6 +158,7 @@ class Study:
     design: str | None
     generators: str | None
     factors: dict[str, Any]
+    confirm: dict[str, Any]
 
 
 @dataclass
@@ -239,28 +240,54 @@ CHOICES = {
 # What a study's runs can be (study.role) and the report's extra sections it can ask for
 # (study.sections; cnnexp.report.build.SECTIONS draws them).
 STUDY_ROLES = (None, "budget_check")
-STUDY_DESIGNS = (None, "factorial")
+STUDY_DESIGNS = (None, "factorial", "confirm", "reference")
 STUDY_SECTIONS = ("pooling",)
 # Whole numbers of the network's shape, where the chosen model has them.
 MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")
 
 
-def _validate_design(study: DictConfig) -> None:
-    """A factorial study names its generators and one factor (key, low, high) per column."""
+def validate_design(study: DictConfig) -> None:
+    """A design names one factor (key, low, high) per column: a factorial its generators too, a
+    confirmation each factor it changes with one of that factor's two levels."""
     if study.design not in STUDY_DESIGNS:
-        raise ConfigError(f"study.design={study.design!r} is not valid; choose factorial or null")
+        raise ConfigError(
+            f"study.design={study.design!r} is not valid; choose factorial, confirm, reference "
+            "or null"
+        )
     if study.design is None:
         return
-    if not study.generators or not study.factors:
+    if not study.factors or (study.design == "factorial" and not study.generators):
         raise ConfigError(
-            "study.design=factorial needs study.generators (e.g. 'a b c abc') and study.factors "
-            "(name -> {key, low, high}); see conf/experiment/factorial.yaml"
+            f"study.design={study.design} needs study.factors (name -> {{key, low, high}})"
+            + (" and study.generators (e.g. 'a b c abc')" if study.design == "factorial" else "")
+            + "; see conf/experiment/factorial.yaml"
         )
     for name, spec in study.factors.items():
         missing = [k for k in ("key", "low", "high") if k not in spec]
         if missing:
             raise ConfigError(
                 f"study.factors.{name} lacks {', '.join(missing)}: give key, low, high"
+            )
+    if study.design == "confirm":
+        _validate_confirm(study)
+
+
+def _validate_confirm(study: DictConfig) -> None:
+    """The levels a confirmation trains against the reference configuration."""
+    if not study.confirm:
+        raise ConfigError(
+            "study.design=confirm trains the reference configuration against the one in "
+            "study.confirm (factor -> level, e.g. +study.confirm.activation=gelu): give it"
+        )
+    for name, level in study.confirm.items():
+        spec = study.factors.get(name)
+        if spec is None:
+            raise ConfigError(
+                f"study.confirm.{name}: no such factor; choose from {', '.join(study.factors)}"
+            )
+        if str(level) not in (str(spec.low), str(spec.high)):
+            raise ConfigError(
+                f"study.confirm.{name}={level}: the factor's levels are {spec.low} and {spec.high}"
             )
 
 
@@ -303,7 +330,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"study.role={cfg.study.role!r} is not valid; choose budget_check or null"
         )
-    _validate_design(cfg.study)
+    validate_design(cfg.study)
     for section in cfg.study.sections:
         if section not in STUDY_SECTIONS:
             raise ConfigError(

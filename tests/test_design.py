@@ -107,16 +107,19 @@ def test_an_outlier_is_named():
     assert 5 in fitted.outliers and set(fitted.outliers) <= {4, 5}
 
 
-@pytest.mark.slow  # 16 tiny runs, about 40 s
+@pytest.mark.slow  # 16 tiny runs and 2 of the budget check, about 60 s
 def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
-    root = tmp_path / "factorial"
-    result = run_cli("-m", "+experiment=factorial", "data=synthetic", "data.subset=null",
-                     "data.synthetic.train_size=512", "data.synthetic.test_size=128",
-                     "data.synthetic.noise=1.0", "batch_size=32", "epochs=2", "device=cpu",
-                     "progress=false", "seed=0", "tracking.graph=false", "tracking.misclassified=0",
-                     "tracking.images_every=0", "tracking.monitor_interval=0",
+    root, check = tmp_path / "factorial", tmp_path / "check"
+    tiny = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=512",
+            "data.synthetic.test_size=128", "data.synthetic.noise=1.0", "batch_size=32",
+            "device=cpu", "progress=false", "tracking.graph=false", "tracking.misclassified=0",
+            "tracking.images_every=0", "tracking.monitor_interval=0"]  # fmt: skip
+    result = run_cli("-m", "+experiment=factorial", *tiny, "epochs=2", "seed=0",
                      f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    done = run_cli("-m", "+experiment=factorial_check", *tiny, "epochs=4", "seed=0,1",
+                   f"hydra.sweep.dir={check}", cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(root.glob("*/metrics.json"))]
     assert len(records) == 16
     assert "job 16 of 16: 15 finished" in result.stdout  # the design's size is the sweep's
@@ -126,14 +129,20 @@ def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
     assert len(points) == 16  # every design point once, its levels typed in the record
     assert {r["overrides"]["model.kernel_size"] for r in records} == {3, 5}
     assert {r["overrides"]["model.width_mult"] for r in records} == {0.5, 1.0}
-    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
+    assert report_main([str(root), str(check), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
+    # The reference configuration (every factor low) is checked at twice the epochs (with one
+    # run at 2 epochs there is no gap to measure, but the check is read and counted).
+    assert "The baseline (model.kernel_size=3, model.stride=1" in text
+    assert "The budget check has 2 usable run(s) at 4 epochs" in text
     effects = text.split("### Effects of the factorial design")[1].split("\n#")[0]
     assert "resolution 4" in effects
     for name in ("kernel", "stride", "convs", "fc", "activation", "width", "pool"):
         assert f"| {name} " in effects
     assert "also carries" in effects and "Checks:" in effects
-    assert "Predicted best:" in effects and "hydra/sweeper=basic study.design=null" in effects
+    assert "Predicted best:" in effects
+    if "Only runs confirm it" in effects:  # a high level helped: the command that confirms it
+        assert "study.design=confirm +study.confirm." in effects
 
 
 def test_a_design_with_too_few_factors_for_its_generators_is_refused():
@@ -183,3 +192,61 @@ def test_every_design_point_of_each_factorial_study_composes_and_builds(experime
         cfg = make_config(f"+experiment={experiment}", *point)
         validate(cfg)
         assert sum(p.numel() for p in build_model(cfg).parameters()) > 0
+
+
+def test_a_confirmation_trains_the_reference_against_the_levels_it_names():
+    from hydra_plugins.cnnexp_factorial import point_overrides
+
+    study = make_config(
+        "+experiment=factorial_mnist",
+        "study.design=confirm",
+        "+study.confirm.activation=gelu",
+        "+study.confirm.width=1.0",
+    ).study
+    reference, best = point_overrides(study)
+    assert "activation=relu" in reference and "model.width_mult=0.5" in reference
+    assert "activation=gelu" in best and "model.width_mult=1.0" in best
+    # Every other factor stays at its low level in both arms.
+    assert [o for o in reference if "activation" not in o and "width" not in o] == [
+        o for o in best if "activation" not in o and "width" not in o
+    ]
+    check = make_config("+experiment=factorial_mnist_check").study
+    assert point_overrides(check) == [reference]  # the budget check: the reference alone
+    assert check.role == "budget_check"
+
+
+@pytest.mark.parametrize(
+    ("confirm", "message"),
+    [
+        (["+study.confirm.colour=red"], "study.confirm.colour: no such factor"),
+        (["+study.confirm.activation=tanh"], "levels are relu and gelu"),
+        ([], "give it"),
+    ],
+)
+def test_a_confirmation_of_levels_the_design_lacks_is_refused(confirm, message):
+    from hydra_plugins.cnnexp_factorial import point_overrides
+
+    study = make_config("+experiment=factorial_mnist", "study.design=confirm", *confirm).study
+    with pytest.raises(ConfigError, match=message):
+        point_overrides(study)
+
+
+@pytest.mark.slow  # 4 tiny runs: about 30 s
+def test_a_confirmation_is_reported_as_the_predicted_best_against_the_reference(tmp_path):
+    tiny = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=512",
+            "data.synthetic.test_size=128", "batch_size=32", "epochs=2", "device=cpu",
+            "progress=false", "tracking.graph=false", "tracking.misclassified=0",
+            "tracking.images_every=0", "tracking.monitor_interval=0"]  # fmt: skip
+    confirm = tmp_path / "confirm"
+    done = run_cli("-m", "+experiment=factorial", *tiny, "study.design=confirm",
+                   "+study.confirm.activation=gelu", "study.name=factorial_confirm",
+                   "seed=10,11", f"hydra.sweep.dir={confirm}", cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "job 4 of 4" in done.stdout
+    assert report_main([str(confirm), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    summary = pd.read_csv(tmp_path / "report" / "summary.csv")
+    gelu = summary[summary["activation"] == "gelu"].iloc[0]
+    assert gelu["verdict"] in ("better", "worse", "no clear difference")
+    assert "The baseline (activation=relu)" in text  # the reference configuration
+    assert "activation=gelu" in text

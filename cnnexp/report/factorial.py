@@ -99,23 +99,10 @@ def checks_sentence(fitted, study, runs, names, generators, alpha) -> str:
     return f"Checks: {normal}; {outliers}; {scale}.{lost}"
 
 
-def predicted_best(fitted: design.FactorialFit, spec) -> dict[str, str]:
-    """{config key: level}: each factor at the level its main effect favours; where the effect
-    is not clear, the low level (the reference configuration's)."""
-    best = {}
-    for e in fitted.effects:
-        if ":" not in e.name:
-            high = e.differs and e.estimate > 0
-            best[spec[e.name]["key"]] = str(spec[e.name]["high" if high else "low"])
-    return best
-
-
 def prediction_sentence(fitted: design.FactorialFit, spec, study: Study) -> str:
     """The configuration the main effects predict best, and the command that confirms it."""
-    best = predicted_best(fitted, spec)
     changed = [e for e in fitted.effects if ":" not in e.name and e.differs and e.estimate > 0]
     experiment = study.setting("name") or "factorial"
-    overrides = " ".join(f"{k}={v}" for k, v in best.items())
     gain = sum(e.estimate for e in changed)
     what = (
         "the reference configuration (every factor at its low level): no high level helps clearly"
@@ -125,9 +112,13 @@ def prediction_sentence(fitted: design.FactorialFit, spec, study: Study) -> str:
         "points over the reference configuration (a prediction, not a measurement, and "
         "interactions aliased with the effects could change it)"
     )
+    if not changed:
+        return f"Predicted best: {what}."
+    levels = " ".join(f"+study.confirm.{e.name}={spec[e.name]['high']}" for e in changed)
     return (
-        f"Predicted best: {what}. Only runs confirm it: train it with fresh seeds, "
-        f"`python -m cnnexp -m +experiment={experiment} hydra/sweeper=basic study.design=null "
-        f"{overrides} seed=10,11,12,13,14`, and compare it with the reference configuration "
-        "trained the same way."
+        f"Predicted best: {what}. Only runs confirm it: train it against the reference "
+        f"configuration with fresh seeds, `python -m cnnexp -m +experiment={experiment} "
+        f"study.design=confirm {levels} study.name={experiment}_confirm "
+        f"seed=10,11,12,13,14 hydra.sweep.dir=multirun/{experiment}_confirm`, and report its "
+        "folder beside this study's."
     )

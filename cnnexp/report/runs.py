@@ -183,6 +183,8 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *METRIC_COLUMNS}
     factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
     baseline = next((s["baseline"] for s in declared if s.get("baseline")), {})
+    if not baseline and any(s.get("design") == "confirm" for s in declared):
+        baseline = reference_levels(declared[0])  # a confirmation is measured from the reference
     baseline = {k: str(v) for k, v in flatten(baseline).items() if k in factors}
     study = Study(
         name=name,
@@ -195,6 +197,11 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     )
     tuned = study.setting("tune")
     return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
+
+
+def reference_levels(study: dict[str, Any]) -> dict[str, str]:
+    """A design's reference configuration, by config key: every factor at its low level."""
+    return {spec["key"]: str(spec["low"]) for spec in (study.get("factors") or {}).values()}
 
 
 def with_check(study: Study, check: Study) -> Study:

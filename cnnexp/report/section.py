@@ -4,6 +4,7 @@ machine's load. The per-run table goes to the report's appendix (cnnexp.report.b
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ from cnnexp.report.factorial import add_factorial
 from cnnexp.report.network import add_network
 from cnnexp.report.pooling import add_pooling
 from cnnexp.report.recipe import add_recipe, describe, heading
-from cnnexp.report.runs import USABLE, Study, as_tuple, problems
+from cnnexp.report.runs import USABLE, Study, as_tuple, problems, reference_levels
 
 # The extra sections a study can ask for in its experiment config (study.sections).
 SECTIONS = {"pooling": add_pooling}
@@ -42,7 +43,7 @@ def add_study(
     if network and len(usable) and usable["config"].iloc[0]:
         add_network(doc, usable["config"].iloc[0])
     add_recipe(doc, study)
-    add_baseline_check(doc, study, summary, alpha)
+    add_baseline_check(doc, reference_study(study), summary, alpha)
     for section in study.setting("sections") or []:
         SECTIONS[section](doc, study, tag)
     if study.setting("design") == "factorial":
@@ -88,3 +89,12 @@ def accuracy_figures(
         path = figures.verdict_panels(part, factor, level, fig_dir / f"{tag}-verdicts{i}.png")
         out.append((path, f"each level against {factor}={level}{' on ' + where if where else ''}"))
     return out
+
+
+def reference_study(study: Study) -> Study:
+    """A factorial study's arms are not compared one by one (its effects answer), but its
+    reference configuration (every factor low) is checked as a baseline is."""
+    if study.setting("design") != "factorial" or study.baseline:
+        return study
+    levels = reference_levels({"factors": study.setting("factors")})
+    return replace(study, baseline={k: v for k, v in levels.items() if k in study.factors})

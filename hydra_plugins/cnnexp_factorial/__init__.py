@@ -1,9 +1,11 @@
 """The sweeper of factorial studies (`study.design: factorial`, conf/hydra/sweeper/factorial.yaml;
 Hydra takes plugins only from its hydra_plugins namespace, hence this package): Hydra's basic
 sweeper, whose jobs are the design's points (cnnexp.design) crossed with the sweep's other
-parameters (the seeds). Each job gets its point's levels as plain overrides
-(`model.kernel_size=5 activation=gelu ...`), so its folder and its record carry them typed,
-like any other sweep's."""
+parameters (the seeds). Its confirmation (`study.design: confirm`) has two points: the
+reference configuration (every factor low) and the one `study.confirm` names; its budget check
+(`study.design: reference`) the reference alone. Each job gets its
+point's levels as plain overrides (`model.kernel_size=5 activation=gelu ...`), so its folder and
+its record carry them typed, like any other sweep's."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.types import Override
 
 from cnnexp import design
+from cnnexp.config import validate_design
 from cnnexp.errors import ConfigError
 
 
@@ -30,6 +33,12 @@ class FactorialSweeper(BasicSweeper):
 
 def point_overrides(study: Any) -> list[list[str]]:
     """Each design point as overrides: [["model.kernel_size=3", "activation=relu", ...], ...]."""
+    if study.design in ("confirm", "reference"):
+        validate_design(study)
+        reference = {name: spec.low for name, spec in study.factors.items()}
+        confirm = study.design == "confirm"
+        arms = [reference] + ([{**reference, **study.confirm}] if confirm else [])
+        return [[f"{study.factors[n].key}={v}" for n, v in arm.items()] for arm in arms]
     if study.design != "factorial":
         raise ConfigError(
             "hydra/sweeper=factorial runs a factorial design: set study.design=factorial, "
