@@ -250,3 +250,75 @@ def test_a_confirmation_is_reported_as_the_predicted_best_against_the_reference(
     assert gelu["verdict"] in ("better", "worse", "no clear difference")
     assert "The baseline (activation=relu)" in text  # the reference configuration
     assert "activation=gelu" in text
+
+
+def _rows(study: dict, arms: list[dict], values: list[list[float]]) -> list[dict]:
+    """Run rows as the report reads them: each arm's levels, one row per seed and value."""
+    config = {"study": study, "data": {"name": "mnist"}, "model": {"_target_": "x.ConvNet"}}
+    return [
+        {
+            "run": f"{i}-{seed}",
+            "status": "completed",
+            "seed": seed,
+            "final_test_acc": value,
+            "final_train_loss": 1 - value,  # each run's own: no two arms trained alike
+            "parameters": 1000,
+            "epochs": 3,
+            "train_images": 20000,
+            "test_images": 10000,
+            "train_seconds": 10.0,
+            "model": "ConvNet",
+            "device": "cpu",
+            "precision": "fp32",
+            "history": [],
+            "config": config,
+            **arm,
+        }
+        for i, (arm, seeds) in enumerate(zip(arms, values, strict=True))
+        for seed, value in enumerate(seeds)
+    ]
+
+
+def test_the_lab_answers_pooling_and_changes_from_a_factorial_and_names_the_confirmed_gain():
+    from pathlib import Path
+
+    from cnnexp.report.lab import answer, pooling_effects
+    from cnnexp.report.runs import make_study
+    from cnnexp.report.verdicts import summarise
+
+    spec = make_config("+experiment=factorial_mnist").study
+    factors = {n: {"key": s.key, "low": s.low, "high": s.high} for n, s in spec.factors.items()}
+    declared = {"name": "factorial_mnist", "design": "factorial", "factors": factors,
+                "generators": spec.generators}  # fmt: skip
+    table = planted(rng=1)  # kernel +1 point, activation +0.5, the rest nothing
+    coded = table[FACTORS].to_dict("records")
+    arms = [
+        {factors[n]["key"]: factors[n]["high" if c[n] > 0 else "low"] for n in FACTORS}
+        for c in coded
+    ]
+    rows = _rows(declared, arms, [[v] for v in table["final_test_acc"]])
+    for i, row in enumerate(rows):  # one row per run: two seeds of each point
+        row["seed"] = i % 2
+    factorial = make_study(rows, Path("factorial"))
+    kernel = factors["kernel"]
+    best = {**{f["key"]: f["low"] for f in factors.values()}, kernel["key"]: kernel["high"]}
+    reference = {f["key"]: f["low"] for f in factors.values()}
+    confirmation = make_study(
+        _rows({**declared, "design": "confirm", "name": "factorial_mnist_confirm"},
+              [reference, best], [[0.970, 0.971, 0.969], [0.981, 0.980, 0.982]]),
+        Path("confirm"),
+    )  # fmt: skip
+    assert confirmation.baseline == {kernel["key"]: str(kernel["low"])}  # the reference
+    studies = [factorial, confirmation]
+    summaries = [summarise(s) for s in studies]
+
+    pooling = " ".join(pooling_effects(studies))  # 3.1, from the factorial alone
+    members = [(i, s, m) for i, (s, m) in enumerate(zip(studies, summaries, strict=True))]
+    changes = " ".join(answer("3.2", members))
+    assert (
+        "In the factorial design" in pooling and "no clear difference, pool avg vs max" in pooling
+    )
+    assert "kernel 3 vs 5: +1.0" in changes or "kernel 3 vs 5: +0.9" in changes
+    assert "activation gelu vs relu: +0." in changes
+    assert "No clear effect of stride, convs, fc, width, pool" in changes
+    assert "Confirmed by runs" in changes and "gains 1.10 points" in changes

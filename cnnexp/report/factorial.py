@@ -28,6 +28,65 @@ def coded_runs(study: Study) -> tuple[pd.DataFrame, list[str]]:
     return runs.dropna(subset=names), names
 
 
+def fitted_design(study: Study, alpha: float = ALPHA) -> design.FactorialFit | None:
+    """The design's fit over its usable runs, or None where they are too few for its effects."""
+    runs, names = coded_runs(study)
+    if len(runs) <= len(names) + 1:
+        return None
+    return design.fit(runs, names, RESPONSE, study.setting("generators"), alpha)
+
+
+def effect_phrase(effect: design.Effect, spec) -> str:
+    """'activation gelu vs relu: +0.35 points (simultaneous 95% CI +0.10 to +0.60)'."""
+    levels = f"{spec[effect.name]['high']} vs {spec[effect.name]['low']}"
+    return (
+        f"{effect.name} {levels}: {100 * effect.estimate:+.2f} points (simultaneous CI "
+        f"{100 * effect.ci_low:+.2f} to {100 * effect.ci_high:+.2f})"
+    )
+
+
+def effects_answer(study: Study, setting: str, alpha: float = ALPHA) -> str:
+    """The lab's answer from a factorial: which factors change accuracy, by how much, and which
+    the runs cannot tell apart from none, with the interval every effect would need."""
+    fitted = fitted_design(study, alpha)
+    if fitted is None:
+        return f"On {setting}: too few usable runs to estimate the design's effects."
+    spec = study.setting("factors")
+    mains = [e for e in fitted.effects if ":" not in e.name]
+    clear = sorted((e for e in mains if e.differs), key=lambda e: -abs(e.estimate))
+    unclear = [e.name for e in mains if not e.differs]
+    level = f"{100 * (1 - alpha):.0f}%"
+    text = f"On {setting}, a two-level factorial design of {len(mains)} factors ({level} "
+    text += "intervals simultaneous over its effects): "
+    text += (
+        "; ".join(effect_phrase(e, spec) for e in clear)
+        if clear
+        else "no factor changes accuracy clearly"
+    )
+    if unclear:
+        half = max(100 * (e.ci_high - e.ci_low) / 2 for e in mains if e.name in unclear)
+        text += (
+            f". No clear effect of {', '.join(unclear)}: their intervals include zero, with "
+            f"half-widths up to {half:.2f} points"
+        )
+    return text + "."
+
+
+def pooling_effect(study: Study, setting: str, alpha: float = ALPHA) -> str | None:
+    """A factorial's estimate of max against average pooling, for the lab's question 3.1."""
+    spec = study.setting("factors") or {}
+    name = next((n for n, s in spec.items() if s["key"] == "pool"), None)
+    fitted = fitted_design(study, alpha) if name else None
+    if fitted is None:
+        return None
+    effect = next(e for e in fitted.effects if e.name == name)
+    verdict = "" if effect.differs else "no clear difference, "
+    return (
+        f"In the factorial design on {setting}, averaged over the other factors: {verdict}"
+        f"{effect_phrase(effect, spec)}."
+    )
+
+
 def add_factorial(doc: Document, study: Study, tag: str, alpha: float = ALPHA) -> None:
     """The effects of a factorial study, in words, a table and a figure."""
     runs, names = coded_runs(study)

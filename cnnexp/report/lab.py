@@ -13,6 +13,7 @@ import pandas as pd
 from cnnexp import stats
 from cnnexp.report.answers import POWER, counted, interval, pct, verdict_sentences
 from cnnexp.report.document import Document
+from cnnexp.report.factorial import effects_answer, pooling_effect
 from cnnexp.report.recipe import budget_phrase, heading, recipe
 from cnnexp.report.runs import USABLE, Study, flatten
 from cnnexp.report.section import add_study
@@ -64,15 +65,18 @@ def add_questions(
     by_question: dict[str, list[tuple[int, Study, pd.DataFrame]]] = {}
     for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
         by_question.setdefault(question_of(study), []).append((i, study, summary))
+    # A factorial design with a pooling factor answers 3.1 too (its section stays under 3.2).
+    designs = [s for s in studies if s.setting("design") == "factorial"]
     for number, (title, ask) in QUESTIONS.items():
         doc.heading(2, f"{number} {title}")
         doc.para(f"The lab asks: {ask}")
         members = by_question.get(number, [])
-        if not members:
+        said = answer(number, members) + (pooling_effects(designs) if number == "3.1" else [])
+        if not said:
             doc.answer("Not answered here: no runs for this question were given to the report.")
             continue
-        doc.answer(" ".join(answer(number, members)))
-        if number == "3.1":
+        doc.answer(" ".join(said))
+        if number == "3.1" and members:
             doc.table(side_by_side([(s, summary) for _, s, summary in members]), as_text=True)
         for i, study, summary in members:
             _evidence(doc, number, i, study, summary, shots.get(study.name, []))
@@ -96,8 +100,52 @@ def answer(number: str, members: list[tuple[int, Study, pd.DataFrame]]) -> list[
     if number in ("1", "2"):
         return [single_run_answer(study, summary) for _, study, summary in members]
     if number == "3.1":
-        return pooling_answer([(s, summary) for _, s, summary in members])
-    return [verdict_sentences(study, summary) for _, study, summary in members]
+        return pooling_answer([(s, summary) for _, s, summary in members]) if members else []
+    return [change_answer(study, summary) for _, study, summary in members]
+
+
+def change_answer(study: Study, summary: pd.DataFrame) -> str:
+    """3.2 from one study: a factorial's main effects, a confirmation's measured gain of the
+    network the effects recommend, or a one-factor study's verdicts."""
+    alpha = summary.attrs.get("alpha", stats.ALPHA)
+    design = study.setting("design")
+    if design == "factorial":
+        return effects_answer(study, _setting(study), alpha)
+    if design == "confirm":
+        return confirm_answer(study, summary, alpha)
+    return verdict_sentences(study, summary)
+
+
+def confirm_answer(study: Study, summary: pd.DataFrame, alpha: float) -> str:
+    """'The recommended network (activation=gelu) ... against the reference configuration'."""
+    base = baseline_row(study, summary)
+    arms = summary[summary["verdict"].notna()]
+    if base is None or arms.empty:
+        return f"{_setting(study)}: the confirmation has no usable runs of both arms."
+    arm = arms.iloc[0]
+    changed = ", ".join(f"{f}={arm[f]}" for f in study.factors)
+    means = (
+        f"{pct(arm['mean'])} against {pct(base['mean'])} for the reference configuration "
+        f"({counted(arm)} each, fresh seeds; {interval(arm, alpha)})"
+    )
+    if arm["verdict"] in DECIDED:
+        gain = "gains" if arm["diff"] > 0 else "loses"
+        return (
+            f"Confirmed by runs on {_setting(study)}: the network the main effects recommend "
+            f"({changed}, every other factor at its low level) {gain} "
+            f"{100 * abs(arm['diff']):.2f} points: {means}."
+        )
+    return (
+        f"Not confirmed on {_setting(study)}: the network the main effects recommend "
+        f"({changed}) reached {means}; no clear difference (a true gain of "
+        f"{100 * arm['detectable']:.2f} points would have been found {POWER} of the time)."
+    )
+
+
+def pooling_effects(designs: list[Study]) -> list[str]:
+    """What each factorial design says of max against average pooling."""
+    said = [pooling_effect(study, _setting(study)) for study in designs]
+    return [s for s in said if s]
 
 
 def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
