@@ -64,11 +64,13 @@ reports() {  # from the run folders, each study with its budget check
 # table its report in docs/ keeps.
 lab() {
   local inputs=(outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu)
-  for name in pooling-mnist pooling-cifar10 architecture-cifar10 ablation-cifar10; do
+  for name in pooling-mnist pooling-cifar10 architecture-cifar10 ablation-cifar10 factorial-mnist; do
     if [ -d "multirun/docs/$name" ]; then
       inputs+=("multirun/docs/$name")
-      [ -d "multirun/docs/$name-check" ] && inputs+=("multirun/docs/$name-check")
-    else
+      for part in check confirm; do
+        [ -d "multirun/docs/$name-$part" ] && inputs+=("multirun/docs/$name-$part")
+      done
+    elif [ -f "docs/$name/runs.csv" ]; then
       inputs+=("docs/$name/runs.csv")
     fi
   done

@@ -109,7 +109,7 @@ def add_factorial(doc: Document, study: Study, tag: str, alpha: float = ALPHA) -
         f"{len(fitted.effects)} effects fitted: residual standard deviation "
         f"{100 * fitted.sigma:.2f} points with {fitted.df:.0f} degrees of freedom."
     )
-    doc.table(effects_table(fitted, spec))
+    doc.table(effects_table(fitted, spec), as_text=True)
     doc.para(checks_sentence(fitted, study, runs, names, generators, alpha))
     doc.para(prediction_sentence(fitted, spec, study))
     path = figures.effects_figure(fitted.effects, doc.out / "figures" / f"{tag}-effects.png")
