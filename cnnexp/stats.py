@@ -75,13 +75,16 @@ def check_variances(groups: Mapping[str, Sequence[float]], control: str, alpha: 
     """Pool the arms whose variances agree. While Bartlett's test rejects equal variances over
     the pool, the arm whose variance is most out of line with the others' pooled variance (a
     two-sided F test, Bonferroni over the arms) leaves the pool; where no single arm is out of
-    line (or the control is), nothing is pooled."""
+    line (or the control is, or only two arms are left, which no test can tell apart), nothing
+    is pooled."""
     arrays = {k: np.asarray(v, float) for k, v in groups.items() if len(v)}
     spread = [k for k, v in arrays.items() if len(v) > 1 and v.var(ddof=1) > 0]
     first = _bartlett(arrays, spread)
     left_out: list[str] = []
     stat, p = first
     while p < alpha:
+        if len(spread) < 3:  # of two unequal variances, neither is the one out of line
+            return Variances(False, math.nan, math.nan, stat, p, first[1], tuple(left_out))
         worst, worst_p = _most_out_of_line(arrays, spread)
         if worst == control or worst_p >= alpha / len(spread):
             return Variances(False, math.nan, math.nan, stat, p, first[1], tuple(left_out))

@@ -300,3 +300,15 @@ def test_an_arm_that_cannot_train_is_reported_as_not_trained(tmp_path):
     assert report_main([str(root / "report" / "runs.csv"), "--out", str(tmp_path / "again")]) == 0
     again = (tmp_path / "again" / "report.md").read_text()
     assert answer in again and "optimizer steps" in again
+
+
+@pytest.mark.parametrize("order", [("base", "arm"), ("arm", "base")])
+def test_two_arms_of_unequal_variance_are_both_compared_by_welch(order):
+    from cnnexp.stats import check_variances
+
+    values = {"base": [0.9816, 0.9817, 0.9846, 0.9828, 0.9847],
+              "arm": [0.9712, 0.9869, 0.9888, 0.9889, 0.9861]}  # fmt: skip
+    v = check_variances({k: values[k] for k in order}, control="base")
+    # Bartlett rejects, but which of two is "out of line" no test can say: nothing is pooled.
+    assert v.bartlett_all_p < 0.05
+    assert not v.pooled and v.left_out == ()
