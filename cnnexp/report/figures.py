@@ -229,10 +229,11 @@ def effects_figure(effects, path: Path) -> Path:
 def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
     """Without a baseline: each group's seeds as dots and its mean with a 95% t interval
     (groups of several runs only: one run is a number, in the table)."""
-    labels = [
-        ", ".join(f"{f}={r[f]}" for f in factors) or "all runs" for _, r in summary.iterrows()
+    labels = [  # keys by their last part (kernel_size=5): the labels must leave room for dots
+        ", ".join(f"{f.rsplit('.', 1)[-1]}={r[f]}" for f in factors) or "all runs"
+        for _, r in summary.iterrows()
     ]
-    fig, ax = plt.subplots(figsize=(WIDTH, 1.0 + 0.34 * len(labels)))
+    fig, ax = plt.subplots(figsize=(WIDTH, 1.0 + 0.34 * len(labels)), layout="constrained")
     for y, (_, row) in enumerate(summary.iterrows()):
         values = 100 * np.asarray(row["values"], float)
         ax.plot(values, [y] * len(values), "o", color="#4c72b0", alpha=0.7, ms=4)
@@ -241,11 +242,8 @@ def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
             ax.errorbar(values.mean(), y + 0.2, xerr=half, fmt="D", color="black", ms=4, capsize=3)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel(
-        "final test accuracy (%): dots are seeds, diamonds the mean with its 95% CI "
-        "(the axis does not start at 0)",
-        fontsize=8,
-    )
+    ax.set_xlim(right=min(ax.get_xlim()[1], 100))  # an interval past 100% says nothing more
+    ax.set_xlabel("final test accuracy (%; the axis does not start at 0)", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, path)
 

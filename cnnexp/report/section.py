@@ -77,7 +77,7 @@ def accuracy_figures(
         path = figures.group_dots(
             summary[summary["n"] > 0], study.factors, fig_dir / f"{tag}-accuracy.png"
         )
-        return [(path, "final test accuracy of each seed, and the mean with its 95% CI")]
+        return [(path, "final test accuracy: each seed a dot, the mean a diamond with its 95% CI")]
     ((factor, level),) = study.baseline.items()
     context = [f for f in study.factors if f != factor]
     out = []
