@@ -100,6 +100,9 @@ class WorkersLauncher(Launcher):
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
+            for job in running:  # only where the launcher itself failed: stop, do not orphan
+                job.process.terminate()
+                job.process.wait()
         return returns
 
     def _stop_all(self, running: list[Running]) -> Any:
