@@ -65,5 +65,7 @@ def convergence(study: Study, check: BudgetCheck | None, alpha: float = stats.AL
 def _experiment(study: Study) -> str | None:
     if "experiment" not in study.runs or not study.setting("name"):
         return None  # not one of the studies of conf/experiment/, which have checks
+    if study.setting("design") == "confirm":
+        return None  # its experiment's check joins the factorial study (by name), not this one
     names = study.runs["experiment"].dropna().unique()
     return str(names[0]) if len(names) == 1 else None
