@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cnnexp.distributed import rank_and_world
-from cnnexp.schema import METRICS
+from cnnexp.schema import COMPLETED, METRICS, RUNNING
 
 PROGRESS = ".cnnexp-sweep.json"  # in the sweep folder: how many jobs, since when
 
@@ -54,7 +54,7 @@ class EndOfJob(Callback):
         took = f" in {_duration(time.time() - started)}" if started else ""
         print(f"sweep folder: {root} ({counts or 'no jobs'}){took}")
         print(f"report: python -m cnnexp.report {root}")
-        if statuses and not statuses.get("completed"):
+        if statuses and not statuses.get(COMPLETED):
             print(
                 "error: no job of the sweep completed; see each job's cnnexp.log", file=sys.stderr
             )
@@ -86,7 +86,7 @@ def where_the_sweep_is(config: DictConfig) -> str:
         for job in job_folders(root)
         if job.resolve() != me
         for record in [_record(job)]
-        if record and record.get("status") not in (None, "running")
+        if record and record.get("status") not in (None, RUNNING)
     ]
     counts = Counter(_kind(r) for r in finished)
     place = f"job {int(config.hydra.job.num) + 1}" + (f" of {total}" if total else "")
@@ -154,7 +154,7 @@ def _kind(record: dict[str, Any]) -> str:
     from cnnexp.report.runs import chance_reason
 
     status = record.get("status", "unknown")
-    if status == "completed" and chance_reason(record):
+    if status == COMPLETED and chance_reason(record):
         return "did not train"
     return status
 

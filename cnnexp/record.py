@@ -17,7 +17,16 @@ from cnnexp.environment import environment, nvidia_smi
 from cnnexp.errors import CnnexpError, DivergedError
 from cnnexp.files import atomic_write_json
 from cnnexp.monitor import SystemMonitor
-from cnnexp.schema import METRICS, RECORD_VERSION, WITHOUT
+from cnnexp.schema import (
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    INTERRUPTED,
+    METRICS,
+    RECORD_VERSION,
+    RUNNING,
+    WITHOUT,
+)
 from cnnexp.tracking import Tracker
 
 
@@ -73,7 +82,7 @@ class RunRecord:
         env = environment()
         self.metrics: dict[str, Any] = {
             "record_version": RECORD_VERSION,
-            "status": "running",
+            "status": RUNNING,
             "error": None,
             "device": str(device),
             "world_size": world,
@@ -127,7 +136,7 @@ class RunRecord:
 
 def _status(err: BaseException | None) -> str:
     if err is None:
-        return "completed"
+        return COMPLETED
     if isinstance(err, DivergedError):
-        return "diverged"
-    return "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        return DIVERGED
+    return INTERRUPTED if isinstance(err, KeyboardInterrupt) else FAILED

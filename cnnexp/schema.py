@@ -16,6 +16,7 @@ RECORD_VERSION = 4
 # What a run's status can be while and after it runs. "did_not_train" is the report's own
 # judgement of a completed run (cnnexp.report.runs), never written by training.
 STATUSES = ("running", "completed", "diverged", "interrupted", "failed")
+RUNNING, COMPLETED, DIVERGED, INTERRUPTED, FAILED = STATUSES
 # Options that change only how a trained network is evaluated, never how it trains. A run with
 # one of them on also tests its last epoch with that option alone turned off (the history's
 # test_acc_without_<option>), so the report measures each in pairs on the very same networks.

@@ -43,7 +43,7 @@ from cnnexp.lookahead import Lookahead
 from cnnexp.models import count_macs, count_parameters
 from cnnexp.precision import Precision, choose, step_timer
 from cnnexp.record import METRICS, RunRecord, read_metrics
-from cnnexp.schema import RECORD_VERSION, WITHOUT
+from cnnexp.schema import COMPLETED, FAILED, RECORD_VERSION, WITHOUT
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +92,10 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
         device = resolve_device(cfg.device, local_rank)
     except ConfigError as err:  # on record in the run folder, so a sweep's report lists it
         previous = read_metrics(run_dir)
-        if rank == 0 and not (previous and previous.get("status") == "completed"):
+        if rank == 0 and not (previous and previous.get("status") == COMPLETED):
             failure = {
                 "record_version": RECORD_VERSION,
-                "status": "failed",
+                "status": FAILED,
                 "error": str(err),
                 **(job or {}),
             }
@@ -189,7 +189,7 @@ def _completed_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
     """The metrics of a completed run of this config in `run_dir` (nothing to do), or None;
     a completed run of another config is refused."""
     previous = read_metrics(run_dir)
-    if not (previous and previous.get("status") == "completed"):
+    if not (previous and previous.get("status") == COMPLETED):
         return None
     if previous.get("config_hash") != config_hash:
         raise ConfigError(

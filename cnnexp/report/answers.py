@@ -9,7 +9,7 @@ import pandas as pd
 from cnnexp import stats
 from cnnexp.report.document import Document
 from cnnexp.report.recipe import budget_phrase
-from cnnexp.report.runs import COUNT_COLUMNS, Study, label, levels_of, matching
+from cnnexp.report.runs import COUNT_COLUMNS, NOT_TRAINED, Study, label, levels_of, matching
 from cnnexp.report.verdicts import (
     BETTER,
     DECIDED,
@@ -221,7 +221,7 @@ def counted(row: pd.Series) -> str:
 
 def _not_trained(study: Study, row: pd.Series) -> str:
     """The numbers of a group's runs that did not train: their losses and accuracies."""
-    mask = study.runs["status"] == "did_not_train"
+    mask = study.runs["status"] == NOT_TRAINED
     bad = study.runs[mask & matching(study.runs, levels_of(study, row))]
     losses = ", ".join(f"{v:.3f}" for v in bad["final_train_loss"].astype(float))
     accs = ", ".join(pct(v) for v in bad["final_test_acc"].astype(float))

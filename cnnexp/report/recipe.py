@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from cnnexp.report.document import Document
-from cnnexp.report.runs import REPLICATE, Study, flatten, groups, label
+from cnnexp.report.runs import INCOMPLETE, REPLICATE, Study, flatten, groups, label
 
 RECIPE = {  # the report's name -> where it is in a run's config
     "data set": "data.name",
@@ -104,7 +104,7 @@ def recipe(study: Study) -> pd.DataFrame:
             values.add(OFF_WHEN_NULL[key])
         if values:
             items.append({"what": name, "value": ", ".join(sorted(map(str, values)))})
-    done = study.runs[study.runs["status"] != "incomplete"]
+    done = study.runs[study.runs["status"] != INCOMPLETE]
     configured = {item["what"] for item in items}
     extra = {
         "epochs": _joined(done["epochs"]) if "epochs" not in configured else "",

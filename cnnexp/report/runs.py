@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from cnnexp.config import typed_overrides
-from cnnexp.schema import HEADLINE, METRICS
+from cnnexp.schema import COMPLETED, DIVERGED, FAILED, HEADLINE, METRICS, RUNNING
 
 # The columns of runs.csv taken from each run's record (cnnexp.schema defines them).
 METRIC_COLUMNS = [
@@ -37,15 +37,18 @@ METRIC_COLUMNS = [
     "error",
 ]
 REPLICATE = "seed"  # the factor that repeats a configuration; summaries average over it
-USABLE = "completed"  # the one status whose runs enter means and verdicts
-# Every status a run can have in runs.csv, in the order the tables count them.
-STATUSES = ("completed", "did_not_train", "diverged", "failed", "incomplete")
+USABLE = COMPLETED  # the one status whose runs enter means and verdicts
+# Every status a run can have in runs.csv, in the order the tables count them: the record's
+# own, and the report's judgements (a completed run at chance did not train; a run still
+# running, interrupted or without a record is incomplete).
+NOT_TRAINED, INCOMPLETE = "did_not_train", "incomplete"
+STATUSES = (COMPLETED, NOT_TRAINED, DIVERGED, FAILED, INCOMPLETE)
 COUNT_COLUMNS = {
-    "completed": "usable",
-    "did_not_train": "did not train",
-    "diverged": "diverged",
-    "failed": "failed",
-    "incomplete": "incomplete",
+    COMPLETED: "usable",
+    NOT_TRAINED: "did not train",
+    DIVERGED: "diverged",
+    FAILED: "failed",
+    INCOMPLETE: "incomplete",
 }
 BUDGET_CHECK = "budget_check"  # the study.role of the runs that check the baseline's budget
 CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
@@ -125,14 +128,14 @@ def read_run(run: Path) -> dict[str, Any]:
     metrics_path = run / METRICS
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     if not metrics:
-        metrics = {"status": "incomplete", "error": "no metrics.json: the job never started"}
-    elif metrics.get("status") == "running":
-        metrics["status"] = "incomplete"  # stopped without a word: killed, or still going
+        metrics = {"status": INCOMPLETE, "error": "no metrics.json: the job never started"}
+    elif metrics.get("status") == RUNNING:
+        metrics["status"] = INCOMPLETE  # stopped without a word: killed, or still going
     row: dict[str, Any] = {"run": str(run), **_overrides(run, metrics)}
     row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
     reason = chance_reason(metrics) if metrics.get("status") == USABLE else None
     if reason:
-        row["status"], row["error"] = "did_not_train", reason
+        row["status"], row["error"] = NOT_TRAINED, reason
     commit = metrics.get("git_commit") or ""
     row["git_commit"] = commit.removesuffix("-dirty") or None
     row["uncommitted_changes"] = commit.endswith("-dirty") if commit else None
