@@ -35,6 +35,7 @@ from workers import QUIET, sweep_throughput  # benchmarks/workers.py, beside thi
 from cnnexp import CONF_DIR
 from cnnexp.environment import environment, nvidia_smi
 from cnnexp.report.curves import time_to
+from cnnexp.schema import NVIDIA_SMI, SYSTEM
 from cnnexp.train import read_metrics, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,7 +177,7 @@ def ddp_one_process(kit: Kit) -> dict:
 
 def nvml_utilisation(run_dir: str) -> tuple[bool, str]:
     """Whether the run's system.csv holds GPU utilisation samples, and what they say."""
-    path = Path(run_dir) / "system.csv"
+    path = Path(run_dir) / SYSTEM
     if not path.exists():
         return False, f"no {path.name}"
     rows = list(csv.DictReader(path.open()))
@@ -223,7 +224,7 @@ def checks(kit: Kit, layout: dict, compile_run: dict, ddp: dict, head_to_head: d
     run_dir = next(iter(head_to_head.values()))["run_dir"] if head_to_head else auto["run_dir"]
     ok, detail = nvml_utilisation(run_dir)
     kit.check("NVML sampler", ok or not cuda, detail + ("" if cuda else " (no GPU: expected)"))
-    smi = Path(run_dir) / "nvidia-smi.txt"
+    smi = Path(run_dir) / NVIDIA_SMI
     kit.check("nvidia-smi.txt", smi.exists() or (not cuda and nvidia_smi() is None),
               f"{smi.stat().st_size} bytes" if smi.exists() else "absent")  # fmt: skip
     kit.say()

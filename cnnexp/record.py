@@ -20,11 +20,14 @@ from cnnexp.monitor import SystemMonitor
 from cnnexp.schema import (
     COMPLETED,
     DIVERGED,
+    ENVIRONMENT,
     FAILED,
     INTERRUPTED,
     METRICS,
+    NVIDIA_SMI,
     RECORD_VERSION,
     RUNNING,
+    SYSTEM,
     WITHOUT,
 )
 from cnnexp.tracking import Tracker
@@ -99,13 +102,13 @@ class RunRecord:
         self.tracker = Tracker(run_dir, enabled=is_main, settings=cfg.tracking, epochs=cfg.epochs)
         self.monitor = None
         if is_main:
-            atomic_write_json(env, run_dir / "env.json")
+            atomic_write_json(env, run_dir / ENVIRONMENT)
             smi = nvidia_smi()
             if smi:
-                (run_dir / "nvidia-smi.txt").write_text(smi)
+                (run_dir / NVIDIA_SMI).write_text(smi)
             if cfg.tracking.monitor_interval > 0:
                 interval = cfg.tracking.monitor_interval
-                self.monitor = SystemMonitor(run_dir / "system.csv", interval, self.tracker.scalar)
+                self.monitor = SystemMonitor(run_dir / SYSTEM, interval, self.tracker.scalar)
                 self.monitor.start()
 
     def save(self) -> None:

@@ -7,6 +7,10 @@ cnnexp.report.runs reads it back for the report; all take the names from here.
 from __future__ import annotations
 
 METRICS = "metrics.json"
+# The other files of a run folder that more than one module reads or writes.
+ENVIRONMENT = "env.json"  # the machine and software (cnnexp.environment)
+SYSTEM = "system.csv"  # GPU and CPU load, about once a second (cnnexp.monitor)
+NVIDIA_SMI = "nvidia-smi.txt"  # where nvidia-smi exists
 # 1: the first layout; 2: record_version, validation headline numbers, precision_reason,
 # test_class_counts; 3: overrides as {key: typed value} (cnnexp.config.typed_overrides), no
 # longer a list of strings; 4: test_acc_without_<option> for the evaluation-only options (the

@@ -11,6 +11,7 @@ import pandas as pd
 from cnnexp.report import figures
 from cnnexp.report.document import Document
 from cnnexp.report.runs import USABLE, Study, as_tuple, matching, system_log
+from cnnexp.schema import NVIDIA_SMI
 
 
 def curves(study: Study, key: str) -> pd.DataFrame:
@@ -102,6 +103,6 @@ def add_system(doc: Document, study: Study, tag: str) -> None:
                 if k.endswith(("_mean", "_peak"))
             )
         )
-    smi = first / "nvidia-smi.txt"
+    smi = first / NVIDIA_SMI
     if smi.exists():
         doc.code(smi.read_text())

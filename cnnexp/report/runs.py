@@ -19,7 +19,16 @@ import pandas as pd
 import yaml
 
 from cnnexp.config import typed_overrides
-from cnnexp.schema import COMPLETED, DIVERGED, FAILED, HEADLINE, METRICS, RUNNING
+from cnnexp.schema import (
+    COMPLETED,
+    DIVERGED,
+    ENVIRONMENT,
+    FAILED,
+    HEADLINE,
+    METRICS,
+    RUNNING,
+    SYSTEM,
+)
 
 # The columns of runs.csv taken from each run's record (cnnexp.schema defines them).
 METRIC_COLUMNS = [
@@ -404,13 +413,13 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def environment_of(run: Path) -> dict[str, Any]:
     """env.json of a run, or {}."""
-    path = Path(run) / "env.json"
+    path = Path(run) / ENVIRONMENT
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def system_log(run: Path) -> pd.DataFrame | None:
     """system.csv of a run, or None."""
-    path = Path(run) / "system.csv"
+    path = Path(run) / SYSTEM
     if not path.exists() or path.stat().st_size == 0:
         return None
     return pd.read_csv(path)
