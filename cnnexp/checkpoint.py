@@ -9,7 +9,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnexp.errors import ConfigError
 from cnnexp.files import atomic_save
+
+
+def refuse_other_config(found: str | None, config_hash: str, what: str) -> None:
+    """What a run folder holds (`what`: its completed run, a checkpoint) must be of this config:
+    resuming another config's state would mix two runs in one record."""
+    if found != config_hash:
+        raise ConfigError(
+            f"{what} is of a different config; start it with the overrides it was started "
+            "with, or choose a new hydra.run.dir (or hydra.sweep.dir), or delete that folder"
+        )
 
 
 def rng_states() -> dict[str, Any]:

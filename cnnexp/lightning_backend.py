@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnnexp import distributed
+from cnnexp.checkpoint import refuse_other_config
 from cnnexp.engine import EpochStats, sum_over_ranks
 from cnnexp.errors import ConfigError
 from cnnexp.loader import DeviceLoader
@@ -125,11 +126,7 @@ class Classifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ours = checkpoint.get("cnnexp", {})
-        if ours.get("config_hash") != self.config_hash:
-            raise ConfigError(
-                "the run folder holds a Lightning checkpoint of a different config; resume "
-                "with the overrides it was started with, or choose a new hydra.run.dir"
-            )
+        refuse_other_config(ours.get("config_hash"), self.config_hash, "the Lightning checkpoint")
         self.history[:] = ours["history"]
         if self.ema is not None:
             self.ema.load_state_dict(ours["ema"])

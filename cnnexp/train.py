@@ -25,7 +25,12 @@ from torch import nn
 from torch.optim import Optimizer
 
 from cnnexp import distributed
-from cnnexp.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
+from cnnexp.checkpoint import (
+    load_checkpoint,
+    refuse_other_config,
+    save_checkpoint,
+    set_rng_states,
+)
 from cnnexp.config import validate
 from cnnexp.data import (
     ImageTensorDataset,
@@ -191,11 +196,7 @@ def _completed_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
     previous = read_metrics(run_dir)
     if not (previous and previous.get("status") == COMPLETED):
         return None
-    if previous.get("config_hash") != config_hash:
-        raise ConfigError(
-            f"{run_dir} holds a completed run of a different config; choose a new "
-            "hydra.run.dir (or hydra.sweep.dir), or delete that folder"
-        )
+    refuse_other_config(previous.get("config_hash"), config_hash, f"the completed run in {run_dir}")
     log.info("%s already holds this completed run; nothing to do", run_dir)
     return previous
 
@@ -655,11 +656,7 @@ def _resume(
 ) -> tuple[list[dict[str, Any]], int]:
     """Load a checkpoint into the run's objects; returns (history so far, next epoch)."""
     ckpt = load_checkpoint(path)
-    if ckpt.get("config_hash") != config_hash:
-        raise ConfigError(
-            f"{path.parent} holds a checkpoint of a different config; resume with the "
-            "overrides it was started with, or choose a new hydra.run.dir"
-        )
+    refuse_other_config(ckpt.get("config_hash"), config_hash, f"the checkpoint in {path.parent}")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
