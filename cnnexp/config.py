@@ -227,13 +227,17 @@ def register() -> None:
             store.store(group=f"schema/{group}", name=name, node=node)
 
 
+# The names of the test-time augmentations (cnnexp.engine.TTA runs them) and what
+# data.augment.flip can be: every epoch, never, or every other epoch (cnnexp.loader).
+TTA_NAMES = ("none", "flip", "flip_translate")
+FLIPS = (True, False, "alternate")
 # Text keys with a fixed set of values (booleans are typed by the schema).
 CHOICES = {
     "device": ("auto", "cpu", "cuda", "mps"),
     "precision": ("auto", "bf16", "fp16", "fp32"),
     "channels_last": ("auto", True, False),
     "progress": ("auto", True, False),
-    "tta": ("none", "flip", "flip_translate"),
+    "tta": TTA_NAMES,
     # What a search maximises: never a test metric, so the test set decides nothing.
     "objective": ("final_val_acc", "best_val_acc"),
 }
@@ -321,7 +325,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"label_smoothing={cfg.label_smoothing} is not valid: use 0 <= value < 1")
     if cfg.norm_bias_lr <= 0:
         raise ConfigError(f"norm_bias_lr={cfg.norm_bias_lr!r} is not valid: use a number > 0")
-    if cfg.data.augment.flip not in (True, False, "alternate"):
+    if cfg.data.augment.flip not in FLIPS:
         raise ConfigError(
             f"data.augment.flip={cfg.data.augment.flip!r} is not valid; choose true, false or "
             "alternate"

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cnnexp.config import TTA_NAMES
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
 
@@ -127,8 +128,8 @@ def _mirror_translate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return 0.5 * _mirror(model, x) + 0.5 * translated.mean(0)
 
 
-# Test-time augmentation by name (the config's `tta`): none, flip, flip_translate.
-TTA = {"none": _plain, "flip": _mirror, "flip_translate": _mirror_translate}
+# Test-time augmentation by name (the config's `tta`).
+TTA = dict(zip(TTA_NAMES, (_plain, _mirror, _mirror_translate), strict=True))
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from cnnexp.config import FLIPS
 from cnnexp.data import ImageTensorDataset
 
 
@@ -47,7 +48,7 @@ class DeviceLoader:
         self.shift = -mean_t / std_t
         self.train = train
         self.translate = translate
-        if flip not in (True, False, "alternate"):
+        if flip not in FLIPS:
             raise ValueError(f"flip must be true, false or alternate, not {flip!r}")
         self.flip = flip
         self.seed = seed

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cnnexp.errors import ModelError
 from cnnexp.models import ActivationFactory, PoolFactory, check_fits
 
 
@@ -25,15 +24,7 @@ class ConvNet(nn.Module):
         convs_per_stage: int, kernel_size: int, stride: int, batch_norm: bool,  # their convs
         fc_layers: int, fc_width: int, dropout: float,  # the classifier
     ):  # fmt: skip
-        super().__init__()
-        if not widths or convs_per_stage < 1 or fc_layers < 1 or kernel_size < 1 or stride < 1:
-            raise ModelError(
-                "convnet needs at least one stage (model.widths), model.convs_per_stage >= 1, "
-                "model.fc_layers >= 1, kernel_size >= 1 and stride >= 1; "
-                f"got widths={list(widths)}, "
-                f"convs_per_stage={convs_per_stage}, fc_layers={fc_layers}, "
-                f"kernel_size={kernel_size}, stride={stride}"
-            )
+        super().__init__()  # counts and widths >= 1: checked with the config (config.validate)
         layers: list[nn.Module] = []
         channels = in_channels
         for stage, width in enumerate(widths):
