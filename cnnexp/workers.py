@@ -43,12 +43,17 @@ def visible_gpus(devices: Any) -> list[str]:
     """The GPUs to use: `auto` is every GPU this process sees, `cpu` none, a list those ids."""
     if devices == "cpu":
         return []
+    if isinstance(devices, str) and devices != "auto":
+        raise ConfigError(
+            f"hydra.launcher.devices={devices!r} is not valid; choose auto, cpu or a list of "
+            "GPU ids such as [0,1]"
+        )
     if devices != "auto":
         return [str(d) for d in devices]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d for d in visible.split(",") if d.strip()]
-    import torch  # only here: discovering the plugin stays fast
+    import torch  # here, not above: a job's process (run_order) pins its cores before torch starts
 
     return [str(i) for i in range(torch.cuda.device_count())]
 

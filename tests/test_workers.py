@@ -16,6 +16,7 @@ import pytest
 import torch
 from conftest import REPO, TINY, run_cli
 
+from cnnexp.errors import ConfigError
 from cnnexp.train import read_metrics
 from cnnexp.workers import Slot, slots, visible_gpus
 
@@ -44,6 +45,8 @@ def test_visible_gpus_follow_the_setting(monkeypatch):
     assert visible_gpus([2, 3]) == ["2", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
     assert visible_gpus("auto") == ["4", "5"]
+    with pytest.raises(ConfigError, match="hydra.launcher.devices='gpu' is not valid"):
+        visible_gpus("gpu")
 
 
 def _statuses(sweep: Path, jobs: int) -> list[str | None]:
