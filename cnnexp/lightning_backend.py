@@ -185,19 +185,36 @@ def fit(
     module = Classifier(
         model, train_loader, optimizer, scheduler, loss_fn, ema, lookahead, history, config_hash
     )
+    trainer = _trainer(cfg.epochs, run_dir, train_loader, precision, record_epoch, progress)
+    checkpoint = run_dir / CHECKPOINT if resumable(run_dir) else None
+    if checkpoint and trainer.is_global_zero:
+        log.info("resuming %s from %s", run_dir, checkpoint.name)
+    trainer.fit(module, train_dataloaders=train_loader, ckpt_path=checkpoint)
+
+
+def _trainer(
+    epochs: int,
+    run_dir: Path,
+    train_loader: DeviceLoader,
+    precision: Precision,
+    record_epoch: Callable[[int, EpochStats, float], None],
+    progress: bool,
+) -> L.Trainer:
+    """Lightning's Trainer on our device, process group, precision, TensorBoard folder and
+    checkpoint file, with our record first among its callbacks."""
     device = train_loader.device
     if distributed.active():  # under torchrun: Lightning joins the process group torchrun made
         local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
         devices, nodes = local, max(1, distributed.rank_and_world()[1] // local)
     else:
         devices, nodes = ([device.index or 0] if device.type == "cuda" else 1), 1
-    trainer = L.Trainer(
+    return L.Trainer(
         accelerator="gpu" if device.type == "cuda" else device.type,
         devices=devices,
         num_nodes=nodes,
         strategy="ddp" if distributed.active() else "auto",
         precision=PRECISION[precision.name],
-        max_epochs=cfg.epochs,
+        max_epochs=epochs,
         logger=TensorBoardLogger(
             save_dir=str(run_dir), name="tb", version="", default_hp_metric=False
         ),
@@ -218,7 +235,3 @@ def fit(
         log_every_n_steps=max(1, len(train_loader)),
         default_root_dir=str(run_dir),
     )
-    checkpoint = run_dir / CHECKPOINT if resumable(run_dir) else None
-    if checkpoint and trainer.is_global_zero:
-        log.info("resuming %s from %s", run_dir, checkpoint.name)
-    trainer.fit(module, train_dataloaders=train_loader, ckpt_path=checkpoint)
