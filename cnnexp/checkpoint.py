@@ -1,4 +1,5 @@
-"""Checkpoints that hold everything needed to resume: weights, optimizer, schedule, epoch, RNG."""
+"""Checkpoints that hold everything needed to resume (weights, optimizer, schedule, epoch, RNG),
+and the one refusal of a run folder whose saved state is of another config."""
 
 from __future__ import annotations
 
