@@ -379,11 +379,13 @@ def ingredients(kit: Kit, epochs: int, seeds: int) -> None:
 def workers_throughput(kit: Kit, ks: list[int], seeds: int, epochs: int) -> None:
     """The best K of hydra/launcher=workers for a study network (benchmarks/workers.py): the
     pooling study's GPU network, max and avg x `seeds`, the same sweep at each K."""
-
     kit.say("### Jobs at a time per GPU\n")
     overrides = ["+experiment=pooling_gpu", f"epochs={epochs}", f"device={kit.device}"]
     failed = sweep_throughput(kit.say, kit.workdir, ks, seeds, overrides + kit.data("cifar10"))
     kit.failures += [f"workers K={k}" for k in failed]
+
+
+PARTS = ("kit", "workers")  # what --parts can run
 
 
 def parse() -> argparse.Namespace:
@@ -395,9 +397,6 @@ def parse() -> argparse.Namespace:
     what = "what to run: the kit's checks and presets, the launcher's best K"
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help=what)
     return parser.parse_args()
-
-
-PARTS = ("kit", "workers")
 
 
 def main() -> int:

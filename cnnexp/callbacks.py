@@ -124,11 +124,7 @@ def sweep_size(config: DictConfig) -> int | None:
         return None
     sizes = [len(list(o.sweep_string_iterator())) for o in overrides if o.is_discrete_sweep()]
     size = math.prod(sizes)
-    if config.study.design in (
-        "factorial",
-        "confirm",
-        "reference",
-    ):  # its sweeper runs each design point
+    if config.study.design:  # the factorial sweeper runs each of the design's points
         from hydra_plugins.cnnexp_factorial import point_overrides
 
         size *= len(point_overrides(config.study))

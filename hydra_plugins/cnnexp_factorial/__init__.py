@@ -3,9 +3,9 @@ Hydra takes plugins only from its hydra_plugins namespace, hence this package): 
 sweeper, whose jobs are the design's points (cnnexp.design) crossed with the sweep's other
 parameters (the seeds). Its confirmation (`study.design: confirm`) has two points: the
 reference configuration (every factor low) and the one `study.confirm` names; its budget check
-(`study.design: reference`) the reference alone. Each job gets its
-point's levels as plain overrides (`model.kernel_size=5 activation=gelu ...`), so its folder and
-its record carry them typed, like any other sweep's."""
+(`study.design: reference`) the reference alone. Each job gets its point's levels as plain
+overrides (`model.kernel_size=5 activation=gelu ...`), so its folder and its record carry them
+typed, like any other sweep's."""
 
 from __future__ import annotations
 
