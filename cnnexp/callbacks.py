@@ -17,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from cnnexp.distributed import rank_and_world
-from cnnexp.schema import COMPLETED, METRICS, RUNNING
+from cnnexp.schema import COMPLETED, METRICS, RUNNING, Run
 
 PROGRESS = ".cnnexp-sweep.json"  # in the sweep folder: how many jobs, since when
 
@@ -67,13 +67,10 @@ def job_folders(root: Path) -> list[Path]:
 
 
 def _status(job: Path) -> str:
-    metrics = job / METRICS
-    if not metrics.exists():
+    if not (job / METRICS).exists():
         return "not started"
-    try:
-        return json.loads(metrics.read_text()).get("status", "unknown")
-    except json.JSONDecodeError:
-        return "unreadable"
+    record = _record(job)
+    return record.status if record is not None else "unreadable"
 
 
 def where_the_sweep_is(config: DictConfig) -> str:
@@ -86,14 +83,14 @@ def where_the_sweep_is(config: DictConfig) -> str:
         for job in job_folders(root)
         if job.resolve() != me
         for record in [_record(job)]
-        if record and record.get("status") not in (None, RUNNING)
+        if record is not None and record.status != RUNNING
     ]
     counts = Counter(_kind(r) for r in finished)
     place = f"job {int(config.hydra.job.num) + 1}" + (f" of {total}" if total else "")
     said = f"{place}: {len(finished)} finished"
     if counts:
         said += " (" + ", ".join(f"{n} {kind}" for kind, n in counts.most_common()) + ")"
-    seconds = [r["wall_seconds"] for r in finished if r.get("wall_seconds")]
+    seconds = [r.headline.wall_seconds for r in finished if r.headline and r.headline.wall_seconds]
     if total and seconds:
         parallel = _progress(root).get("parallel") or config.hydra.launcher.get("n_jobs") or 1
         left = (total - len(finished)) * (sum(seconds) / len(seconds)) / max(int(parallel), 1)
@@ -138,21 +135,20 @@ def _progress(root: Path) -> dict[str, Any]:
         return {}
 
 
-def _record(job: Path) -> dict[str, Any] | None:
+def _record(job: Path) -> Run | None:
     try:
-        return json.loads((job / METRICS).read_text())
-    except (OSError, json.JSONDecodeError):
+        return Run.from_json(json.loads((job / METRICS).read_text()))
+    except (OSError, json.JSONDecodeError, TypeError):  # being written, or not ours
         return None
 
 
-def _kind(record: dict[str, Any]) -> str:
+def _kind(record: Run) -> str:
     """A finished job's status, with a completed run at chance counted as did not train."""
     from cnnexp.report.runs import chance_reason
 
-    status = record.get("status", "unknown")
-    if status == COMPLETED and chance_reason(record):
+    if record.status == COMPLETED and chance_reason(record):
         return "did not train"
-    return status
+    return record.status
 
 
 def _duration(seconds: float) -> str:

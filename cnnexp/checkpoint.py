@@ -45,9 +45,9 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: Path, **state: Any) -> None:
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write the state atomically: a kill mid-write leaves the previous checkpoint intact."""
-    atomic_save({**state, "rng": rng_states()}, path)
+    atomic_save(state, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

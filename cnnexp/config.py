@@ -141,7 +141,7 @@ class Data:
 
 @dataclass
 class Trainer:
-    name: str
+    _target_: str  # a trainer of the protocol in cnnexp.trainer
     devices: int
 
 

@@ -1,6 +1,6 @@
-"""The run record: the object that keeps a run's metrics.json, TensorBoard events and system
-monitor from the run's first moment to its last. What the record holds is defined once, in
-cnnexp.schema."""
+"""The run record's keeper: the object that keeps a run's metrics.json, TensorBoard events and
+system monitor from the run's first moment to its last. What the record holds is defined once,
+as the dataclasses of cnnexp.schema; this module fills in their status, error and headline."""
 
 from __future__ import annotations
 
@@ -25,44 +25,23 @@ from cnnexp.schema import (
     INTERRUPTED,
     METRICS,
     NVIDIA_SMI,
-    RECORD_VERSION,
-    RUNNING,
     SYSTEM,
-    WITHOUT,
+    Headline,
+    Run,
 )
 from cnnexp.tracking import Tracker
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """The run's metrics.json, or None where there is none."""
+    """The run's metrics.json as JSON, or None where there is none."""
     path = Path(run_dir) / METRICS
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def summarise(metrics: dict[str, Any], wall_seconds: float) -> None:
-    """Headline numbers from the per-epoch history."""
-    history = metrics["history"]
-    if not history:
-        return
-    train_seconds = sum(row["train_seconds"] for row in history)
-    metrics.update(
-        final_test_acc=history[-1]["test_acc"],
-        final_test_loss=history[-1]["test_loss"],
-        final_train_loss=history[-1]["train_loss"],
-        epochs_done=len(history),
-        train_seconds=train_seconds,
-        images_per_second=sum(r["images_per_second"] * r["train_seconds"] for r in history)
-        / train_seconds,
-    )
-    for key in WITHOUT.values():  # the last epoch's evaluation-only pairs
-        if key in history[-1]:
-            metrics[f"final_{key}"] = history[-1][key]
-    if "val_acc" in history[-1]:
-        metrics.update(
-            final_val_acc=history[-1]["val_acc"],
-            best_val_acc=max(row["val_acc"] for row in history),
-        )
-    metrics["wall_seconds"] = wall_seconds  # of this process; a resumed run counts from resuming
+def read_record(run_dir: Path) -> Run | None:
+    """The run's record as typed data (any record version), or None where there is none."""
+    record = read_metrics(run_dir)
+    return Run.from_json(record) if record is not None else None
 
 
 class RunRecord:
@@ -83,22 +62,18 @@ class RunRecord:
         self.run_dir, self.is_main = run_dir, is_main
         self.start = time.perf_counter()
         env = environment()
-        self.metrics: dict[str, Any] = {
-            "record_version": RECORD_VERSION,
-            "status": RUNNING,
-            "error": None,
-            "device": str(device),
-            "world_size": world,
-            "seed": cfg.seed,
-            "epochs": cfg.epochs,
-            "config_hash": config_hash,
-            "choices": job.get("choices", {}),
-            "overrides": job.get("overrides", {}),
-            "git_commit": env["git_commit"],
-            "torch": env["torch"],
-            "cuda": env["cuda"],
-            "history": [],
-        }
+        self.run = Run(
+            device=str(device),
+            world_size=world,
+            seed=cfg.seed,
+            epochs=cfg.epochs,
+            config_hash=config_hash,
+            choices=job.get("choices", {}),
+            overrides=job.get("overrides", {}),
+            git_commit=env["git_commit"],
+            torch=env["torch"],
+            cuda=env["cuda"],
+        )
         self.tracker = Tracker(run_dir, enabled=is_main, settings=cfg.tracking, epochs=cfg.epochs)
         self.monitor = None
         if is_main:
@@ -113,9 +88,9 @@ class RunRecord:
 
     def save(self) -> None:
         """Summarise the history so far and write metrics.json (rank 0 only)."""
-        summarise(self.metrics, time.perf_counter() - self.start)
+        self.run.headline = Headline.of(self.run.history, time.perf_counter() - self.start)
         if self.is_main:
-            atomic_write_json(self.metrics, self.run_dir / METRICS)
+            atomic_write_json(self.run.to_json(), self.run_dir / METRICS)
 
     def __enter__(self) -> RunRecord:
         self.save()  # a run in progress is on record as running from the start
@@ -124,17 +99,20 @@ class RunRecord:
     def __exit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.metrics["status"] = _status(err)
+        self.run.status = _status(err)
         if err is not None:
-            self.metrics["error"] = (
-                str(err) if isinstance(err, CnnexpError) else f"{type(err).__name__}: {err}"
-            )
+            self.run.error = describe(err)
         try:
             if self.monitor is not None:
-                self.metrics["system"] = self.monitor.stop()
+                self.run.system = self.monitor.stop()
             self.save()
         finally:
             self.tracker.close()
+
+
+def describe(err: BaseException) -> str:
+    """An error as the record gives it: our own errors' message alone (it says what to do)."""
+    return str(err) if isinstance(err, CnnexpError) else f"{type(err).__name__}: {err}"
 
 
 def _status(err: BaseException | None) -> str:

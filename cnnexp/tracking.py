@@ -14,24 +14,10 @@ from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid
 
 from cnnexp.data import ImageTensorDataset
-from cnnexp.schema import HPARAM_METRICS, WITHOUT
+from cnnexp.schema import Epoch, Run, hparam_metrics
 
 log = logging.getLogger(__name__)
 
-# metrics row key -> TensorBoard tag
-SCALAR_TAGS = {
-    "train_loss": "train/loss",
-    "train_acc": "train/acc",
-    "test_loss": "test/loss",
-    "test_acc": "test/acc",
-    "lr": "lr",
-    "train_seconds": "time/epoch_seconds",
-    "images_per_second": "time/images_per_second",
-    "val_loss": "val/loss",  # where a validation split is held out
-    "val_acc": "val/acc",
-    # the last epoch's test accuracy with one evaluation-only option off (cnnexp.schema.WITHOUT)
-    **{key: f"test/acc_without_{option}" for option, key in WITHOUT.items()},
-}
 MAX_CHANNELS = 16  # feature-map channels shown per image
 
 
@@ -70,14 +56,14 @@ class Tracker:
                 log.warning("could not log the model graph: %s", err)
         self._pictures(model, step=0)
 
-    def epoch(self, row: dict[str, Any], model: nn.Module) -> None:
-        """Log one epoch's numbers (step = epoch number), and pictures every few epochs."""
+    def epoch(self, row: Epoch, model: nn.Module) -> None:
+        """Log one epoch's numbers under their tags (cnnexp.schema; step = epoch number), and
+        pictures every few epochs."""
         if self.writer is None:
             return
-        step = row["epoch"]
-        for key, tag in SCALAR_TAGS.items():
-            if key in row:
-                self.writer.add_scalar(tag, row[key], step)
+        step = row.epoch
+        for tag, value in row.scalars().items():
+            self.writer.add_scalar(tag, value, step)
         if self.histograms_every and (step % self.histograms_every == 0 or step == self.last_epoch):
             for name, p in model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", p.detach().float().cpu(), step)
@@ -89,20 +75,21 @@ class Tracker:
 
     def finish(
         self,
-        metrics: dict[str, Any],
+        run: Run,
         predictions: torch.Tensor,
         test_set: ImageTensorDataset,
         choices: dict[str, Any],
-    ) -> None:
-        """Confusion matrix, misclassified test images and the hparams entry, at the end."""
+    ) -> list[list[int]] | None:
+        """Confusion matrix, misclassified test images and the hparams entry, at the end;
+        returns the confusion matrix for the record (where it is drawn)."""
         if self.writer is None:
-            return
+            return None
         labels = test_set.labels
         names = test_set.class_names
-        step = metrics.get("epochs_done", 0)
+        step = len(run.history)
+        matrix = None
         if self.confusion:
             matrix = confusion_matrix(labels, predictions, len(names))
-            metrics["confusion_matrix"] = matrix.tolist()
             figure = plot_confusion(matrix, names)
             figure.savefig(self.run_dir / "confusion.png", dpi=100)
             self.writer.add_figure("test/confusion_matrix", figure, step)
@@ -112,8 +99,11 @@ class Tracker:
                 figure = plot_misclassified(test_set, wrong, predictions)
                 self.writer.add_figure("test/misclassified", figure, step)
         if self.hparams:
-            self.log_hparams(choices, {k: metrics[k] for k in HPARAM_METRICS if k in metrics})
+            headline = run.to_json()
+            results = {k: headline[k] for k in hparam_metrics() if k in headline}
+            self.log_hparams(choices, results)
         self.writer.flush()
+        return matrix.tolist() if matrix is not None else None
 
     def log_hparams(self, choices: dict[str, Any], results: dict[str, float]) -> None:
         """One HParams entry in this run's own event file, so a sweep compares its runs."""

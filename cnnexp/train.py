@@ -1,11 +1,12 @@
-"""train(cfg) -> metrics: the one place that reads the config and wires a run together."""
+"""train(cfg) -> metrics: the one place that reads the config and wires a run together: the
+record, the data, the network, the precision, the training state and the end-of-epoch step,
+handed to the configured trainer (cnnexp.trainer)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import math
 import random
 import signal
 import sys
@@ -25,12 +26,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from cnnexp import distributed
-from cnnexp.checkpoint import (
-    load_checkpoint,
-    refuse_other_config,
-    save_checkpoint,
-    set_rng_states,
-)
+from cnnexp.checkpoint import load_checkpoint, refuse_other_config
 from cnnexp.config import validate
 from cnnexp.data import (
     ImageTensorDataset,
@@ -40,19 +36,19 @@ from cnnexp.data import (
     split_off,
     take_subset,
 )
-from cnnexp.engine import EpochStats, evaluate, predict, train_one_epoch
-from cnnexp.errors import STOP_SIGNALS, CnnexpError, ConfigError, DivergedError, StopSignal
+from cnnexp.engine import predict
+from cnnexp.errors import STOP_SIGNALS, CnnexpError, ConfigError, StopSignal
 from cnnexp.files import atomic_write_json
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
 from cnnexp.models import count_macs, count_parameters
 from cnnexp.precision import Precision, choose, step_timer
-from cnnexp.record import METRICS, RunRecord, read_metrics
-from cnnexp.schema import COMPLETED, FAILED, RECORD_VERSION, WITHOUT
+from cnnexp.record import METRICS, RunRecord, describe, read_metrics
+from cnnexp.schema import COMPLETED, FAILED, Run
+from cnnexp.trainer import EpochEnd, TrainingState
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 PROBE_BATCH = 128  # images per step when precision=auto times bf16 against fp32 on a CPU
 
 
@@ -98,13 +94,8 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
     except ConfigError as err:  # on record in the run folder, so a sweep's report lists it
         previous = read_metrics(run_dir)
         if rank == 0 and not (previous and previous.get("status") == COMPLETED):
-            failure = {
-                "record_version": RECORD_VERSION,
-                "status": FAILED,
-                "error": str(err),
-                **(job or {}),
-            }
-            atomic_write_json(failure, Path(run_dir) / METRICS)
+            failure = Run(status=FAILED, error=describe(err), **(job or {}))
+            atomic_write_json(failure.to_json(), Path(run_dir) / METRICS)
         raise
     distributed.init(device)
     try:
@@ -151,8 +142,8 @@ def stop_on_signals() -> Iterator[None]:
 def _train(
     cfg: DictConfig, run_dir: Path, job: dict[str, Any], device: torch.device, rank: int, world: int
 ) -> dict[str, Any]:
-    """The run as a story: skip it if done, open its record, then data, model, precision,
-    optimization, the fit, and the end-of-run pictures."""
+    """The run as a story: skip it if done, open its record, then data, model, precision, the
+    training state, the configured trainer's fit, and the end-of-run pictures."""
     run_dir = Path(distributed.broadcast(str(run_dir)))
     config_hash = _config_hash(cfg)
     done = _completed_run(run_dir, config_hash)
@@ -160,34 +151,33 @@ def _train(
         return done
     is_main = rank == 0
     with RunRecord(cfg, run_dir, job, device, world, is_main, config_hash) as record:
+        trainer = build(cfg.trainer, compile=cfg.compile)
         seed_everything(cfg.seed)
         # Our input shapes are fixed, so cuDNN's one-time search for the fastest kernels pays.
         torch.backends.cudnn.benchmark = device.type == "cuda"
         channels_last = device.type == "cuda" if cfg.channels_last == "auto" else cfg.channels_last
         data = _loaders(cfg, device, rank, world, bool(channels_last))
-        _note_data(record, data)
+        _note_data(record.run, data)
         model = _model(cfg, data, device, bool(channels_last), record)
-        precision = _choose_precision(cfg, device, model, data.train, is_main, run_dir / CHECKPOINT)
-        record.metrics.update(precision=precision.name, precision_reason=precision.reason)
-        parts = _optimization(cfg, model, precision, len(data.train))
-        fit = Fit(
-            cfg,
-            run_dir,
-            config_hash,
-            model,
-            data,
-            parts,
-            precision,
+        checkpoint = run_dir / trainer.checkpoint
+        precision = _choose_precision(cfg, device, model, data.train, is_main, checkpoint)
+        record.run.precision, record.run.precision_reason = precision.name, precision.reason
+        state = _training_state(cfg, model, precision, len(data.train), config_hash)
+        state.history = record.run.history  # one list: what the state resumes, the record shows
+        end = EpochEnd(
+            state,
             record,
-            progress=_progress(cfg, is_main),
+            test=data.test,
+            val=data.val,
+            epochs=cfg.epochs,
+            tta=cfg.tta,
+            max_loss=cfg.max_loss,
+            probe=_probe(data, cfg.tracking.feature_map_images),
         )
-        if cfg.trainer.name == "lightning":
-            fit.lightning()
-        else:
-            fit.native()
-        record.metrics["backend"] = distributed.backend()  # Lightning may have set one up
-        fit.finish(job)
-    return record.metrics
+        trainer.fit(state, data.train, end, run_dir=run_dir, progress=_progress(cfg, is_main))
+        record.run.backend = distributed.backend()  # Lightning may have set one up
+        _finish(cfg, job, state, end, data, record)
+    return record.run.to_json()
 
 
 def _completed_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
@@ -206,18 +196,13 @@ def _progress(cfg: DictConfig, is_main: bool) -> bool:
     return is_main and (sys.stderr.isatty() if cfg.progress == "auto" else bool(cfg.progress))
 
 
-def _note_data(record: RunRecord, data: Loaders) -> None:
+def _note_data(run: Run, data: Loaders) -> None:
     test_set = data.test_set
-    record.metrics.update(
-        data_source=data.source,
-        train_images=len(data.train_set),
-        test_images=len(test_set),
-        class_names=data.train_set.class_names,
-        # for telling a run that did not train from one that learned (the report)
-        test_class_counts=torch.bincount(
-            test_set.labels, minlength=len(test_set.class_names)
-        ).tolist(),
-    )
+    run.data_source = data.source
+    run.train_images, run.test_images = len(data.train_set), len(test_set)
+    run.class_names = data.train_set.class_names
+    counts = torch.bincount(test_set.labels, minlength=len(test_set.class_names))
+    run.test_class_counts = counts.tolist()
 
 
 def _model(
@@ -226,24 +211,16 @@ def _model(
     """The configured network, its size on record, initialised from data where it asks to be
     (a whitening stem), on the device."""
     model = build_model(cfg)
-    d = cfg.data
-    record.metrics.update(
-        model=type(model).__name__,
-        parameters=count_parameters(model),
-        macs=count_macs(model, (d.channels, d.size, d.size)),
-    )
-    m = record.metrics
+    d, run = cfg.data, record.run
+    run.model = type(model).__name__
+    run.parameters = count_parameters(model)
+    run.macs = count_macs(model, (d.channels, d.size, d.size))
     if record.is_main:
         log.info(
             "%s: %s parameters, %s multiply-accumulates per image; data: %s (%d train, "
             "%d test); device %s",
-            m["model"],
-            f"{m['parameters']:,}",
-            f"{m['macs']:,}",
-            data.source,
-            m["train_images"],
-            m["test_images"],
-            device,
+            *(run.model, f"{run.parameters:,}", f"{run.macs:,}"),
+            *(data.source, run.train_images, run.test_images, device),
         )
     if hasattr(model, "init_from_data"):  # data-dependent initialisation (a whitening stem)
         # 5000 random training images, the same for every seed.
@@ -252,22 +229,11 @@ def _model(
     return model.to(device, memory_format=torch.channels_last if channels_last else None)
 
 
-@dataclass
-class Optimization:
-    """What changes the weights: optimizer and per-step schedule, and the optional weight
-    averages (EMA, lookahead) and fp16 gradient scaler."""
-
-    optimizer: Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    ema: torch.optim.swa_utils.AveragedModel | None
-    lookahead: Lookahead | None
-    scaler: torch.amp.GradScaler | None
-    eval_model: nn.Module  # the EMA's copy where there is one, else the model itself
-
-
-def _optimization(
-    cfg: DictConfig, model: nn.Module, precision: Precision, steps_per_epoch: int
-) -> Optimization:
+def _training_state(
+    cfg: DictConfig, model: nn.Module, precision: Precision, steps_per_epoch: int, config_hash: str
+) -> TrainingState:
+    """The state a run trains: the optimizer and per-step schedule over the model, the optional
+    weight averages (EMA, lookahead) and the fp16 gradient scaler."""
     optimizer = build_optimizer(cfg.optimizer, model, cfg.norm_bias_lr)
     total_steps = cfg.epochs * steps_per_epoch
     ema = None
@@ -277,241 +243,61 @@ def _optimization(
             multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
             use_buffers=True,
         )
-    return Optimization(
+    return TrainingState(
+        model=model,
         optimizer=optimizer,
         scheduler=build(cfg.schedule)(optimizer, total_steps=total_steps),
+        loss=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        precision=precision,
+        config_hash=config_hash,
         ema=ema,
         lookahead=Lookahead(model, total_steps) if cfg.lookahead else None,
         scaler=precision.scaler(),
-        eval_model=ema.module if ema is not None else model,
     )
 
 
-@dataclass
-class Fit:
-    """The epoch loop, by our own trainer or by Lightning's, and what each epoch records."""
+def _probe(data: Loaders, count: int) -> torch.Tensor:
+    """The fixed test images whose feature maps TensorBoard shows."""
+    indices = torch.linspace(0, len(data.test_set) - 1, max(count, 1)).long()
+    return _normalised(data.test, indices)
 
-    cfg: DictConfig
-    run_dir: Path
-    config_hash: str
-    model: nn.Module
-    data: Loaders
-    parts: Optimization
-    precision: Precision
-    record: RunRecord
-    progress: bool
 
-    def __post_init__(self) -> None:
-        self.train_loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
-        self.test_loss = nn.CrossEntropyLoss()
-        self.predictions: torch.Tensor | None = None  # the last epoch's, on this rank
-
-    def record_epoch(self, epoch: int, trained: EpochStats, lr: float) -> None:
-        """Test the network after a training epoch, then record and log the epoch."""
-        cfg = self.cfg
-        if not math.isfinite(trained.loss) or trained.loss > cfg.max_loss:
-            raise DivergedError(
-                f"training loss is {trained.loss} in epoch {epoch + 1}: the run diverged. "
-                "Lower optimizer.lr or use a schedule with warm-up"
-            )
-        # Test-time augmentation multiplies the cost of a test pass (up to 6x): only the last
-        # epoch pays for it; earlier epochs' accuracy is the network's own.
-        last = epoch + 1 == cfg.epochs
-        tta = cfg.tta if last else "none"
-        model, autocast = self.parts.eval_model, self.precision.autocast
-        # The last test pass keeps its predictions for the end-of-run pictures (finish).
-        tested = evaluate(
-            model, self.data.test, self.test_loss, autocast, tta=tta, keep_predictions=last
+def _finish(
+    cfg: DictConfig,
+    job: dict[str, Any],
+    state: TrainingState,
+    end: EpochEnd,
+    data: Loaders,
+    record: RunRecord,
+) -> None:
+    """The end-of-run pictures (confusion matrix, misclassified images, hparams) from the last
+    epoch's test predictions, and the replicas' checksums under DDP."""
+    record.save()
+    predictions = _test_predictions(cfg, state, end, data)
+    if record.is_main:
+        matrix = record.tracker.finish(
+            record.run, predictions, data.test_set, hparam_values(cfg, job)
         )
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": trained.loss,
-            "train_acc": trained.acc,
-            "test_loss": tested.loss,
-            "test_acc": tested.acc,
-            "lr": lr,
-            "train_seconds": trained.seconds,
-            "test_seconds": tested.seconds,
-            "images_per_second": trained.images / trained.seconds,
-            "images": trained.images,
-        }
-        if last:
-            self.predictions = tested.predictions
-            row.update(self.without_eval_only())
-        if self.data.val is not None:
-            validated = evaluate(model, self.data.val, self.test_loss, autocast, tta=tta)
-            row.update(val_loss=validated.loss, val_acc=validated.acc)
-        self.record.metrics["history"].append(row)
-        self.record.tracker.epoch(row, self.model)
-        if self.record.is_main:
-            log.info(
-                "epoch %d/%d  train loss %.4f acc %.4f  test loss %.4f acc %.4f  %.1f s  "
-                "%.0f img/s",
-                epoch + 1,
-                cfg.epochs,
-                trained.loss,
-                trained.acc,
-                tested.loss,
-                tested.acc,
-                trained.seconds,
-                row["images_per_second"],
-            )
-            self.record.save()
+        record.run.confusion_matrix = matrix
+    if distributed.active():  # DDP keeps the replicas identical; record the proof
+        record.run.rank_weight_checksums = distributed.gather(weights_checksum(state.model))
 
-    def without_eval_only(self) -> dict[str, float]:
-        """The last epoch's test accuracy with each evaluation-only option that is on turned
-        off alone (cnnexp.schema.EVAL_ONLY): the same trained network evaluated both ways, so
-        the report measures the option in pairs rather than by training it again."""
-        cfg, parts = self.cfg, self.parts
-        variants = {}  # option -> (the network to test, its test-time augmentation)
-        if cfg.tta != "none":
-            variants["tta"] = (parts.eval_model, "none")
-        if parts.ema is not None:
-            variants["ema"] = (self.model, cfg.tta)
-        return {
-            WITHOUT[option]: evaluate(
-                model, self.data.test, self.test_loss, self.precision.autocast, tta=tta
-            ).acc
-            for option, (model, tta) in variants.items()
-        }
 
-    def probe(self) -> torch.Tensor:
-        """The fixed test images whose feature maps TensorBoard shows."""
-        count = max(self.cfg.tracking.feature_map_images, 1)
-        indices = torch.linspace(0, len(self.data.test_set) - 1, count).long()
-        return _normalised(self.data.test, indices)
-
-    def lightning(self) -> None:
-        from cnnexp.lightning_backend import fit, resumable
-
-        self.record.tracker.start(self.model, self.probe(), fresh=not resumable(self.run_dir))
-        parts = self.parts
-        fit(
-            self.cfg,
-            run_dir=self.run_dir,
-            config_hash=self.config_hash,
-            model=self.model,
-            train_loader=self.data.train,
-            optimizer=parts.optimizer,
-            scheduler=parts.scheduler,
-            loss_fn=self.train_loss,
-            precision=self.precision,
-            ema=parts.ema,
-            lookahead=parts.lookahead,
-            history=self.record.metrics["history"],
-            record_epoch=self.record_epoch,
-            progress=self.progress,
-        )
-
-    def native(self) -> None:
-        """Our loop: DDP under torchrun, optional compile, resume from the run folder, then an
-        epoch at a time with a checkpoint after each."""
-        cfg, parts, model = self.cfg, self.parts, self.model
-        train_model = model
-        if distributed.active():  # under torchrun, even as one process
-            device = next(model.parameters()).device
-            train_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        if cfg.compile:
-            train_model = torch.compile(train_model)
-        start = self.resume()
-        self.record.tracker.start(model, self.probe(), fresh=start == 0)
-        for epoch in range(start, cfg.epochs):
-            self.data.train.set_epoch(epoch)
-            if hasattr(model, "set_epoch"):  # a network whose training changes by epoch
-                model.set_epoch(epoch)
-            lr = parts.optimizer.param_groups[0]["lr"]
-            trained = train_one_epoch(
-                train_model,
-                self.data.train,
-                parts.optimizer,
-                parts.scheduler,
-                self.train_loss,
-                self.precision.autocast,
-                ema=parts.ema,
-                lookahead=parts.lookahead,
-                scaler=parts.scaler,
-                progress=self.progress,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            )
-            self.record_epoch(epoch, trained, lr)
-            if self.record.is_main:
-                self.checkpoint(epoch)
-
-    def resume(self) -> int:
-        """Load the run folder's checkpoint, if any; returns the epoch to start from."""
-        path = self.run_dir / CHECKPOINT
-        if not path.exists():
-            return 0
-        parts = self.parts
-        history, start = _resume(
-            path,
-            self.config_hash,
-            self.model,
-            parts.optimizer,
-            parts.scheduler,
-            parts.ema,
-            parts.scaler,
-            parts.lookahead,
-        )
-        self.record.metrics["history"] = history
-        if self.record.is_main:
-            log.info("resuming %s from epoch %d of %d", self.run_dir, start + 1, self.cfg.epochs)
-        return start
-
-    def finish(self, job: dict[str, Any]) -> None:
-        """The end-of-run pictures (confusion matrix, misclassified images, hparams) from the
-        last epoch's test predictions, and the replicas' checksums under DDP."""
-        record = self.record
-        record.save()
-        predictions = self.test_predictions()
-        if record.is_main:
-            record.tracker.finish(
-                record.metrics, predictions, self.data.test_set, hparam_values(self.cfg, job)
-            )
-        if distributed.active():  # DDP keeps the replicas identical; record the proof
-            record.metrics["rank_weight_checksums"] = distributed.gather(
-                weights_checksum(self.model)
-            )
-
-    def test_predictions(self) -> torch.Tensor:
-        """The predicted class of every test image, in order, as the last epoch tested them:
-        its kept predictions (each rank's shard interleaved back under DDP: rank r tested
-        images r, r + world, ...), or a pass of its own when the last epoch ran in an earlier
-        process."""
-        if self.predictions is None:
-            alone = {**self.data.args, "rank": 0, "world_size": 1}
-            whole = DeviceLoader(
-                self.data.test_set, batch_size=self.cfg.eval_batch_size, train=False, **alone
-            )
-            return predict(self.parts.eval_model, whole, self.precision.autocast, self.cfg.tta)
-        shards = distributed.gather(self.predictions)
-        predictions = torch.empty(len(self.data.test_set), dtype=torch.long)
-        for rank, shard in enumerate(shards):
-            predictions[rank :: len(shards)] = shard
-        return predictions
-
-    def checkpoint(self, epoch: int) -> None:
-        parts = self.parts
-
-        def state(part: Any) -> Any:
-            return part.state_dict() if part is not None else None
-
-        save_checkpoint(
-            self.run_dir / CHECKPOINT,
-            model=self.model.state_dict(),
-            optimizer=state(parts.optimizer),
-            scheduler=state(parts.scheduler),
-            ema=state(parts.ema),
-            precision=self.precision,
-            scaler=state(parts.scaler),
-            lookahead=state(parts.lookahead),
-            epoch=epoch,
-            history=self.record.metrics["history"],
-            config=OmegaConf.to_container(self.cfg),
-            config_hash=self.config_hash,
-        )
+def _test_predictions(
+    cfg: DictConfig, state: TrainingState, end: EpochEnd, data: Loaders
+) -> torch.Tensor:
+    """The predicted class of every test image, in order, as the last epoch tested them: its
+    kept predictions (each rank's shard interleaved back under DDP: rank r tested images r,
+    r + world, ...), or a pass of its own when the last epoch ran in an earlier process."""
+    if end.predictions is None:
+        alone = {**data.args, "rank": 0, "world_size": 1}
+        whole = DeviceLoader(data.test_set, batch_size=cfg.eval_batch_size, train=False, **alone)
+        return predict(state.eval_model, whole, state.precision.autocast, cfg.tta)
+    shards = distributed.gather(end.predictions)
+    predictions = torch.empty(len(data.test_set), dtype=torch.long)
+    for rank, shard in enumerate(shards):
+        predictions[rank :: len(shards)] = shard
+    return predictions
 
 
 @dataclass
@@ -617,11 +403,19 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
-        if isinstance(err.__cause__, CnnexpError):
-            raise err.__cause__ from None
+        ours = _our_cause(err)
+        if ours is not None:
+            raise ours from None
         raise ConfigError(
             f"{err}\nCheck the keys of that config group against its YAML file"
         ) from err
+
+
+def _our_cause(err: BaseException) -> CnnexpError | None:
+    """Our own error behind Hydra's, however deep (a target's import raises it too)."""
+    while err is not None and not isinstance(err, CnnexpError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 def _datasets(
@@ -642,32 +436,6 @@ def _datasets(
             where=f"{source} ({where})",
         )
     return train_set, val_set, test_set, source
-
-
-def _resume(
-    path: Path,
-    config_hash: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    ema: torch.optim.swa_utils.AveragedModel | None,
-    scaler: torch.amp.GradScaler | None,
-    lookahead: Lookahead | None,
-) -> tuple[list[dict[str, Any]], int]:
-    """Load a checkpoint into the run's objects; returns (history so far, next epoch)."""
-    ckpt = load_checkpoint(path)
-    refuse_other_config(ckpt.get("config_hash"), config_hash, f"the checkpoint in {path.parent}")
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    if ema is not None:
-        ema.load_state_dict(ckpt["ema"])
-    if scaler is not None and ckpt.get("scaler") is not None:
-        scaler.load_state_dict(ckpt["scaler"])
-    if lookahead is not None:
-        lookahead.load_state_dict(ckpt["lookahead"])
-    set_rng_states(ckpt["rng"])
-    return ckpt["history"], ckpt["epoch"] + 1
 
 
 def _normalised(loader: DeviceLoader, indices: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TINY, make_config, run_cli
 
+import cnnexp
 from cnnexp.errors import ConfigError
 from cnnexp.train import read_metrics, train
 
@@ -101,6 +102,7 @@ def test_trainer_devices_starts_the_run_under_torchrun(tmp_path):
 def test_without_lightning_the_run_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "lightning", None)  # as if it were not installed
     monkeypatch.delitem(sys.modules, "cnnexp.lightning_backend", raising=False)
+    monkeypatch.delattr(cnnexp, "lightning_backend", raising=False)  # imported afresh
     with pytest.raises(ConfigError, match=r"pip install -e \".\[lightning\]\""):
         train(make_config(*TINY, "trainer=lightning"), tmp_path)
     assert read_metrics(tmp_path)["status"] == "failed"

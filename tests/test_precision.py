@@ -7,7 +7,7 @@ import torch
 from conftest import TINY, make_config
 
 from cnnexp import engine, precision
-from cnnexp import train as train_module
+from cnnexp import trainer as train_module
 from cnnexp.checkpoint import load_checkpoint
 from cnnexp.models.lenet import LeNet5
 from cnnexp.train import train

@@ -4,17 +4,20 @@ it trains on (a validation split apart from training, flips as configured)."""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 import torch
 from conftest import TINY, make_config
 
+from cnnexp import trainer
+from cnnexp.checkpoint import save_checkpoint
 from cnnexp.data import make_synthetic
 from cnnexp.errors import ConfigError
 from cnnexp.loader import DeviceLoader
 from cnnexp.record import read_metrics
-from cnnexp.schema import EPOCH_KEYS, HEADLINE, RECORD_VERSION, STATUSES, WITHOUT
-from cnnexp.train import Fit, _config_hash, _datasets, train
+from cnnexp.schema import RECORD_VERSION, STATUSES, WITHOUT, Epoch, headline_columns
+from cnnexp.train import _config_hash, _datasets, train
 
 QUICK = [*TINY, "precision=fp32", "tracking.images_every=0", "tracking.graph=false",
          "tracking.monitor_interval=0"]  # fmt: skip
@@ -23,9 +26,10 @@ QUICK = [*TINY, "precision=fp32", "tracking.images_every=0", "tracking.graph=fal
 def test_a_folder_holding_another_configs_run_is_refused(tmp_path):
     first = train(make_config(*QUICK, "epochs=1"), tmp_path)
     assert first["record_version"] == RECORD_VERSION and first["status"] in STATUSES
-    assert all(set(row) <= set(EPOCH_KEYS) for row in first["history"])
+    keys = {f.name for f in fields(Epoch)}
+    assert all(set(row) <= keys for row in first["history"])
     optional = {"final_val_acc", "best_val_acc", *(f"final_{k}" for k in WITHOUT.values())}
-    assert set(HEADLINE) - optional <= set(first)  # no validation split, no evaluation option
+    assert set(headline_columns()) - optional <= set(first)  # no validation, no eval option
     with pytest.raises(ConfigError, match="different config"):
         train(make_config(*QUICK, "epochs=1", "optimizer.lr=0.2"), tmp_path)
     assert read_metrics(tmp_path) == json.loads(json.dumps(first))  # left as it was
@@ -56,14 +60,13 @@ def test_resume_with_weight_averaging_and_augmentation_matches_a_whole_run(tmp_p
     args = [*QUICK, "epochs=3", "ema=0.9", "lookahead=true", "data.augment.translate=2",
             "data.augment.flip=true"]  # fmt: skip
     whole = train(make_config(*args), tmp_path / "whole")
-    checkpoint = Fit.checkpoint
 
-    def stop_after_the_first(self, epoch):
-        checkpoint(self, epoch)
+    def stop_after_the_first(path, state):
+        save_checkpoint(path, state)
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(Fit, "checkpoint", stop_after_the_first)
+        patch.setattr(trainer, "save_checkpoint", stop_after_the_first)
         with pytest.raises(KeyboardInterrupt):
             train(make_config(*args), tmp_path / "cut")
     stopped = read_metrics(tmp_path / "cut")

@@ -59,7 +59,7 @@ def test_completed_run_is_not_trained_again(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a completed run was trained again")
 
-    monkeypatch.setattr("cnnexp.train.train_one_epoch", no_training)
+    monkeypatch.setattr("cnnexp.trainer.train_one_epoch", no_training)
     monkeypatch.setattr("cnnexp.train.build_model", no_training)
     again = train(make_config(*TINY, "epochs=1"), tmp_path)
     assert again == json.loads((tmp_path / "metrics.json").read_text())

@@ -28,6 +28,7 @@ from cnnexp.report.runs import (
 )
 from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import summarise
+from cnnexp.schema import headings
 
 ENV_KEYS = [
     "gpus",
@@ -88,21 +89,14 @@ REFERENCES = [
     "P. Virtanen et al. SciPy 1.0. Nature Methods 17, 2020, and S. Seabold, J. Perktold. "
     "statsmodels. Proc. SciPy 2010: the tests, the pooled model and the power calculations.",
 ]
-# The per-run appendix: what a reader needs of each run, in this order where present.
-APPENDIX_COLUMNS = {
-    "status": "status",
-    "final_test_acc": "test acc %",
-    "final_test_acc_without_tta": "without tta %",
-    "final_test_acc_without_ema": "without ema %",
-    "final_val_acc": "val acc %",
-    "final_train_loss": "train loss",
-    "epochs_done": "epochs",
-    "train_seconds": "train s",
-    "images_per_second": "img/s",
-    "precision": "precision",
-    "device": "device",
-    "git_commit": "commit",
-}
+
+
+# The per-run appendix: what a reader needs of each run, in this order where present: the
+# headline numbers the record's schema gives headings (cnnexp.schema), then provenance.
+def appendix_columns() -> dict[str, str]:
+    """{runs.csv column: its heading} of the table of every run."""
+    provenance = {"precision": "precision", "device": "device", "git_commit": "commit"}
+    return {"status": "status", **headings(), **provenance}
 
 
 def add_environments(doc: Document, studies: list[Study]) -> None:
@@ -142,13 +136,14 @@ def add_appendix(doc: Document, studies: list[Study]) -> None:
     for study in studies:
         table = runs_table(study)
         first = [*study.factors, *([REPLICATE] if REPLICATE in table else [])]
-        table = table[first + [c for c in APPENDIX_COLUMNS if c in table]].copy()
+        columns = appendix_columns()
+        table = table[first + [c for c in columns if c in table]].copy()
         table = table.loc[:, [table[c].notna().any() for c in table]]  # no empty column
         for col in [c for c in table if "_acc" in c]:
             table[col] = [f"{100 * v:.2f}" if pd.notna(v) else "" for v in table[col]]
         if "git_commit" in table:
             table["git_commit"] = table["git_commit"].map(lambda c: str(c)[:10] if c else c)
-        table = table.rename(columns=APPENDIX_COLUMNS)
+        table = table.rename(columns=columns)
         table = table.astype(object).where(table.notna(), "")
         doc.details(f"{study.name}: {len(table)} run{'s' if len(table) != 1 else ''}", table)
 

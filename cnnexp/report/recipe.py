@@ -34,7 +34,7 @@ RECIPE = {  # the report's name -> where it is in a run's config
     "weight averaging (ema)": "ema",
     "test-time augmentation": "tta",
     "model": "model._target_",
-    "training loop": "trainer.name",
+    "training loop": "trainer._target_",
 }
 OFF_WHEN_NULL = {"ema": "off", "data.subset": "all"}  # what a null means where it means something
 IGNORED_KEYS = ("tracking.", "progress", "seed", "hydra.", "device", "study.")  # not a recipe

@@ -24,16 +24,17 @@ from cnnexp.schema import (
     DIVERGED,
     ENVIRONMENT,
     FAILED,
-    HEADLINE,
     METRICS,
     RUNNING,
     SYSTEM,
+    Run,
+    headline_columns,
 )
 
 # The columns of runs.csv taken from each run's record (cnnexp.schema defines them).
 METRIC_COLUMNS = [
     "status",
-    *HEADLINE,
+    *headline_columns(),
     "model",
     "parameters",
     "macs",
@@ -106,15 +107,14 @@ def find_runs(path: Path) -> list[Path]:
     return sorted(set(runs), key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
 
 
-def chance_reason(metrics: dict[str, Any]) -> str | None:
+def chance_reason(record: Run | dict[str, Any]) -> str | None:
     """Why a completed run counts as not having trained, or None if it learned something:
     test accuracy no better than always answering the most frequent test class, or a final
     training loss near ln(classes), the loss of a network that outputs the same for all."""
-    acc, loss = metrics.get("final_test_acc"), metrics.get("final_train_loss")
-    counts = metrics.get("test_class_counts") or [
-        sum(row) for row in metrics.get("confusion_matrix") or []
-    ]
-    classes = len(counts) or len(metrics.get("class_names") or []) or None
+    run = record if isinstance(record, Run) else Run.from_json(record)
+    acc, loss = run.final("test_acc"), run.final("train_loss")
+    counts = run.test_class_counts or [sum(row) for row in run.confusion_matrix or []]
+    classes = len(counts) or len(run.class_names or []) or None
     if acc is None or not classes:
         return None
     majority = max(counts) / sum(counts) if counts else 1 / classes
@@ -135,31 +135,32 @@ def read_run(run: Path) -> dict[str, Any]:
     """One row: the run's overrides as columns, its metrics, history, config and provenance."""
     config = _yaml(run / ".hydra" / "config.yaml") or {}
     metrics_path = run / METRICS
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    if not metrics:
-        metrics = {"status": INCOMPLETE, "error": "no metrics.json: the job never started"}
-    elif metrics.get("status") == RUNNING:
-        metrics["status"] = INCOMPLETE  # stopped without a word: killed, or still going
-    row: dict[str, Any] = {"run": str(run), **_overrides(run, metrics)}
-    row.update({k: metrics.get(k) for k in METRIC_COLUMNS})
-    reason = chance_reason(metrics) if metrics.get("status") == USABLE else None
+    found = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    record = Run.from_json(found)
+    if not found:
+        record.status, record.error = INCOMPLETE, "no metrics.json: the job never started"
+    elif record.status == RUNNING:
+        record.status = INCOMPLETE  # stopped without a word: killed, or still going
+    reason = chance_reason(record) if record.status == USABLE else None
     if reason:
-        row["status"], row["error"] = NOT_TRAINED, reason
-    commit = metrics.get("git_commit") or ""
+        record.status, record.error = NOT_TRAINED, reason
+    flat = record.to_json()
+    row: dict[str, Any] = {"run": str(run), **_overrides(run, record)}
+    row.update({k: flat.get(k) for k in METRIC_COLUMNS})
+    commit = record.git_commit or ""
     row["git_commit"] = commit.removesuffix("-dirty") or None
     row["uncommitted_changes"] = commit.endswith("-dirty") if commit else None
-    row["history"] = metrics.get("history", [])
-    row["system"] = metrics.get("system", {})
+    row["history"] = flat["history"]
+    row["system"] = record.system or {}
     row["config"] = config
     return row
 
 
-def _overrides(run: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The run's overrides, typed: as its metrics.json records them; for a run that never began
-    (or one recorded before record version 3 typed them), read from Hydra's overrides.yaml."""
-    recorded = metrics.get("overrides")
-    if isinstance(recorded, dict):
-        return recorded
+def _overrides(run: Path, record: Run) -> dict[str, Any]:
+    """The run's overrides, typed: as its record has them; for a run that never began, read
+    from Hydra's overrides.yaml."""
+    if record.overrides:
+        return record.overrides
     return typed_overrides(_yaml(run / ".hydra" / "overrides.yaml") or [])
 
 
