@@ -4,7 +4,7 @@ it trains on (a validation split apart from training, flips as configured)."""
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import pytest
 import torch
@@ -16,7 +16,7 @@ from cnnexp.data import make_synthetic
 from cnnexp.errors import ConfigError
 from cnnexp.loader import DeviceLoader
 from cnnexp.record import read_metrics
-from cnnexp.schema import RECORD_VERSION, STATUSES, WITHOUT, Epoch, headline_columns
+from cnnexp.schema import RECORD_VERSION, STATUSES, WITHOUT, Epoch, Run, headline_columns
 from cnnexp.train import _config_hash, _datasets, train
 
 QUICK = [*TINY, "precision=fp32", "tracking.images_every=0", "tracking.graph=false",
@@ -115,3 +115,66 @@ def test_the_confusion_matrix_is_the_last_test_pass_with_its_test_time_augmentat
     assert matrix.trace().item() / matrix.sum().item() == pytest.approx(
         metrics["final_test_acc"], abs=1e-9
     )
+
+
+def test_a_new_metric_is_one_field_and_the_line_that_computes_it(tmp_path, monkeypatch):
+    """A field added to the epoch row, with its tag and heading, lands in metrics.json (every
+    epoch and the headline), in TensorBoard under its tag and in the report's table of runs."""
+    import pandas as pd
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from cnnexp import schema
+    from cnnexp.report import main as report_main
+
+    @dataclass(kw_only=True)
+    class WithGap(schema.Epoch):
+        loss_gap: float | None = schema.metric(
+            "test/loss_gap", final=True, heading="loss gap", default=None
+        )
+
+        def __post_init__(self):
+            self.loss_gap = self.test_loss - self.train_loss  # the line that computes it
+
+    for module in (schema, trainer):  # where the row is defined, and where it is made
+        monkeypatch.setattr(module, "Epoch", WithGap)
+    metrics = train(make_config(*QUICK, "epochs=2"), tmp_path / "run")
+    rows = read_metrics(tmp_path / "run")["history"]
+    gaps = [row["test_loss"] - row["train_loss"] for row in rows]
+    assert [row["loss_gap"] for row in rows] == pytest.approx(gaps)
+    assert metrics["final_loss_gap"] == pytest.approx(gaps[-1])
+    events = EventAccumulator(str(tmp_path / "run" / "tb"))
+    events.Reload()
+    points = events.Scalars("test/loss_gap")
+    assert [p.step for p in points] == [1, 2]
+    assert [p.value for p in points] == pytest.approx(gaps, rel=1e-5)
+    assert report_main([str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    table = pd.read_csv(tmp_path / "report" / "runs.csv")
+    assert table["final_loss_gap"].tolist() == pytest.approx([gaps[-1]])
+    appendix = (tmp_path / "report" / "report.md").read_text().split("Appendix: every run")[1]
+    assert "loss gap" in appendix
+
+
+def test_records_of_every_version_read_as_typed_data():
+    """Version 2 (overrides as strings), 3 and 4 records read back; what a reader does not
+    know is kept, and a record written again has the same keys."""
+    row = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "test_loss": 0.4, "test_acc": 0.85,
+           "lr": 0.1, "train_seconds": 2.0, "test_seconds": 0.1, "images_per_second": 500.0,
+           "images": 1000}  # fmt: skip
+    v2 = {"record_version": 2, "status": "completed", "overrides": ["seed=1", "model.widths=[8,16]"],
+          "history": [row], "final_test_acc": 0.85, "final_train_loss": 0.5, "epochs_done": 1,
+          "train_seconds": 2.0, "images_per_second": 500.0, "wall_seconds": 3.0,
+          "a_key_from_elsewhere": [1, 2]}  # fmt: skip
+    run = Run.from_json(v2)
+    assert run.overrides == {"seed": 1, "model.widths": [8, 16]}
+    assert run.history[0].test_acc == 0.85 and run.final("test_acc") == 0.85
+    assert run.headline.wall_seconds == 3.0 and run.record_version == 2
+    assert run.extra == {"a_key_from_elsewhere": [1, 2]}
+    again = run.to_json()
+    assert again["a_key_from_elsewhere"] == [1, 2] and again["history"] == [row]
+    assert {k: again[k] for k in v2 if k != "overrides"} == {
+        k: v for k, v in v2.items() if k != "overrides"
+    }
+    v4 = {**v2, "record_version": 4, "overrides": {"seed": 1},
+          "final_test_acc_without_tta": 0.84}  # fmt: skip
+    assert Run.from_json(v4).final("test_acc_without_tta") == 0.84
+    assert Run.from_json({}).headline is None and Run.from_json({}).record_version == 1

@@ -31,21 +31,25 @@ from cnnexp.schema import (
     headline_columns,
 )
 
-# The columns of runs.csv taken from each run's record (cnnexp.schema defines them).
-METRIC_COLUMNS = [
-    "status",
-    *headline_columns(),
-    "model",
-    "parameters",
-    "macs",
-    "epochs",
-    "device",
-    "precision",
-    "world_size",
-    "train_images",
-    "test_images",
-    "error",
-]
+
+def metric_columns() -> list[str]:
+    """The columns of runs.csv taken from each run's record (cnnexp.schema defines them)."""
+    return [
+        "status",
+        *headline_columns(),
+        "model",
+        "parameters",
+        "macs",
+        "epochs",
+        "device",
+        "precision",
+        "world_size",
+        "train_images",
+        "test_images",
+        "error",
+    ]
+
+
 REPLICATE = "seed"  # the factor that repeats a configuration; summaries average over it
 USABLE = COMPLETED  # the one status whose runs enter means and verdicts
 # Every status a run can have in runs.csv, in the order the tables count them: the record's
@@ -146,7 +150,7 @@ def read_run(run: Path) -> dict[str, Any]:
         record.status, record.error = NOT_TRAINED, reason
     flat = record.to_json()
     row: dict[str, Any] = {"run": str(run), **_overrides(run, record)}
-    row.update({k: flat.get(k) for k in METRIC_COLUMNS})
+    row.update({k: flat.get(k) for k in metric_columns()})
     commit = record.git_commit or ""
     row["git_commit"] = commit.removesuffix("-dirty") or None
     row["uncommitted_changes"] = commit.endswith("-dirty") if commit else None
@@ -193,7 +197,7 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     roles = runs["config"].map(lambda c: (c.get("study") or {}).get("role") if c else None)
     check = runs[roles == BUDGET_CHECK].reset_index(drop=True)
     runs = runs[roles != BUDGET_CHECK].reset_index(drop=True)
-    fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *METRIC_COLUMNS}
+    fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *metric_columns()}
     factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
     baseline = next((s["baseline"] for s in declared if s.get("baseline")), {})
     if not baseline and any(s.get("design") == "confirm" for s in declared):
@@ -279,7 +283,7 @@ def _table_row(row: dict[str, Any], kept: bool) -> dict[str, Any]:
     else:
         experiment = row.get("experiment")
         row.update(history=[], system={}, config={"study": declared_study(experiment)})
-    for key in METRIC_COLUMNS:
+    for key in metric_columns():
         row.setdefault(key, None)
     return row
 
