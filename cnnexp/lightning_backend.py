@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -25,7 +25,7 @@ from cnnexp.engine import EpochStats, sum_over_ranks
 from cnnexp.errors import ConfigError
 from cnnexp.loader import DeviceLoader
 from cnnexp.precision import Precision
-from cnnexp.trainer import EpochEnd, TrainingState
+from cnnexp.trainer import EpochEnd, Trainer, TrainingState
 
 try:
     import lightning as L
@@ -124,12 +124,10 @@ def _quiet_lightning() -> None:
 
 
 @dataclass
-class Lightning:
+class Lightning(Trainer):
     """`trainer=lightning`: Lightning's Trainer trains the state, resuming from the run folder."""
 
-    devices: int = 1  # processes on this machine (cnnexp.__main__ starts torchrun for N > 1)
-    compile: bool = False
-    checkpoint: str = "lightning.ckpt"
+    checkpoint: ClassVar[str] = "lightning.ckpt"
 
     def __post_init__(self) -> None:
         if self.compile:
@@ -138,22 +136,14 @@ class Lightning:
                 "trainer=native or compile=false"
             )
 
-    def fit(
-        self,
-        state: TrainingState,
-        loader: DeviceLoader,
-        end: EpochEnd,
-        *,
-        run_dir: Path,
-        progress: bool,
-    ) -> None:
+    def fit(self, state: TrainingState, loader: DeviceLoader, end: EpochEnd) -> None:
         _quiet_lightning()
-        path = run_dir / self.checkpoint
+        path = self.path
         resumed = path.exists()
         end.start(fresh=not resumed)
-        trainer = _trainer(end.epochs, path, loader, state.precision, end, progress)
+        trainer = _trainer(end.epochs, path, loader, state.precision, end, self.progress)
         if resumed and trainer.is_global_zero:
-            log.info("resuming %s from %s", run_dir, path.name)
+            log.info("resuming %s from %s", self.run_dir, path.name)
         trainer.fit(
             Classifier(state, loader), train_dataloaders=loader, ckpt_path=path if resumed else None
         )

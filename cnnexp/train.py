@@ -151,7 +151,9 @@ def _train(
         return done
     is_main = rank == 0
     with RunRecord(cfg, run_dir, job, device, world, is_main, config_hash) as record:
-        trainer = build(cfg.trainer, compile=cfg.compile)
+        trainer = build(
+            cfg.trainer, compile=cfg.compile, run_dir=str(run_dir), progress=_progress(cfg, is_main)
+        )
         seed_everything(cfg.seed)
         # Our input shapes are fixed, so cuDNN's one-time search for the fastest kernels pays.
         torch.backends.cudnn.benchmark = device.type == "cuda"
@@ -159,8 +161,7 @@ def _train(
         data = _loaders(cfg, device, rank, world, bool(channels_last))
         _note_data(record.run, data)
         model = _model(cfg, data, device, bool(channels_last), record)
-        checkpoint = run_dir / trainer.checkpoint
-        precision = _choose_precision(cfg, device, model, data.train, is_main, checkpoint)
+        precision = _choose_precision(cfg, device, model, data.train, is_main, trainer.path)
         record.run.precision, record.run.precision_reason = precision.name, precision.reason
         state = _training_state(cfg, model, precision, len(data.train), config_hash)
         state.history = record.run.history  # one list: what the state resumes, the record shows
@@ -174,7 +175,7 @@ def _train(
             max_loss=cfg.max_loss,
             probe=_probe(data, cfg.tracking.feature_map_images),
         )
-        trainer.fit(state, data.train, end, run_dir=run_dir, progress=_progress(cfg, is_main))
+        trainer.fit(state, data.train, end)
         record.run.backend = distributed.backend()  # Lightning may have set one up
         _finish(cfg, job, state, end, data, record)
     return record.run.to_json()

@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -186,41 +186,34 @@ class EpochEnd:
         }
 
 
-class Trainer(Protocol):
-    """A training loop: `fit` trains `state` to the run's last epoch, calling `end` after each
-    epoch, and checkpoints `state` into the run folder so that a run started again resumes."""
-
-    checkpoint: str  # the file in the run folder that holds the state
-
-    def fit(
-        self,
-        state: TrainingState,
-        loader: DeviceLoader,
-        end: EpochEnd,
-        *,
-        run_dir: Path,
-        progress: bool,
-    ) -> None: ...
-
-
 @dataclass
-class Native:
-    """`trainer=native`: our own loop. DDP under torchrun, optional compile, resume from the run
-    folder, then an epoch at a time with a checkpoint after each."""
+class Trainer:
+    """A training loop, made from `conf/trainer/<name>.yaml` with the run's folder and whether
+    to show progress: `fit` trains `state` to the run's last epoch, calling `end` after each
+    epoch, and checkpoints `state` into `path` so that a run started again resumes."""
 
     devices: int = 1  # processes on this machine (cnnexp.__main__ starts torchrun for N > 1)
     compile: bool = False
-    checkpoint: str = "checkpoint.pt"
+    run_dir: str = "."
+    progress: bool = False
+    checkpoint: ClassVar[str]  # the file in the run folder that holds the state
 
-    def fit(
-        self,
-        state: TrainingState,
-        loader: DeviceLoader,
-        end: EpochEnd,
-        *,
-        run_dir: Path,
-        progress: bool,
-    ) -> None:
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir) / self.checkpoint
+
+    def fit(self, state: TrainingState, loader: DeviceLoader, end: EpochEnd) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Native(Trainer):
+    """`trainer=native`: our own loop. DDP under torchrun, optional compile, resume from the run
+    folder, then an epoch at a time with a checkpoint after each."""
+
+    checkpoint: ClassVar[str] = "checkpoint.pt"
+
+    def fit(self, state: TrainingState, loader: DeviceLoader, end: EpochEnd) -> None:
         model = state.model
         train_model = model
         if distributed.active():  # under torchrun, even as one process
@@ -230,12 +223,15 @@ class Native:
             )
         if self.compile:
             train_model = torch.compile(train_model)
-        path = run_dir / self.checkpoint
+        path = self.path
         if path.exists():
-            state.load(load_checkpoint(path), f"the checkpoint in {run_dir}")
+            state.load(load_checkpoint(path), f"the checkpoint in {self.run_dir}")
             if end.record.is_main:
                 log.info(
-                    "resuming %s from epoch %d of %d", run_dir, state.epochs_done + 1, end.epochs
+                    "resuming %s from epoch %d of %d",
+                    self.run_dir,
+                    state.epochs_done + 1,
+                    end.epochs,
                 )
         end.start(fresh=state.epochs_done == 0)
         for epoch in range(state.epochs_done, end.epochs):
@@ -253,7 +249,7 @@ class Native:
                 ema=state.ema,
                 lookahead=state.lookahead,
                 scaler=state.scaler,
-                progress=progress,
+                progress=self.progress,
                 desc=f"epoch {epoch + 1}/{end.epochs}",
             )
             end(epoch, trained, lr)

@@ -204,13 +204,7 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
         baseline = reference_levels(declared[0])  # a confirmation is measured from the reference
     baseline = {k: str(v) for k, v in flatten(baseline).items() if k in factors}
     study = Study(
-        name=name,
-        root=root,
-        runs=runs,
-        factors=factors,
-        baseline=baseline,
-        check=check if len(check) else None,
-        note=note,
+        name, root, runs, factors, baseline, check=check if len(check) else None, note=note
     )
     tuned = study.setting("tune")
     return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
