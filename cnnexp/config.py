@@ -194,7 +194,7 @@ class Config:
     compile: bool
     label_smoothing: float
     eval_batch_size: int
-    tta: str
+    tta: Any  # a test-time augmentation of cnnexp.engine (conf/tta/)
     ema: float | None
     lookahead: bool
     norm_bias_lr: float
@@ -227,9 +227,7 @@ def register() -> None:
             store.store(group=f"schema/{group}", name=name, node=node)
 
 
-# The names of the test-time augmentations (cnnexp.engine.TTA runs them) and what
-# data.augment.flip can be: every epoch, never, or every other epoch (cnnexp.loader).
-TTA_NAMES = ("none", "flip", "flip_translate")
+# What data.augment.flip can be: every epoch, never, or every other epoch (cnnexp.loader).
 FLIPS = (True, False, "alternate")
 # Text keys with a fixed set of values (booleans are typed by the schema).
 CHOICES = {
@@ -237,7 +235,6 @@ CHOICES = {
     "precision": ("auto", "bf16", "fp16", "fp32"),
     "channels_last": ("auto", True, False),
     "progress": ("auto", True, False),
-    "tta": TTA_NAMES,
     # What a search maximises: never a test metric, so the test set decides nothing.
     "objective": ("final_val_acc", "best_val_acc"),
 }

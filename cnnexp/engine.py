@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cnnexp.config import TTA_NAMES
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
 
@@ -109,27 +108,41 @@ def train_one_epoch(
     return tally.stats()
 
 
-def _plain(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return model(x)
+class Plain:
+    """Test-time augmentation by the config's `tta` group (conf/tta/): each a callable
+    (model, images) -> logits. This one, `tta=none`: each test image once."""
+
+    passes = 1  # forward passes per image
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
 
 
-def _mirror(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Logits averaged over each image and its mirror image."""
-    return 0.5 * (model(x) + model(x.flip(3)))
+class Mirror(Plain):
+    """`tta=flip`: logits averaged over each image and its mirror image."""
+
+    passes = 2
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (model(x) + model(x.flip(3)))
 
 
-def _mirror_translate(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Half the mirror average, half that of the image shifted one pixel up-left and down-right
-    (reflect-padded), as airbench94 tests: six forward passes per image."""
-    h, w = x.shape[2:]
-    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    shifted = [padded[:, :, :h, :w], padded[:, :, 2 : h + 2, 2 : w + 2]]
-    translated = torch.stack([_mirror(model, s) for s in shifted])
-    return 0.5 * _mirror(model, x) + 0.5 * translated.mean(0)
+class MirrorTranslate(Mirror):
+    """`tta=flip_translate`: half the mirror average, half that of the image shifted one pixel
+    up-left and down-right (reflect-padded), as airbench94 tests: six forward passes per image."""
+
+    passes = 6
+
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        shifted = [padded[:, :, :h, :w], padded[:, :, 2 : h + 2, 2 : w + 2]]
+        mirror = super().__call__
+        translated = torch.stack([mirror(model, s) for s in shifted])
+        return 0.5 * mirror(model, x) + 0.5 * translated.mean(0)
 
 
-# Test-time augmentation by name (the config's `tta`).
-TTA = dict(zip(TTA_NAMES, (_plain, _mirror, _mirror_translate), strict=True))
+PLAIN = Plain()
 
 
 @torch.no_grad()
@@ -139,7 +152,7 @@ def evaluate(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     autocast: Callable[[], AbstractContextManager],
     *,
-    tta: str = "none",
+    tta: Plain = PLAIN,
     keep_predictions: bool = False,
 ) -> EpochStats:
     """Loss and accuracy over the whole split (all ranks' shards together); with
@@ -148,7 +161,7 @@ def evaluate(
     tally = _Tally(loader.device, keep=keep_predictions)
     for x, y in loader:
         with autocast():
-            logits = TTA[tta](model, x)
+            logits = tta(model, x)
         tally.add(loss_fn(logits.float(), y), logits, y)
     return tally.stats()
 
@@ -158,9 +171,9 @@ def predict(
     model: nn.Module,
     loader: DeviceLoader,
     autocast: Callable[[], AbstractContextManager],
-    tta: str = "none",
+    tta: Plain = PLAIN,
 ) -> torch.Tensor:
     """Predicted class of every image of `loader`, in order, on the CPU (this process only)."""
     model.eval()
     with autocast():
-        return torch.cat([TTA[tta](model, x).argmax(1) for x, _ in loader]).cpu()
+        return torch.cat([tta(model, x).argmax(1) for x, _ in loader]).cpu()

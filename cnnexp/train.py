@@ -171,7 +171,7 @@ def _train(
             test=data.test,
             val=data.val,
             epochs=cfg.epochs,
-            tta=cfg.tta,
+            tta=build(cfg.tta),
             max_loss=cfg.max_loss,
             probe=_probe(data, cfg.tracking.feature_map_images),
         )
@@ -293,7 +293,7 @@ def _test_predictions(
     if end.predictions is None:
         alone = {**data.args, "rank": 0, "world_size": 1}
         whole = DeviceLoader(data.test_set, batch_size=cfg.eval_batch_size, train=False, **alone)
-        return predict(state.eval_model, whole, state.precision.autocast, cfg.tta)
+        return predict(state.eval_model, whole, state.precision.autocast, end.tta)
     shards = distributed.gather(end.predictions)
     predictions = torch.empty(len(data.test_set), dtype=torch.long)
     for rank, shard in enumerate(shards):

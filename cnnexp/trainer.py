@@ -25,7 +25,7 @@ from cnnexp.checkpoint import (
     save_checkpoint,
     set_rng_states,
 )
-from cnnexp.engine import EpochStats, evaluate, train_one_epoch
+from cnnexp.engine import PLAIN, EpochStats, Plain, evaluate, train_one_epoch
 from cnnexp.errors import ConfigError, DivergedError
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
@@ -34,6 +34,9 @@ from cnnexp.record import RunRecord
 from cnnexp.schema import WITHOUT, Epoch
 
 log = logging.getLogger(__name__)
+
+
+SAVED = ("model", "optimizer", "scheduler", "epoch", "history", "rng")  # in every state_dict
 
 
 def _state(part: Any) -> Any:
@@ -86,6 +89,12 @@ class TrainingState:
         """Take back what `state_dict` saved (`where`: the checkpoint, for the refusal of one
         saved by another config)."""
         refuse_other_config(saved.get("config_hash"), self.config_hash, where)
+        missing = sorted(set(SAVED) - set(saved))
+        if missing:  # a Lightning checkpoint of before this layout kept only part of it
+            raise ConfigError(
+                f"{where} lacks {', '.join(missing)}: an older cnnexp wrote it. Delete it to "
+                "train the run afresh"
+            )
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -112,7 +121,7 @@ class EpochEnd:
     test: DeviceLoader
     val: DeviceLoader | None
     epochs: int
-    tta: str  # the last epoch's test-time augmentation
+    tta: Plain  # the last epoch's test-time augmentation (conf/tta/)
     max_loss: float
     probe: torch.Tensor  # the fixed test images whose feature maps TensorBoard shows
     test_loss: nn.Module = field(default_factory=nn.CrossEntropyLoss)
@@ -132,7 +141,7 @@ class EpochEnd:
         # Test-time augmentation multiplies the cost of a test pass (up to 6x): only the last
         # epoch pays for it; earlier epochs' accuracy is the network's own.
         last = epoch + 1 == self.epochs
-        tta = self.tta if last else "none"
+        tta = self.tta if last else PLAIN
         # The last test pass keeps its predictions for the end-of-run pictures.
         tested = self._evaluate(self.state.eval_model, self.test, tta, keep=last)
         validated = self._evaluate(self.state.eval_model, self.val, tta) if self.val else None
@@ -165,7 +174,7 @@ class EpochEnd:
         return row
 
     def _evaluate(
-        self, model: nn.Module, loader: DeviceLoader, tta: str, keep: bool = False
+        self, model: nn.Module, loader: DeviceLoader, tta: Plain, keep: bool = False
     ) -> EpochStats:
         autocast = self.state.precision.autocast
         return evaluate(model, loader, self.test_loss, autocast, tta=tta, keep_predictions=keep)
@@ -176,8 +185,8 @@ class EpochEnd:
         the report measures the option in pairs rather than by training it again."""
         state = self.state
         variants = {}  # option -> (the network to test, its test-time augmentation)
-        if self.tta != "none":
-            variants["tta"] = (state.eval_model, "none")
+        if self.tta.passes > 1:
+            variants["tta"] = (state.eval_model, PLAIN)
         if state.ema is not None:
             variants["ema"] = (state.model, self.tta)
         return {

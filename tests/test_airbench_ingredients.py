@@ -7,7 +7,7 @@ from conftest import TINY, make_config
 from torch import nn
 
 from cnnexp.data import make_synthetic
-from cnnexp.engine import TTA
+from cnnexp.engine import Mirror, MirrorTranslate
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
 from cnnexp.models.whitened_resnet import WhitenedResNet
@@ -53,10 +53,10 @@ def test_mirror_translate_tta_is_six_passes_and_exact_for_a_symmetric_model():
         return x.mean(dim=(2, 3))
 
     x = torch.rand(4, 3, 8, 8)
-    assert torch.allclose(TTA["flip"](mean_colour, x), x.mean(dim=(2, 3)))
+    assert torch.allclose(Mirror()(mean_colour, x), x.mean(dim=(2, 3)))
     calls.clear()
-    TTA["flip_translate"](mean_colour, x)
-    assert len(calls) == 6
+    MirrorTranslate()(mean_colour, x)
+    assert len(calls) == MirrorTranslate.passes == 6
 
 
 def test_identity_init_passes_the_first_channels_through():
@@ -107,7 +107,7 @@ def test_lookahead_pulls_towards_the_slow_weights_and_adopts_them_at_the_end():
 def test_cifar10_cpu_preset_composes_and_trains_on_synthetic_data(tmp_path):
     cfg = make_config("+experiment=cifar10_cpu", *TINY, "model.width_mult=0.125",
                       "data.synthetic.noise=0.5", "tracking.images_every=0")  # fmt: skip
-    assert cfg.tta == "flip_translate" and cfg.norm_bias_lr == 64.0
+    assert cfg.tta._target_ == "cnnexp.engine.MirrorTranslate" and cfg.norm_bias_lr == 64.0
     assert cfg.optimizer._target_ == "cnnexp.muon.Muon" and cfg.data.augment.translate == 2
     metrics = train(cfg, tmp_path)
     assert metrics["status"] == "completed" and metrics["final_test_acc"] > 0.5

@@ -160,7 +160,8 @@ def test_records_of_every_version_read_as_typed_data():
     row = {"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "test_loss": 0.4, "test_acc": 0.85,
            "lr": 0.1, "train_seconds": 2.0, "test_seconds": 0.1, "images_per_second": 500.0,
            "images": 1000}  # fmt: skip
-    v2 = {"record_version": 2, "status": "completed", "overrides": ["seed=1", "model.widths=[8,16]"],
+    v2 = {"record_version": 2, "status": "completed",
+          "overrides": ["seed=1", "model.widths=[8,16]"],
           "history": [row], "final_test_acc": 0.85, "final_train_loss": 0.5, "epochs_done": 1,
           "train_seconds": 2.0, "images_per_second": 500.0, "wall_seconds": 3.0,
           "a_key_from_elsewhere": [1, 2]}  # fmt: skip

@@ -32,7 +32,7 @@ RECIPE = {  # the report's name -> where it is in a run's config
     "label smoothing": "label_smoothing",
     "batch norm": "model.batch_norm",
     "weight averaging (ema)": "ema",
-    "test-time augmentation": "tta",
+    "test-time augmentation": "tta._target_",
     "model": "model._target_",
     "training loop": "trainer._target_",
 }
