@@ -144,9 +144,11 @@ class Lightning(Trainer):
         trainer = _trainer(end.epochs, path, loader, state.precision, end, self.progress)
         if resumed and trainer.is_global_zero:
             log.info("resuming %s from %s", self.run_dir, path.name)
-        trainer.fit(
-            Classifier(state, loader), train_dataloaders=loader, ckpt_path=path if resumed else None
-        )
+        # Our state rides in the checkpoint (random states, the precision): our own file, so
+        # full unpickling is safe, as cnnexp.checkpoint.load_checkpoint says.
+        ckpt_path = path if resumed else None
+        module = Classifier(state, loader)
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=False)
 
 
 def _trainer(

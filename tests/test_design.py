@@ -177,7 +177,16 @@ def test_a_design_with_too_few_factors_for_its_generators_is_refused():
     ]
 
 
-@pytest.mark.parametrize("experiment", ["factorial", "factorial_mnist", "factorial_gpu"])
+@pytest.mark.parametrize(
+    "experiment",
+    [
+        "factorial",
+        "factorial_mnist",
+        "factorial_gpu",
+        "ablation_factorial",
+        "ablation_factorial_gpu",
+    ],
+)
 def test_every_design_point_of_each_factorial_study_composes_and_builds(experiment):
     """The design's corners and a middle point of each study compose, validate and build a
     network (the end-to-end test above runs all 16 of the CIFAR-10 study)."""
