@@ -174,10 +174,12 @@ def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
 def _evaluation_only(study: Study, usable: pd.DataFrame) -> list[str]:
     """What the headline figure owes to the evaluation-only options (same networks, same run)."""
     config = flatten(usable["config"].iloc[0])
+    choices = usable["choices"].iloc[0] if "choices" in usable else None
     said = []
     for option, what in (("tta", "test-time augmentation"), ("ema", "a weight average")):
         column = f"final_test_acc_without_{option}"
-        setting = config.get(option)
+        # tta is a group (its choice names it), ema a value; older runs had tta as a value
+        setting = (choices or {}).get(option, config.get(option))
         if setting in (None, "none", False) or column not in usable:
             continue
         without = pd.to_numeric(usable[column], errors="coerce").mean()

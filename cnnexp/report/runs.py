@@ -67,7 +67,7 @@ COUNT_COLUMNS = {
 BUDGET_CHECK = "budget_check"  # the study.role of the runs that check the baseline's budget
 CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
 LOSS_MARGIN = 0.05  # a final training loss within this many nats of ln(classes) is chance
-OBJECTS = ("history", "system", "config")  # per-run objects: JSON in runs.csv
+OBJECTS = ("history", "system", "config", "choices")  # per-run objects: JSON in runs.csv
 HIDDEN = (*OBJECTS, "study")  # not shown as columns
 
 
@@ -157,6 +157,7 @@ def read_run(run: Path) -> dict[str, Any]:
     row["history"] = flat["history"]
     row["system"] = record.system or {}
     row["config"] = config
+    row["choices"] = record.choices  # Hydra's group choices (tta=flip), which a config lacks
     return row
 
 
@@ -276,7 +277,7 @@ def _table_row(row: dict[str, Any], kept: bool) -> dict[str, Any]:
         row["history"] = row["history"] or []
     else:
         experiment = row.get("experiment")
-        row.update(history=[], system={}, config={"study": declared_study(experiment)})
+        row.update(history=[], system={}, choices={}, config={"study": declared_study(experiment)})
     for key in metric_columns():
         row.setdefault(key, None)
     return row
