@@ -254,6 +254,7 @@ def _training_state(
         ema=ema,
         lookahead=Lookahead(model, total_steps) if cfg.lookahead else None,
         scaler=precision.scaler(),
+        config=OmegaConf.to_container(cfg),
     )
 
 

@@ -59,6 +59,8 @@ class TrainingState:
     lookahead: Lookahead | None = None
     scaler: torch.amp.GradScaler | None = None
     history: list[Epoch] = field(default_factory=list)  # the run record's, one row per epoch
+    # the composed config, so that a checkpoint read alone can build its network again
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def epochs_done(self) -> int:
@@ -82,6 +84,7 @@ class TrainingState:
             "epoch": self.epochs_done - 1,  # the last finished epoch, counted from 0
             "history": [row.to_json() for row in self.history],
             "config_hash": self.config_hash,
+            "config": self.config,
             "rng": rng_states(),
         }
 
