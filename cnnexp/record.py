@@ -10,9 +10,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import torch
-from omegaconf import DictConfig
-
 from cnnexp.environment import environment, nvidia_smi
 from cnnexp.errors import CnnexpError, DivergedError
 from cnnexp.files import atomic_write_json
@@ -49,40 +46,22 @@ class RunRecord:
     the run on record as running from the start and, whatever happens, leaves the right status
     (completed, diverged, interrupted or failed, with the error) and closes what it opened."""
 
-    def __init__(
-        self,
-        cfg: DictConfig,
-        run_dir: Path,
-        job: dict[str, Any],
-        device: torch.device,
-        world: int,
-        is_main: bool,
-        config_hash: str,
-    ):
-        self.run_dir, self.is_main = run_dir, is_main
+    def __init__(self, run: Run, run_dir: Path, tracking: Any, is_main: bool):
+        """`run`: the record so far (what ran, on what); `tracking`: the config's `tracking`
+        node, what TensorBoard and the system monitor keep (conf/config.yaml)."""
+        self.run, self.run_dir, self.is_main = run, run_dir, is_main
         self.start = time.perf_counter()
         env = environment()
-        self.run = Run(
-            device=str(device),
-            world_size=world,
-            seed=cfg.seed,
-            epochs=cfg.epochs,
-            config_hash=config_hash,
-            choices=job.get("choices", {}),
-            overrides=job.get("overrides", {}),
-            git_commit=env["git_commit"],
-            torch=env["torch"],
-            cuda=env["cuda"],
-        )
-        self.tracker = Tracker(run_dir, enabled=is_main, settings=cfg.tracking, epochs=cfg.epochs)
+        run.git_commit, run.torch, run.cuda = env["git_commit"], env["torch"], env["cuda"]
+        self.tracker = Tracker(run_dir, enabled=is_main, settings=tracking, epochs=run.epochs)
         self.monitor = None
         if is_main:
             atomic_write_json(env, run_dir / ENVIRONMENT)
             smi = nvidia_smi()
             if smi:
                 (run_dir / NVIDIA_SMI).write_text(smi)
-            if cfg.tracking.monitor_interval > 0:
-                interval = cfg.tracking.monitor_interval
+            if tracking.monitor_interval > 0:
+                interval = tracking.monitor_interval
                 self.monitor = SystemMonitor(run_dir / SYSTEM, interval, self.tracker.scalar)
                 self.monitor.start()
 

@@ -150,7 +150,16 @@ def _train(
     if done is not None:
         return done
     is_main = rank == 0
-    with RunRecord(cfg, run_dir, job, device, world, is_main, config_hash) as record:
+    run = Run(
+        device=str(device),
+        world_size=world,
+        seed=cfg.seed,
+        epochs=cfg.epochs,
+        config_hash=config_hash,
+        choices=job.get("choices", {}),
+        overrides=job.get("overrides", {}),
+    )
+    with RunRecord(run, run_dir, cfg.tracking, is_main) as record:
         trainer = build(
             cfg.trainer, compile=cfg.compile, run_dir=str(run_dir), progress=_progress(cfg, is_main)
         )

@@ -9,6 +9,9 @@
 #   bash docs/make.sh factorial-mnist   # the factorial study on MNIST, its budget check and
 #                               # the confirmation of the network it predicts best, then its
 #                               # report (about 20 minutes on two CPU cores)
+#   bash docs/make.sh ablation-factorial   # the factorial ablation of cifar10_cpu's recipe,
+#                               # its budget check and confirmation, then its report (about an
+#                               # hour on two AVX2 cores)
 #   bash docs/make.sh tables    # the reports again from the runs.csv each report here keeps
 #                               # (no run folders needed; final numbers only for tables written
 #                               # before the tables kept configs and curves)
@@ -64,7 +67,8 @@ reports() {  # from the run folders, each study with its budget check
 # table its report in docs/ keeps.
 lab() {
   local inputs=(outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu)
-  for name in pooling-mnist pooling-cifar10 architecture-cifar10 ablation-cifar10 factorial-mnist; do
+  for name in pooling-mnist pooling-cifar10 architecture-cifar10 ablation-cifar10 factorial-mnist \
+      ablation-factorial; do
     if [ -d "multirun/docs/$name" ]; then
       inputs+=("multirun/docs/$name")
       for part in check confirm; do
@@ -114,10 +118,12 @@ factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and doc
 case "$what" in
   factorial-mnist) factorial factorial_mnist factorial-mnist \
       "The lab's factors as one factorial design: a LeNet-shaped convnet on MNIST" ;;
+  ablation-factorial) factorial ablation_factorial ablation-factorial \
+      "Which strategies improved our network: the cifar10_cpu recipe's ingredients as one factorial design" ;;
   runs) runs ;;
   reports) reports ;;
   tables) tables ;;
   lab) lab ;;
   all) runs; reports ;;
-  *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables, lab, factorial-mnist or all" >&2; exit 2 ;;
+  *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables, lab, factorial-mnist, ablation-factorial or all" >&2; exit 2 ;;
 esac

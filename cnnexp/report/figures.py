@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -226,14 +227,20 @@ def effects_figure(effects, path: Path) -> Path:
     return _save(fig, path)
 
 
+LABEL_CHARS = 48  # a group's label wraps after this many characters
+
+
 def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
     """Without a baseline: each group's seeds as dots and its mean with a 95% t interval
     (groups of several runs only: one run is a number, in the table)."""
-    labels = [  # keys by their last part (kernel_size=5): the labels must leave room for dots
-        ", ".join(f"{f.rsplit('.', 1)[-1]}={r[f]}" for f in factors) or "all runs"
+    labels = [  # keys by their last part (kernel_size=5), wrapped: room is left for the dots
+        textwrap.fill(", ".join(f"{f.rsplit('.', 1)[-1]}={r[f]}" for f in factors), LABEL_CHARS)
+        or "all runs"
         for _, r in summary.iterrows()
     ]
-    fig, ax = plt.subplots(figsize=(WIDTH, 1.0 + 0.34 * len(labels)), layout="constrained")
+    lines = max(label.count("\n") + 1 for label in labels)
+    height = 1.0 + (0.2 + 0.14 * lines) * len(labels)
+    fig, ax = plt.subplots(figsize=(WIDTH, height), layout="constrained")
     for y, (_, row) in enumerate(summary.iterrows()):
         values = 100 * np.asarray(row["values"], float)
         ax.plot(values, [y] * len(values), "o", color="#4c72b0", alpha=0.7, ms=4)
