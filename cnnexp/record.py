@@ -35,12 +35,6 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def read_record(run_dir: Path) -> Run | None:
-    """The run's record as typed data (any record version), or None where there is none."""
-    record = read_metrics(run_dir)
-    return Run.from_json(record) if record is not None else None
-
-
 class RunRecord:
     """metrics.json, TensorBoard and the system monitor of one run. As a context manager it puts
     the run on record as running from the start and, whatever happens, leaves the right status
