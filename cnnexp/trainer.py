@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -199,7 +200,7 @@ class EpochEnd:
 
 
 @dataclass
-class Trainer:
+class Trainer(ABC):
     """A training loop, made from `conf/trainer/<name>.yaml` with the run's folder and whether
     to show progress: `fit` trains `state` to the run's last epoch, calling `end` after each
     epoch, and checkpoints `state` into `path` so that a run started again resumes."""
@@ -214,8 +215,9 @@ class Trainer:
     def path(self) -> Path:
         return Path(self.run_dir) / self.checkpoint
 
+    @abstractmethod
     def fit(self, state: TrainingState, loader: DeviceLoader, end: EpochEnd) -> None:
-        raise NotImplementedError
+        """Train `state` to `end.epochs`, resuming from `path` where it exists."""
 
 
 @dataclass
