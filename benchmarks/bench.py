@@ -37,7 +37,7 @@ from cnnexp.environment import cpu_flags, cpu_has_bf16, environment, isa_caps
 from cnnexp.loader import DeviceLoader
 from cnnexp.precision import Precision, choose, step_timer
 from cnnexp.report.curves import time_to
-from cnnexp.train import build, build_model, build_optimizer, train
+from cnnexp.train import build, build_model, build_optimizer, train, use_channels_last
 
 WARMUP_STEPS = 5  # untimed steps before each window: allocations, oneDNN kernel choice
 TEXTBOOK_BATCH = 64  # the PyTorch tutorials' DataLoader batch size
@@ -154,13 +154,15 @@ def our_rate(
     training images after WARMUP_STEPS steps, in the given precision."""
     cfg = config(f"device={device.type}")
     d = cfg.data
-    model = lenet(cfg).to(device)
+    channels_last = use_channels_last(cfg.channels_last, device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = lenet(cfg).to(device, memory_format=layout)
     optimizer = build_optimizer(cfg.optimizer, model, cfg.norm_bias_lr)
 
     def window(n: int):
         subset = ImageTensorDataset(train_set.images[:n], train_set.labels[:n], [])
         loader = DeviceLoader(subset, batch_size=batch, device=device, mean=list(d.mean),
-                              std=list(d.std), train=True)  # fmt: skip
+                              std=list(d.std), train=True, channels_last=channels_last)  # fmt: skip
         schedule = build(cfg.schedule)(optimizer, total_steps=len(loader))
         return train_one_epoch(model, loader, optimizer, schedule, nn.CrossEntropyLoss(), autocast)
 

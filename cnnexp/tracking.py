@@ -173,9 +173,10 @@ def feature_maps(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Tens
     outputs: dict[str, torch.Tensor] = {}
 
     def keep(name: str, pool: bool):
-        def hook(_module, inputs, out):
+        def hook(module, inputs, out):
             if pool:
-                outputs[name + BEFORE_POOL] = inputs[0].detach().float().cpu().clone()
+                before = getattr(module, "pool_input", lambda x: x)(inputs[0])
+                outputs[name + BEFORE_POOL] = before.detach().float().cpu().clone()
             outputs[name] = out.detach().float().cpu().clone()
 
         return hook

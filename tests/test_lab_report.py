@@ -54,7 +54,8 @@ def test_layer_table_of_lenet5_has_its_shapes():
     rows = table.set_index("layer")
     assert rows.loc["features.0", "output shape"] == "6 × 28 × 28"
     assert rows.loc["features.0", "parameters"] == 6 * (25 + 1)
-    assert rows.loc["features.2", "output shape"] == "6 × 14 × 14"
+    assert rows.loc["features.1", "output shape"] == "6 × 14 × 14"  # S2: ReLU and max pool, fused
+    assert rows.loc["features.1", "type"] == "ActivatedMaxPool2d"
     assert rows.loc["classifier.5", "output shape"] == "10"
     assert rows.loc["total", "parameters"] == 61_706
 

@@ -9,7 +9,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from cnnexp.errors import ModelError
-from cnnexp.train import build_model, train
+from cnnexp.models import ActivatedMaxPool2d
+from cnnexp.train import build_model, train, use_channels_last
 
 
 def build(*overrides: str, data: str = "cifar10") -> nn.Module:
@@ -79,8 +80,52 @@ def test_activation_and_pool_come_from_their_groups():
     assert sum(isinstance(m, nn.AvgPool2d) for m in net.modules()) == 3
 
 
+def textbook_lenet(activation: type[nn.Module], pool: type[nn.Module]) -> nn.Sequential:
+    """LeNet-5 in the textbook order: each conv, then its activation, then the pool."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5), activation(), pool(2, 2), nn.Conv2d(6, 16, 5), activation(), pool(2, 2),
+        nn.Flatten(), nn.Linear(400, 120), activation(), nn.Linear(120, 84), activation(),
+        nn.Linear(84, 10),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("activation", "fused"),
+    [("relu", True), ("leaky_relu", True), ("elu", True), ("sigmoid", True), ("tanh", True),
+     ("gelu", False), ("silu", False), ("mish", False)],
+)  # fmt: skip
+@pytest.mark.parametrize("pool", ["max", "avg"])
+def test_lenet_pools_before_a_non_decreasing_activation_with_the_textbook_result(
+    activation, fused, pool
+):
+    """Max pooling commutes with a non-decreasing activation, so LeNet-5 pools first there (less
+    work) and gives the textbook order's outputs and gradients; elsewhere it keeps that order."""
+    net = build_model(make_config(f"activation={activation}", f"pool={pool}"))
+    fused = fused and pool == "max"
+    assert any(isinstance(m, ActivatedMaxPool2d) for m in net.modules()) == fused
+    act_type = type(instantiate(make_config(f"activation={activation}").activation)())
+    textbook = textbook_lenet(act_type, nn.MaxPool2d if pool == "max" else nn.AvgPool2d)
+    ours = [p for p in net.parameters()]
+    for mine, theirs in zip(ours, textbook.parameters(), strict=True):
+        theirs.data.copy_(mine.data)
+    x = torch.randn(16, 1, 32, 32)
+    out, expected = net(x), textbook(x)
+    torch.testing.assert_close(out, expected)
+    out.square().sum().backward()
+    expected.square().sum().backward()
+    for mine, theirs in zip(ours, textbook.parameters(), strict=True):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+def test_channels_last_auto_is_nhwc_where_the_conv_kernels_prefer_it():
+    assert use_channels_last("auto", torch.device("cpu"))
+    assert use_channels_last("auto", torch.device("cuda"))
+    assert not use_channels_last("auto", torch.device("mps"))
+    assert not use_channels_last(False, torch.device("cpu"))
+
+
 def test_network_that_shrinks_away_is_refused_with_layer_and_size():
-    with pytest.raises(ModelError, match=r"layer \d+ \(MaxPool2d\) gets a 128x1x1"):
+    with pytest.raises(ModelError, match=r"layer \d+ \(ActivatedMaxPool2d\) gets a 128x1x1"):
         build("model.widths=[16,32,64,64,128,128]")
 
 

@@ -11,6 +11,7 @@ import torch
 from conftest import TINY, make_config
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cnnexp.models import ActivatedMaxPool2d
 from cnnexp.monitor import SystemMonitor
 from cnnexp.tracking import feature_maps
 from cnnexp.train import train
@@ -46,7 +47,7 @@ def test_pictures_of_the_network(run):
     feature_tags = {t for t in images if t.startswith("features/")}
     # Two stages of two convs and a pool each: 4 conv and 2 pool outputs, and each pool's input.
     assert len(feature_tags) == 8
-    assert {"features/features.6:input", "features/features.6"} <= feature_tags
+    assert {"features/features.5:input", "features/features.5"} <= feature_tags
     assert {"test/confusion_matrix", "test/misclassified"} <= images
     # Pictures at the start (step 0) and after each epoch.
     assert [e.step for e in events.Images("filters/first_conv")] == [0, 1, 2]
@@ -140,3 +141,19 @@ def test_run_goes_on_without_nvml(tmp_path, monkeypatch):
         make_config(*TINY, "epochs=1", "tracking.monitor_interval=0.05"), tmp_path / "r"
     )
     assert metrics["status"] == "completed"
+
+
+def test_a_fused_pool_is_pictured_as_the_textbook_order():
+    """Where the pool runs before its activation (ActivatedMaxPool2d), its input is still shown
+    after the activation, as the textbook order gives it to the pool."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), ActivatedMaxPool2d(torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+    )
+    images = torch.randn(2, 1, 10, 10)
+    maps = feature_maps(model, images)
+    assert list(maps) == ["0", "1:input", "1"]
+    conv = model[0](images).detach()
+    assert (conv < 0).any()
+    assert torch.equal(maps["1:input"], conv.relu())
+    assert torch.equal(maps["1"], torch.nn.functional.max_pool2d(conv.relu(), 2))

@@ -13,6 +13,46 @@ from cnnexp.errors import ModelError
 PoolFactory = Callable[..., nn.Module]  # called as pool(kernel_size=2, stride=2)
 ActivationFactory = Callable[[], nn.Module]
 
+# Activations that never decrease: max pooling commutes with them, max(f(x)) = f(max(x)).
+NON_DECREASING = (nn.ReLU, nn.ReLU6, nn.ELU, nn.CELU, nn.Sigmoid, nn.Tanh, nn.Hardtanh)
+
+
+def non_decreasing(activation: nn.Module) -> bool:
+    if isinstance(activation, nn.LeakyReLU):
+        return activation.negative_slope >= 0
+    return isinstance(activation, NON_DECREASING)
+
+
+class ActivatedMaxPool2d(nn.MaxPool2d):
+    """A non-decreasing activation then max pooling, computed in the other order (as LeNet-5's
+    own subsampling layers did): the same values and gradients, with the activation and its
+    backward pass on a quarter of the elements, which in LeNet-5 are the largest tensors of a
+    step (benchmarks/RESULTS.md). A max pool still, so the pictures and the pooling report see
+    one; `pool_input` is what the pool gets in the textbook order."""
+
+    def __init__(self, activation: nn.Module, pool: nn.MaxPool2d):
+        super().__init__(**{key: getattr(pool, key) for key in pool.__constants__})
+        # Not a submodule: one layer, as the layer tables and pictures show it (the activations
+        # fused here hold no parameters).
+        self.__dict__["activation"] = activation
+
+    def extra_repr(self) -> str:
+        return f"{self.activation}, then {super().extra_repr()}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(super().forward(x))
+
+    def pool_input(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x)
+
+
+def activate_and_pool(activation: ActivationFactory, pool: PoolFactory) -> list[nn.Module]:
+    """A stage's activation and its 2x2 pooling, fused where the two commute."""
+    act, layer = activation(), pool(kernel_size=2, stride=2)
+    if type(layer) is nn.MaxPool2d and non_decreasing(act):
+        return [ActivatedMaxPool2d(act, layer)]
+    return [act, layer]
+
 
 def check_fits(layers: nn.Sequential, in_shape: tuple[int, int, int], network: str) -> torch.Size:
     """Run one blank image through `layers`; refuse, naming the layer, a map that shrinks away."""

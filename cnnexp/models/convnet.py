@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cnnexp.models import ActivationFactory, PoolFactory, check_fits
+from cnnexp.models import ActivationFactory, PoolFactory, activate_and_pool, check_fits
 
 
 class ConvNet(nn.Module):
@@ -45,9 +45,10 @@ class ConvNet(nn.Module):
                 )
                 if batch_norm:
                     layers.append(nn.BatchNorm2d(out))
-                layers.append(activation())
+                if i < convs_per_stage - 1:
+                    layers.append(activation())
                 channels = out
-            layers.append(pool(kernel_size=2, stride=2))
+            layers += activate_and_pool(activation, pool)
         self.features = nn.Sequential(*layers)
         shape = check_fits(self.features, (in_channels, image_size, image_size), "convnet")
         head: list[nn.Module] = [nn.Flatten()]

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from cnnexp.models import ActivationFactory, PoolFactory, check_fits
+from cnnexp.models import ActivationFactory, PoolFactory, activate_and_pool, check_fits
 
 
 class LeNet5(nn.Module):
@@ -24,11 +24,9 @@ class LeNet5(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, 5),  # C1
-            activation(),
-            pool(kernel_size=2, stride=2),  # S2
+            *activate_and_pool(activation, pool),  # S2
             nn.Conv2d(6, 16, 5),  # C3 (fully connected to S2, as most reimplementations)
-            activation(),
-            pool(kernel_size=2, stride=2),  # S4
+            *activate_and_pool(activation, pool),  # S4
         )
         shape = check_fits(self.features, (in_channels, image_size, image_size), "LeNet-5")
         self.classifier = nn.Sequential(
