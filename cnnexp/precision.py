@@ -150,7 +150,8 @@ def _seconds_per_step(
 def _probe_key(model: nn.Module, example: torch.Tensor) -> str:
     """What the timing depends on: the CPU (its name can be shared by kinds with and without
     native bf16, so its instruction-set flags and the caps set in the environment too), torch,
-    threads, the network and the batch's shape."""
+    threads, the network, its weights' memory layout (channels_last or not) and the batch's
+    shape and layout."""
     facts = [
         cpu_model(),
         sorted(cpu_flags()),
@@ -158,6 +159,7 @@ def _probe_key(model: nn.Module, example: torch.Tensor) -> str:
         torch.__version__,
         torch.get_num_threads(),
         repr(model),
+        [p.is_contiguous() for p in model.parameters()],
         tuple(example.shape),
         str(example.dtype),
         example.is_contiguous(),

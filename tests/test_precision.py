@@ -139,3 +139,13 @@ def test_interrupted_run_with_scaler_and_lookahead_resumes_exactly(tmp_path, mon
     assert [[r[k] for k in keys] for r in resumed["history"]] == [
         [r[k] for k in keys] for r in whole["history"]
     ]
+
+
+def test_the_timing_cache_tells_the_memory_layouts_apart():
+    """channels_last changes a step's speed, so a timing of the model in one layout is not
+    reused for the other."""
+    model = LeNet5(1, 32, 10, torch.nn.MaxPool2d, torch.nn.ReLU)
+    example = torch.zeros(8, 1, 32, 32)
+    nchw = precision._probe_key(model, example)
+    model.to(memory_format=torch.channels_last)
+    assert precision._probe_key(model, example) != nchw
