@@ -6,6 +6,9 @@
 #   bash docs/make.sh reports   # the reports only, from the run folders already there
 #   bash docs/make.sh lab       # the lab report only, from the run folders here or else the
 #                               # runs.csv of each study's report in docs/
+#   bash docs/make.sh factorial-cifar10   # the lab's factors on CIFAR-10: the factorial study,
+#                               # its budget check and confirmation, then its report (one to
+#                               # two hours on two AVX2 cores)
 #   bash docs/make.sh factorial-mnist   # the factorial study on MNIST, its budget check and
 #                               # the confirmation of the network it predicts best, then its
 #                               # report (about 20 minutes on two CPU cores)
@@ -67,8 +70,8 @@ reports() {  # from the run folders, each study with its budget check
 # table its report in docs/ keeps.
 lab() {
   local inputs=(outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu)
-  for name in pooling-mnist pooling-cifar10 architecture-cifar10 ablation-cifar10 factorial-mnist \
-      ablation-factorial; do
+  for name in pooling-mnist pooling-cifar10 architecture-cifar10 ablation-cifar10 \
+      factorial-cifar10 factorial-mnist ablation-factorial; do
     if [ -d "multirun/docs/$name" ]; then
       inputs+=("multirun/docs/$name")
       for part in check confirm; do
@@ -116,6 +119,8 @@ factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and doc
 }
 
 case "$what" in
+  factorial-cifar10) factorial factorial factorial-cifar10 \
+      "The lab's factors as one factorial design: a small convnet on CIFAR-10" ;;
   factorial-mnist) factorial factorial_mnist factorial-mnist \
       "The lab's factors as one factorial design: a LeNet-shaped convnet on MNIST" ;;
   ablation-factorial) factorial ablation_factorial ablation-factorial \
@@ -125,5 +130,5 @@ case "$what" in
   tables) tables ;;
   lab) lab ;;
   all) runs; reports ;;
-  *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables, lab, factorial-mnist, ablation-factorial or all" >&2; exit 2 ;;
+  *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables, lab, factorial-cifar10, factorial-mnist, ablation-factorial or all" >&2; exit 2 ;;
 esac
