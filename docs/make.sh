@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the example reports in docs/ from real runs, all at the commit checked out (which
 # must be clean: `git status` empty). Needs the datasets: CNNEXP_DATA=../shared/data.
-#   bash docs/make.sh           # the runs (about 80 minutes on two CPU cores), then the reports
-#   bash docs/make.sh runs      # the runs only
+#   bash docs/make.sh           # every run below, then every report (about four hours on two
+#                               # AVX2-only cores; a stopped one started again goes on)
+#   bash docs/make.sh runs      # the one-factor studies and the lab report's single runs only
 #   bash docs/make.sh reports   # the reports only, from the run folders already there
 #   bash docs/make.sh lab       # the lab report only, from the run folders here or else the
 #                               # runs.csv of each study's report in docs/
@@ -33,26 +34,56 @@ clean_tree() {
   fi
 }
 
+# A folder of runs made at another commit is started over; one made at this commit is resumed
+# (its completed runs are kept, a stopped one goes on from its checkpoint), so a stopped
+# `make.sh` goes on where it was. FRESH=1 starts every folder over.
+at_this_commit() {  # $1: a run or sweep folder
+  local head
+  head=$(git rev-parse HEAD)
+  if [ -d "$1" ] && { [ "${FRESH:-0}" = 1 ] ||
+      [ -n "$(grep -rL --include=metrics.json "\"git_commit\": \"$head\"" "$1" || true)" ]; }; then
+    echo "docs/make.sh: $1 holds runs of another commit (or FRESH=1): starting it over" >&2
+    rm -rf "$1"
+  fi
+}
+
+# The studies run two jobs at a time, one core each (faster than one job on two cores:
+# benchmarks/RESULTS.md, 2026-12-01).
+workers="hydra/launcher=workers"
+
+sweep() {  # $1: the experiment, $2: its folder; then overrides
+  local experiment="$1" root="$2"
+  shift 2
+  at_this_commit "$root"
+  time $py -m cnnexp -m "$workers" +experiment="$experiment" "$@" hydra.sweep.dir="$root"
+}
+
+# cifar10_cpu's width and length for a CPU without native bf16 (the preset's comment: 20
+# minutes on two AVX2-only cores); none where the CPU has it.
+cifar10_cpu_fit() {
+  grep -qsm1 -e avx512_bf16 -e amx_bf16 /proc/cpuinfo || echo "model.width_mult=0.5 epochs=6"
+}
+
 runs() {
   clean_tree
-  rm -rf multirun/docs outputs/docs
-  # The studies at their CPU budgets (each at most 30 minutes on two cores), then the single
-  # runs of the lab report. `time` prints each one's wall time.
-  # Each study, then its budget check (the baseline again at twice the epochs) beside it.
-  for study in pooling:pooling-cifar10 architecture:architecture-cifar10 \
-      ablation:ablation-cifar10 pooling_mnist:pooling-mnist; do
-    time $py -m cnnexp -m +experiment="${study%%:*}" hydra.sweep.dir="multirun/docs/${study#*:}"
-    time $py -m cnnexp -m +experiment="${study%%:*}_check" \
-        hydra.sweep.dir="multirun/docs/${study#*:}-check"
+  # The one-factor studies at their CPU budgets, each with its budget check (the baseline again
+  # at twice the epochs) beside it; then the single runs of the lab report. `time` prints each
+  # one's wall time.
+  for study in architecture:architecture-cifar10 pooling:pooling-cifar10 \
+      pooling_mnist:pooling-mnist; do
+    sweep "${study%%:*}" "multirun/docs/${study#*:}"
+    sweep "${study%%:*}_check" "multirun/docs/${study#*:}-check"
   done
+  at_this_commit outputs/docs/lenet_mnist_default
   time $py -m cnnexp hydra.run.dir=outputs/docs/lenet_mnist_default
-  time $py -m cnnexp +experiment=cifar10_cpu hydra.run.dir=outputs/docs/cifar10_cpu
+  at_this_commit outputs/docs/cifar10_cpu
+  # shellcheck disable=SC2046  # the fit's overrides, one word each
+  time $py -m cnnexp +experiment=cifar10_cpu $(cifar10_cpu_fit) hydra.run.dir=outputs/docs/cifar10_cpu
 }
 
 TITLES=(
   "pooling-cifar10:Max vs average pooling: a small convnet on CIFAR-10"
-  "architecture-cifar10:Architecture, one factor at a time: a small convnet on CIFAR-10"
-  "ablation-cifar10:What made our CIFAR-10 network good: one ingredient at a time"
+  "architecture-cifar10:Activation, kernel size and batch norm, one at a time: a small convnet on CIFAR-10"
   "pooling-mnist:Max vs average pooling: LeNet-5 on MNIST"
 )
 
@@ -70,8 +101,8 @@ reports() {  # from the run folders, each study with its budget check
 # table its report in docs/ keeps.
 lab() {
   local inputs=(outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu)
-  for name in pooling-mnist pooling-cifar10 architecture-cifar10 ablation-cifar10 \
-      factorial-cifar10 factorial-mnist ablation-factorial; do
+  for name in pooling-mnist pooling-cifar10 architecture-cifar10 factorial-cifar10 \
+      factorial-mnist ablation-factorial; do
     if [ -d "multirun/docs/$name" ]; then
       inputs+=("multirun/docs/$name")
       for part in check confirm; do
@@ -102,33 +133,43 @@ tables() {  # from the runs tables the reports here keep (each is read before it
 # predict best against the reference, with fresh seeds. Then one report of all three.
 factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and docs/, $3: the title
   clean_tree
-  local root="multirun/docs/$2" workers="hydra/launcher=workers"
-  rm -rf "$root" "$root-check" "$root-confirm"
-  time $py -m cnnexp -m "$workers" +experiment="$1" hydra.sweep.dir="$root"
-  time $py -m cnnexp -m "$workers" +experiment="$1_check" hydra.sweep.dir="$root-check"
+  local root="multirun/docs/$2"
+  sweep "$1" "$root"
+  sweep "$1_check" "$root-check"
+  rm -rf "docs/$2/figures"
   $py -m cnnexp.report "$root" "$root-check" --out "docs/$2" --title "$3"
   local confirm
   confirm=$(grep -o 'study.design=confirm[^`]*' "docs/$2/report.md" | head -n1 |
       sed 's/ hydra.sweep.dir=[^ ]*//')
   if [ -n "$confirm" ]; then
     # shellcheck disable=SC2086  # the confirmation's overrides, one word each
-    time $py -m cnnexp -m "$workers" +experiment="$1" $confirm hydra.sweep.dir="$root-confirm"
+    sweep "$1" "$root-confirm" $confirm
     rm -rf "docs/$2/figures"
     $py -m cnnexp.report "$root" "$root-check" "$root-confirm" --out "docs/$2" --title "$3"
   fi
 }
 
+factorial_cifar10() {
+  factorial factorial factorial-cifar10 \
+      "The lab's factors as one factorial design: a small convnet on CIFAR-10"
+}
+factorial_mnist() {
+  factorial factorial_mnist factorial-mnist \
+      "The lab's factors as one factorial design: a LeNet-shaped convnet on MNIST"
+}
+ablation_factorial() {
+  factorial ablation_factorial ablation-factorial \
+      "Which strategies improved our network: the cifar10_cpu recipe's ingredients as one factorial design"
+}
+
 case "$what" in
-  factorial-cifar10) factorial factorial factorial-cifar10 \
-      "The lab's factors as one factorial design: a small convnet on CIFAR-10" ;;
-  factorial-mnist) factorial factorial_mnist factorial-mnist \
-      "The lab's factors as one factorial design: a LeNet-shaped convnet on MNIST" ;;
-  ablation-factorial) factorial ablation_factorial ablation-factorial \
-      "Which strategies improved our network: the cifar10_cpu recipe's ingredients as one factorial design" ;;
+  factorial-cifar10) factorial_cifar10 ;;
+  factorial-mnist) factorial_mnist ;;
+  ablation-factorial) ablation_factorial ;;
   runs) runs ;;
   reports) reports ;;
   tables) tables ;;
   lab) lab ;;
-  all) runs; reports ;;
+  all) factorial_cifar10; runs; factorial_mnist; ablation_factorial; reports ;;
   *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables, lab, factorial-cifar10, factorial-mnist, ablation-factorial or all" >&2; exit 2 ;;
 esac

@@ -83,7 +83,7 @@ SEEDS = {"pooling": "seed=0,1", "ablation": "seed=0,1"}
 EXTRA = {"ablation": ["batch_size=32", "epochs=2", "data.synthetic.noise=0.5"]}
 
 
-# The architecture study (18 arms, 22 s here), the ablation (8 arms x 2 seeds, 50 s on an
+# The architecture study (11 arms, about 15 s here), the ablation (8 arms x 2 seeds, 50 s on an
 # AVX2-only CPU) and the CIFAR-10 pooling study (20 s; its report's pooling section is tested
 # by itself below) run with the slow tests: the default suite stays under 5 minutes.
 SLOW_STUDIES = ("architecture", "ablation", "pooling")
