@@ -110,6 +110,9 @@ def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     assert "budget: cpu" in text.lower()
     assert f"{key}={arms[1]}" in text
+    assert "| images read from " in text and "synthetic" in text  # the recipe table's source
+    if loaded.runs["config"].iloc[0]["model"].get("widths"):  # a convnet: its channels
+        assert "| channels per stage, at width 1 " in text
     if study == "ablation":  # the test-time flip is measured inside each run, never retrained
         assert "Measured inside each run" in text and "test-time augmentation (tta)" in text
         assert "test_flip-off" not in text  # no arm trains the full recipe's networks again

@@ -34,6 +34,8 @@ RECIPE = {  # the report's name -> where it is in a run's config
     "weight averaging (ema)": "ema",
     "test-time augmentation": "tta._target_",
     "model": "model._target_",
+    "channels per stage, at width 1": "model.widths",
+    "width multiplier": "model.width_mult",
     "training loop": "trainer._target_",
 }
 OFF_WHEN_NULL = {"ema": "off", "data.subset": "all"}  # what a null means where it means something
@@ -109,6 +111,7 @@ def recipe(study: Study) -> pd.DataFrame:
     extra = {
         "epochs": _joined(done["epochs"]) if "epochs" not in configured else "",
         "training images used": _joined(done["train_images"].dropna().astype(int)),
+        "images read from": _joined(done.get("data_source")),
         "optimizer steps": _optimizer_steps(study),
         "precision": _joined(done["precision"]),
         "device": _joined(done["device"]),

@@ -46,6 +46,7 @@ def metric_columns() -> list[str]:
         "world_size",
         "train_images",
         "test_images",
+        "data_source",
         "error",
     ]
 
