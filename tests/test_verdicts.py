@@ -312,3 +312,22 @@ def test_two_arms_of_unequal_variance_are_both_compared_by_welch(order):
     # Bartlett rejects, but which of two is "out of line" no test can say: nothing is pooled.
     assert v.bartlett_all_p < 0.05
     assert not v.pooled and v.left_out == ()
+
+
+def test_groups_without_a_baseline_get_the_pooled_interval_where_their_variances_agree(tmp_path):
+    from cnnexp.report.section import accuracy_figures
+
+    agree = {"a": planted(0.60, 0.010, 2, 0), "b": planted(0.65, 0.012, 2, 1),
+             "c": planted(0.70, 0.009, 2, 2)}  # fmt: skip
+    s = study(agree)
+    s.baseline = {}
+    ((path, caption),) = accuracy_figures(s, summarise(s), tmp_path, "t")
+    sigma, df = stats.pooled_fit(agree)
+    assert path.exists()
+    assert f"from the pooled standard deviation ({100 * sigma:.2f} points, {df:.0f} df)" in caption
+    # Two groups whose spreads differ a hundredfold: Bartlett's test rejects, nothing is pooled.
+    differ = {"a": planted(0.60, 0.0001, 6, 3), "b": planted(0.65, 0.05, 6, 4)}
+    s = study(differ)
+    s.baseline = {}
+    ((_, caption),) = accuracy_figures(s, summarise(s), tmp_path, "u")
+    assert caption.endswith("from its own seeds")

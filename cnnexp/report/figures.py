@@ -41,15 +41,23 @@ def curves_figure(
 ) -> Path:
     """Mean over seeds of `key` per epoch, one line per group (colour and line style; the
     baseline black and thick), a band of +-1 std where a group has several runs, accuracies in
-    %, losses on a log scale, the legend beside the axes rather than over the lines."""
+    %, losses on a log scale, the legend beside the axes rather than over the lines (below
+    them, one label a line, where the labels are too long to sit beside)."""
     bounded = any(b in key for b in BOUNDED)
     scale = 100.0 if bounded else 1.0
     groups = list(curves.groupby(factors, sort=False)) if factors else [((), curves)]
-    fig, ax = plt.subplots(figsize=(WIDTH, 4.4), layout="constrained")
+    labels = [  # keys by their last part (kernel_size=5), as in the other figures
+        ", ".join(f"{f.rsplit('.', 1)[-1]}={v}" for f, v in zip(factors, _tuple(name), strict=True))
+        for name, _ in groups
+    ]
+    below = max(map(len, labels)) > LEGEND_BESIDE_CHARS
+    fig, ax = plt.subplots(
+        figsize=(WIDTH, 4.4 + (LEGEND_LINE * (len(groups) + 1) if below else 0)),
+        layout="constrained",
+    )
     style = styles()
-    for name, group in groups:
+    for (name, group), label in zip(groups, labels, strict=True):
         levels = dict(zip(factors, _tuple(name), strict=True))
-        label = ", ".join(f"{f}={v}" for f, v in levels.items())
         is_base = bool(baseline) and all(str(levels.get(f)) == v for f, v in baseline.items())
         colour, line = (BASELINE_STYLE["color"], "-") if is_base else next(style)
         mean_std = (scale * group.groupby("epoch")[key].agg(["mean", "std"])).fillna(0.0)
@@ -76,9 +84,15 @@ def curves_figure(
         ax.set_yscale("log")
     ax.set_ylabel(name + (" (%)" if bounded else "") + (" (log scale)" if "loss" in key else ""))
     ax.grid(alpha=0.3)
-    if factors:
+    if factors and below:
+        fig.legend(loc="outside lower center", fontsize=7, ncol=1)
+    elif factors:
         fig.legend(loc="outside right upper", fontsize=7, ncol=2 if len(groups) > 14 else 1)
     return _save(fig, path)
+
+
+LEGEND_BESIDE_CHARS = 40  # a longer label goes below the axes, where it has the page's width
+LEGEND_LINE = 0.17  # inches a legend line takes at its font size
 
 
 PANEL_UNITS = 13  # level slots per row of verdict panels: wider studies wrap to more rows
@@ -230,9 +244,16 @@ def effects_figure(effects, path: Path) -> Path:
 LABEL_CHARS = 48  # a group's label wraps after this many characters
 
 
-def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
+def group_dots(
+    summary: pd.DataFrame,
+    factors: list[str],
+    path: Path,
+    pooled: tuple[float, float, tuple] | None = None,
+) -> Path:
     """Without a baseline: each group's seeds as dots and its mean with a 95% t interval
-    (groups of several runs only: one run is a number, in the table)."""
+    (groups of several runs only: one run is a number, in the table). Where the groups'
+    variances pool (`pooled`: the standard deviation, its degrees of freedom and the rows left
+    out of the pool), the interval is the pooled one; a row left out has its own."""
     labels = [  # keys by their last part (kernel_size=5), wrapped: room is left for the dots
         textwrap.fill(", ".join(f"{f.rsplit('.', 1)[-1]}={r[f]}" for f in factors), LABEL_CHARS)
         or "all runs"
@@ -244,8 +265,12 @@ def group_dots(summary: pd.DataFrame, factors: list[str], path: Path) -> Path:
     for y, (_, row) in enumerate(summary.iterrows()):
         values = 100 * np.asarray(row["values"], float)
         ax.plot(values, [y] * len(values), "o", color="#4c72b0", alpha=0.7, ms=4)
-        if len(values) > 1:
-            half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+        if pooled and y not in pooled[2]:
+            sd, df = 100 * pooled[0], pooled[1]
+        else:
+            sd, df = (values.std(ddof=1), len(values) - 1) if len(values) > 1 else (0.0, 0)
+        if len(values) > 1 and df > 0:
+            half = stats.t.ppf(0.975, df) * sd / math.sqrt(len(values))
             ax.errorbar(values.mean(), y + 0.2, xerr=half, fmt="D", color="black", ms=4, capsize=3)
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.invert_yaxis()

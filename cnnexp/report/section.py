@@ -74,10 +74,22 @@ def accuracy_figures(
     if not (summary["n"] > 1).any():
         return []
     if len(study.baseline) != 1:
-        path = figures.group_dots(
-            summary[summary["n"] > 0], study.factors, fig_dir / f"{tag}-accuracy.png"
+        shown = summary[summary["n"] > 0].reset_index(drop=True)
+        noise = stats.check_variances(dict(enumerate(shown["values"])), control=0)
+        pooled = (noise.sigma, noise.df, noise.left_out) if noise.pooled else None
+        path = figures.group_dots(shown, study.factors, fig_dir / f"{tag}-accuracy.png", pooled)
+        basis = (
+            f"from the pooled standard deviation ({100 * noise.sigma:.2f} points, "
+            f"{noise.df:.0f} df)"
+            if noise.pooled
+            else "from its own seeds"
         )
-        return [(path, "final test accuracy: each seed a dot, the mean a diamond with its 95% CI")]
+        return [
+            (
+                path,
+                "final test accuracy: each seed a dot, the mean a diamond with its 95% CI " + basis,
+            )
+        ]
     ((factor, level),) = study.baseline.items()
     context = [f for f in study.factors if f != factor]
     out = []
