@@ -82,16 +82,34 @@ runs() {
 }
 
 TITLES=(
-  "pooling-cifar10:Max vs average pooling: a small convnet on CIFAR-10"
+  "factorial-cifar10:The lab's factors as one factorial design: a small convnet on CIFAR-10"
   "architecture-cifar10:Activation, kernel size and batch norm, one at a time: a small convnet on CIFAR-10"
+  "pooling-cifar10:Max vs average pooling: a small convnet on CIFAR-10"
   "pooling-mnist:Max vs average pooling: LeNet-5 on MNIST"
+  "factorial-mnist:The lab's factors as one factorial design: a LeNet-shaped convnet on MNIST"
+  "ablation-factorial:Which strategies improved our network: the cifar10_cpu recipe's ingredients as one factorial design"
 )
 
-reports() {  # from the run folders, each study with its budget check
+title_of() {  # $1: a report's folder name
+  local entry
   for entry in "${TITLES[@]}"; do
-    name="${entry%%:*}"
-    $py -m cnnexp.report "multirun/docs/$name" "multirun/docs/$name-check" --out "docs/$name" \
-        --title "${entry#*:}"
+    [ "${entry%%:*}" = "$1" ] && echo "${entry#*:}" && return
+  done
+}
+
+report() {  # $1: the folder under multirun/docs/ and docs/: the study with its budget check and
+  # confirmation, where they are
+  local root="multirun/docs/$1" inputs=()
+  for folder in "$root" "$root-check" "$root-confirm"; do
+    [ -d "$folder" ] && inputs+=("$folder")
+  done
+  rm -rf "docs/$1/figures"
+  $py -m cnnexp.report "${inputs[@]}" --out "docs/$1" --title "$(title_of "$1")"
+}
+
+reports() {  # from the run folders: every study here, then the lab report
+  for entry in "${TITLES[@]}"; do
+    [ -d "multirun/docs/${entry%%:*}" ] && report "${entry%%:*}"
   done
   lab
 }
@@ -120,6 +138,7 @@ lab() {
 tables() {  # from the runs tables the reports here keep (each is read before it is rewritten)
   for entry in "${TITLES[@]}"; do
     name="${entry%%:*}"
+    [ -f "docs/$name/runs.csv" ] || continue
     rm -rf "docs/$name/figures"
     $py -m cnnexp.report "docs/$name/runs.csv" --out "docs/$name" --title "${entry#*:}"
   done
@@ -131,36 +150,25 @@ tables() {  # from the runs tables the reports here keep (each is read before it
 # A factorial study (two jobs at a time, one core each: faster than one job on two cores), its
 # budget check, and the confirmation its report asks for: the configuration the main effects
 # predict best against the reference, with fresh seeds. Then one report of all three.
-factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and docs/, $3: the title
+factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and docs/
   clean_tree
   local root="multirun/docs/$2"
   sweep "$1" "$root"
   sweep "$1_check" "$root-check"
-  rm -rf "docs/$2/figures"
-  $py -m cnnexp.report "$root" "$root-check" --out "docs/$2" --title "$3"
+  report "$2"
   local confirm
   confirm=$(grep -o 'study.design=confirm[^`]*' "docs/$2/report.md" | head -n1 |
       sed 's/ hydra.sweep.dir=[^ ]*//')
   if [ -n "$confirm" ]; then
     # shellcheck disable=SC2086  # the confirmation's overrides, one word each
     sweep "$1" "$root-confirm" $confirm
-    rm -rf "docs/$2/figures"
-    $py -m cnnexp.report "$root" "$root-check" "$root-confirm" --out "docs/$2" --title "$3"
+    report "$2"
   fi
 }
 
-factorial_cifar10() {
-  factorial factorial factorial-cifar10 \
-      "The lab's factors as one factorial design: a small convnet on CIFAR-10"
-}
-factorial_mnist() {
-  factorial factorial_mnist factorial-mnist \
-      "The lab's factors as one factorial design: a LeNet-shaped convnet on MNIST"
-}
-ablation_factorial() {
-  factorial ablation_factorial ablation-factorial \
-      "Which strategies improved our network: the cifar10_cpu recipe's ingredients as one factorial design"
-}
+factorial_cifar10() { factorial factorial factorial-cifar10; }
+factorial_mnist() { factorial factorial_mnist factorial-mnist; }
+ablation_factorial() { factorial ablation_factorial ablation-factorial; }
 
 case "$what" in
   factorial-cifar10) factorial_cifar10 ;;
