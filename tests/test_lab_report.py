@@ -17,7 +17,7 @@ from PIL import Image
 
 from cnnexp.report import figures, shots
 from cnnexp.report import main as report_main
-from cnnexp.report.document import PAGE_WIDTH
+from cnnexp.report.document import PAGE_WIDTH, Document
 from cnnexp.report.figures import BASELINE_STYLE
 from cnnexp.report.lab import QUESTIONS
 from cnnexp.report.network import layer_table
@@ -206,3 +206,17 @@ def test_verdict_panels_wrap_to_the_page_width(tmp_path):
     path = figures.verdict_panels(summary, "arch", "baseline", tmp_path / "v.png")
     with Image.open(path) as picture:
         assert picture.width <= PAGE_WIDTH
+
+
+def test_an_answer_from_several_studies_is_a_list_with_one_item_each(tmp_path):
+    doc = Document(tmp_path)
+    doc.answer("One study: one paragraph.")
+    doc.answer(["On MNIST: no clear difference.", "On CIFAR-10: average pooling better."])
+    md, page = doc.markdown(), doc.html("t")
+    assert "**Answer.** One study: one paragraph." in md
+    assert "**Answer.**\n- On MNIST: no clear difference.\n- On CIFAR-10: average" in md
+    assert '<p class="answer"><b>Answer.</b> One study: one paragraph.</p>' in page
+    assert (
+        '<div class="answer"><b>Answer.</b><ul><li>On MNIST: no clear difference.</li>'
+        "<li>On CIFAR-10: average pooling better.</li></ul></div>"
+    ) in page

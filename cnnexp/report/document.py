@@ -57,7 +57,7 @@ STYLE = (
     "details{margin:0.5em 0}summary{cursor:pointer;font-weight:bold}"
     "div.scroll{overflow-x:auto}figure{margin:1em 0}figcaption{font-size:13px;color:#333}"
     "img{max-width:100%}pre{background:#f4f4f4;padding:8px;overflow:auto}"
-    "p.answer{background:#eef5ee;border-left:4px solid #4a4;padding:6px 10px}"
+    ".answer{background:#eef5ee;border-left:4px solid #4a4;padding:6px 10px;margin:1em 0}"
 )
 
 
@@ -75,9 +75,10 @@ class Document:
     def para(self, text: str) -> None:
         self.blocks.append(("p", text))
 
-    def answer(self, text: str) -> None:
-        """The paragraph that answers a question, set apart from the evidence after it."""
-        self.blocks.append(("answer", text))
+    def answer(self, parts: str | list[str]) -> None:
+        """The answer to a question, set apart from the evidence after it: a paragraph, or a
+        list where several studies answer (one item each)."""
+        self.blocks.append(("answer", [parts] if isinstance(parts, str) else parts))
 
     def details(self, summary: str, frame: pd.DataFrame) -> None:
         """A table folded away under a line that says what it holds (HTML `<details>`)."""
@@ -113,7 +114,9 @@ class Document:
         if kind == "code":
             return "```\n" + block[1].rstrip() + "\n```"
         if kind == "answer":
-            return f"**Answer.** {block[1]}"
+            if len(block[1]) == 1:
+                return f"**Answer.** {block[1][0]}"
+            return "**Answer.**\n" + "\n".join(f"- {part}" for part in block[1])
         if kind == "details":
             table = block[2].to_markdown(index=False, floatfmt=".4g")
             return f"<details><summary>{html.escape(block[1])}</summary>\n\n{table}\n\n</details>"
@@ -135,7 +138,10 @@ class Document:
         if kind == "table":
             return _html_table(block[1])
         if kind == "answer":
-            return f'<p class="answer"><b>Answer.</b> {html.escape(block[1])}</p>'
+            if len(block[1]) == 1:
+                return f'<p class="answer"><b>Answer.</b> {html.escape(block[1][0])}</p>'
+            items = "".join(f"<li>{html.escape(part)}</li>" for part in block[1])
+            return f'<div class="answer"><b>Answer.</b><ul>{items}</ul></div>'
         if kind == "details":
             return (
                 f"<details><summary>{html.escape(block[1])}</summary>"

@@ -75,7 +75,7 @@ def add_questions(
         if not said:
             doc.answer("Not answered here: no runs for this question were given to the report.")
             continue
-        doc.answer(" ".join(said))
+        doc.answer(said)
         if number == "3.1" and members:
             doc.table(side_by_side([(s, summary) for _, s, summary in members]), as_text=True)
         for i, study, summary in members:
