@@ -29,8 +29,8 @@ from scipy import stats
 from cnnexp.report.runs import (
     USABLE,
     Study,
-    environment_of,
     flatten,
+    jobs_at_a_time,
     load_studies,
     matching,
     reference_levels,
@@ -80,14 +80,6 @@ def baseline_acc(study: Study, usable: pd.DataFrame) -> float:
     return 100 * usable.loc[matching(usable, levels), "final_test_acc"].astype(float).mean()
 
 
-def jobs_of(study: Study, default: int) -> int:
-    """Runs at a time as the study ran them (its cores over each run's threads, from the runs'
-    env.json); `default` for a runs table, which does not keep them."""
-    envs = [environment_of(Path(run)) for run in study.runs["run"]]
-    ratios = [e["cpu_cores"] // e["torch_threads"] for e in envs if e.get("torch_threads")]
-    return max(set(ratios), key=ratios.count) if ratios else default
-
-
 def check_gain(path: Path, baseline: float) -> float:
     """What the baseline gains at twice the epochs (points): the budget check in the folder
     beside the study's (`<folder>-check`, as docs/make.sh names it), where there is one."""
@@ -106,7 +98,7 @@ def row(path: Path, study: Study, minutes: float, default_jobs: int) -> dict[str
     usable = study.runs[study.runs["status"] == USABLE]
     baseline = baseline_acc(study, usable)
     seconds = usable["wall_seconds"].astype(float).mean()
-    jobs = jobs_of(study, default_jobs)
+    jobs = jobs_at_a_time(study.runs) or default_jobs
     runs_in_time = int(minutes * 60 * jobs / seconds) if seconds > 0 else 0
     half = Z * 2 * sd / math.sqrt(runs_in_time) if runs_in_time else math.nan
     return {

@@ -5,6 +5,7 @@
 #                               # AVX2-only cores; a stopped one started again goes on)
 #   bash docs/make.sh runs      # the one-factor studies and the lab report's single runs only
 #   bash docs/make.sh reports   # the reports only, from the run folders already there
+#   bash docs/make.sh report factorial-cifar10   # one of them
 #   bash docs/make.sh lab       # the lab report only, from the run folders here or else the
 #                               # runs.csv of each study's report in docs/
 #   bash docs/make.sh factorial-cifar10   # the lab's factors on CIFAR-10: the factorial study,
@@ -176,8 +177,9 @@ case "$what" in
   ablation-factorial) ablation_factorial ;;
   runs) runs ;;
   reports) reports ;;
+  report) report "${2:?which report: one of the folders under multirun/docs/}" ;;
   tables) tables ;;
   lab) lab ;;
   all) factorial_cifar10; runs; factorial_mnist; ablation_factorial; reports ;;
-  *) echo "docs/make.sh: unknown step '$what': use runs, reports, tables, lab, factorial-cifar10, factorial-mnist, ablation-factorial or all" >&2; exit 2 ;;
+  *) echo "docs/make.sh: unknown step '$what': use runs, reports, report NAME, tables, lab, factorial-cifar10, factorial-mnist, ablation-factorial or all" >&2; exit 2 ;;
 esac

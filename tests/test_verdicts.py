@@ -331,3 +331,17 @@ def test_groups_without_a_baseline_get_the_pooled_interval_where_their_variances
     s.baseline = {}
     ((_, caption),) = accuracy_figures(s, summarise(s), tmp_path, "u")
     assert caption.endswith("from its own seeds")
+
+
+def test_a_study_states_what_its_runs_took_against_what_its_budget_allows():
+    from cnnexp.report.recipe import time_taken
+
+    slow = {
+        (level, seed): {"wall_seconds": 300.0} for level in ("baseline", "v") for seed in range(4)
+    }
+    s = study({"baseline": [0.60, 0.61, 0.62, 0.63], "v": [0.61, 0.62, 0.63, 0.64]}, extra=slow)
+    assert time_taken(s, "cpu") == (
+        "The 8 runs' times add up to 40.0 min, over the 30 minutes by 10.0 "
+        "(without the launcher's start-up)."
+    )
+    assert time_taken(s, "gpu").startswith("The 8 runs' times add up to 40.0 min (")

@@ -9,7 +9,15 @@ from typing import Any
 import pandas as pd
 
 from cnnexp.report.document import Document
-from cnnexp.report.runs import INCOMPLETE, REPLICATE, Study, flatten, groups, label
+from cnnexp.report.runs import (
+    INCOMPLETE,
+    REPLICATE,
+    Study,
+    flatten,
+    groups,
+    jobs_at_a_time,
+    label,
+)
 
 RECIPE = {  # the report's name -> where it is in a run's config
     "data set": "data.name",
@@ -40,6 +48,7 @@ RECIPE = {  # the report's name -> where it is in a run's config
 }
 OFF_WHEN_NULL = {"ema": "off", "data.subset": "all"}  # what a null means where it means something
 IGNORED_KEYS = ("tracking.", "progress", "seed", "hydra.", "device", "study.")  # not a recipe
+BUDGET_MINUTES = {"cpu": 30}  # what a budget allows the whole study, budget check included
 BUDGETS = {
     "cpu": "cpu: sized for two CPU cores, at most 30 minutes for the whole study; networks, "
     "images or epochs are cut to fit, so the answers are about this short training",
@@ -179,7 +188,27 @@ def budget_line(study: Study) -> str:
     name = study.setting("budget")
     if name is None:
         return "Budget: not named (a sweep of its own, not one of the studies in conf/experiment/)."
-    return f"Budget: {BUDGETS.get(str(name), str(name))}."
+    return f"Budget: {BUDGETS.get(str(name), str(name))}. {time_taken(study, str(name))}"
+
+
+def time_taken(study: Study, budget: str) -> str:
+    """What the study's runs took (its budget check's too), against what the budget allows.
+    Runs that ran several at a time (one thread each, from their env.json) share the cores:
+    the study's time is then about the sum over that many."""
+    runs = pd.concat([study.runs, study.check]) if study.check is not None else study.runs
+    seconds = pd.to_numeric(runs.get("wall_seconds"), errors="coerce").dropna()
+    if seconds.empty:
+        return ""
+    jobs = jobs_at_a_time(runs) or 1
+    total = seconds.sum() / 60
+    text = f"The {len(seconds)} runs' times add up to {total:.1f} min"
+    if jobs > 1:
+        total /= jobs
+        text += f"; {jobs} at a time, about {total:.1f} min for the study"
+    allowed = BUDGET_MINUTES.get(budget)
+    if allowed and total > allowed:
+        text += f", over the {allowed} minutes by {total - allowed:.1f}"
+    return text + " (without the launcher's start-up)."
 
 
 def budget_phrase(study: Study) -> str:

@@ -418,6 +418,14 @@ def environment_of(run: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def jobs_at_a_time(runs: pd.DataFrame) -> int | None:
+    """How many of these runs ran at a time: the cores over each run's threads, from their
+    env.json (the most common value); None where no run folder says (a runs table)."""
+    envs = [environment_of(Path(run)) for run in runs.get("run", [])]
+    ratios = [e["cpu_cores"] // e["torch_threads"] for e in envs if e.get("torch_threads")]
+    return max(set(ratios), key=ratios.count) if ratios else None
+
+
 def system_log(run: Path) -> pd.DataFrame | None:
     """system.csv of a run, or None."""
     path = Path(run) / SYSTEM
