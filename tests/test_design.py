@@ -140,6 +140,7 @@ def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
     for name in ("kernel", "stride", "convs", "fc", "activation", "width", "pool"):
         assert f"| {name} " in effects
     assert "also carries" in effects and "Checks:" in effects
+    assert "the intervals' half-widths are " in effects
     assert "Predicted best:" in effects
     if "Only runs confirm it" in effects:  # a high level helped: the command that confirms it
         assert "study.design=confirm +study.confirm." in effects

@@ -107,13 +107,21 @@ def add_factorial(doc: Document, study: Study, tag: str, alpha: float = ALPHA) -
         "the other factors (twice the coefficient of an ordinary least squares fit on the "
         f"coded factors), with Šidák's simultaneous {100 * (1 - alpha):.0f}% interval over the "
         f"{len(fitted.effects)} effects fitted: residual standard deviation "
-        f"{100 * fitted.sigma:.2f} points with {fitted.df:.0f} degrees of freedom."
+        f"{100 * fitted.sigma:.2f} points with {fitted.df:.0f} degrees of freedom; the "
+        f"intervals' half-widths are {half_widths(fitted)} points."
     )
     doc.table(effects_table(fitted, spec), as_text=True)
     doc.para(checks_sentence(fitted, study, runs, names, generators, alpha))
     doc.para(prediction_sentence(fitted, spec, study))
     path = figures.effects_figure(fitted.effects, doc.out / "figures" / f"{tag}-effects.png")
     doc.image(path, "each effect with its simultaneous interval, sorted (points of accuracy)")
+
+
+def half_widths(fitted: design.FactorialFit) -> str:
+    """'0.81', or '0.81 to 0.95' where runs lost make the design unbalanced."""
+    widths = [100 * (e.ci_high - e.ci_low) / 2 for e in fitted.effects]
+    low, high = min(widths), max(widths)
+    return f"{low:.2f}" if high - low < 0.005 else f"{low:.2f} to {high:.2f}"
 
 
 def effects_table(fitted: design.FactorialFit, spec) -> pd.DataFrame:
