@@ -23,38 +23,32 @@ import math
 from pathlib import Path
 
 import pandas as pd
-import statsmodels.formula.api as smf
 from scipy import stats
 
 from cnnexp.report.runs import (
     USABLE,
     Study,
     flatten,
+    groups,
     jobs_at_a_time,
     load_studies,
     matching,
     reference_levels,
 )
+from cnnexp.stats import pooled_fit
 
 Z = stats.norm.isf(0.025)  # a two-sided 95% interval with many residual degrees of freedom
 
 
 def seed_sd(study: Study) -> tuple[float, int]:
     """The pooled within-configuration standard deviation of test accuracy, in points, and its
-    degrees of freedom."""
-    runs = study.runs[study.runs["status"] == USABLE]
-    frame = pd.DataFrame(
-        {
-            "acc": 100 * runs["final_test_acc"].astype(float),
-            "config": runs[study.factors].astype(str).agg("|".join, axis=1)
-            if study.factors
-            else "one",
-        }
-    )
-    fit = smf.ols("acc ~ C(config)", frame).fit()
-    if fit.df_resid < 1:
-        return math.nan, 0
-    return math.sqrt(fit.mse_resid), int(fit.df_resid)
+    degrees of freedom (the report's OLS of accuracy on the configuration)."""
+    by_config = {
+        str(levels): 100 * part.loc[part["status"] == USABLE, "final_test_acc"].astype(float)
+        for levels, part in groups(study)
+    }
+    sd, df = pooled_fit(by_config)
+    return sd, int(df)
 
 
 def budget_of(study: Study) -> dict[str, object]:
