@@ -11,6 +11,12 @@ each. The seconds are each run's whole time (start, training, testing), as the s
 Where the folder `<study>-check` is beside a study's folder, also what its baseline gains at
 twice the epochs (the budget check): how far the budget is from converged.
 
+A second table follows one network through every budget the folders hold: the baseline's (or a
+design's reference configuration's) own runs in each study, its budget check at twice the
+epochs and the baseline arm of a confirmation (`<study>-confirm`), grouped by images x epochs x
+width. Its seed sd comes from those seeds alone, with a 95% interval (chi-square): a budget is
+chosen on the half-width its sd and seconds give in the time.
+
     python benchmarks/budgets.py multirun/docs/factorial-cifar10 \
         multirun/docs/architecture-cifar10 multirun/docs/pooling-cifar10 \
         docs/architecture-cifar10/runs.csv
@@ -69,9 +75,12 @@ def _one(column: pd.Series) -> str:
 
 def baseline_acc(study: Study, usable: pd.DataFrame) -> float:
     """The mean test accuracy (%) of the baseline, or of a design's reference configuration."""
-    declared = next((c.get("study") or {} for c in study.runs["config"] if c), {})
-    levels = study.baseline or reference_levels(declared)
-    return 100 * usable.loc[matching(usable, levels), "final_test_acc"].astype(float).mean()
+    return (
+        100
+        * usable.loc[matching(usable, baseline_levels(study)), "final_test_acc"]
+        .astype(float)
+        .mean()
+    )
 
 
 def check_gain(path: Path, baseline: float) -> float:
@@ -86,6 +95,13 @@ def check_gain(path: Path, baseline: float) -> float:
     return 100 * done["final_test_acc"].astype(float).mean() - baseline
 
 
+def half_width(sd: float, seconds: float, jobs: int, minutes: float) -> tuple[int, float]:
+    """The runs that fit in `minutes` at `jobs` at a time, and the 95% half-width of one
+    two-level effect (high minus low, half of the runs each: standard error 2 sd / sqrt(runs))."""
+    runs = int(minutes * 60 * jobs / seconds) if seconds > 0 else 0
+    return runs, (Z * 2 * sd / math.sqrt(runs) if runs else math.nan)
+
+
 def row(path: Path, study: Study, minutes: float, default_jobs: int) -> dict[str, object]:
     """One study's budget, noise, cost and the half-width they give in `minutes`."""
     sd, df = seed_sd(study)
@@ -93,8 +109,7 @@ def row(path: Path, study: Study, minutes: float, default_jobs: int) -> dict[str
     baseline = baseline_acc(study, usable)
     seconds = usable["wall_seconds"].astype(float).mean()
     jobs = jobs_at_a_time(study.runs) or default_jobs
-    runs_in_time = int(minutes * 60 * jobs / seconds) if seconds > 0 else 0
-    half = Z * 2 * sd / math.sqrt(runs_in_time) if runs_in_time else math.nan
+    runs_in_time, half = half_width(sd, seconds, jobs, minutes)
     return {
         "study": study.name,
         **budget_of(study),
@@ -108,6 +123,68 @@ def row(path: Path, study: Study, minutes: float, default_jobs: int) -> dict[str
         f"runs in {minutes:g} min": runs_in_time,
         "95% half-width (points)": round(half, 2),
     }
+
+
+def baseline_runs(path: Path, study: Study) -> pd.DataFrame:
+    """The usable runs of the baseline network in a study folder and in the budget check and
+    confirmation folders beside it."""
+    usable = study.runs[study.runs["status"] == USABLE]
+    parts = [usable[matching(usable, baseline_levels(study))]]
+    check = path.with_name(path.name + "-check")
+    if not path.suffix and check.is_dir():
+        found = load_studies(check)[0]
+        parts.append(found.check if found.check is not None else found.runs)
+    confirm = path.with_name(path.name + "-confirm")
+    if not path.suffix and confirm.is_dir():
+        found = load_studies(confirm)[0]
+        parts.append(found.runs[matching(found.runs, baseline_levels(found))])
+    runs = pd.concat(parts, ignore_index=True)
+    return runs[runs["status"] == USABLE]
+
+
+def baseline_levels(study: Study) -> dict[str, str]:
+    """The baseline's levels, or a design's reference configuration (every factor low)."""
+    declared = next((c.get("study") or {} for c in study.runs["config"] if c), {})
+    return study.baseline or reference_levels(declared)
+
+
+def budget_rows(path: Path, study: Study, minutes: float, default_jobs: int) -> list[dict]:
+    """The baseline network at each budget its folders hold: seeds, accuracy, seed sd with its
+    95% interval, seconds per run and the half-width they give in `minutes`."""
+    runs = baseline_runs(path, study)
+    width = [flatten(c).get("model.width_mult") if c else None for c in runs["config"]]
+    runs = runs.assign(width=[f"{w:g}" if w is not None else "-" for w in width])
+    jobs = jobs_at_a_time(runs) or default_jobs
+    out = []
+    for (images, epochs, w), part in runs.groupby(["train_images", "epochs", "width"]):
+        acc = 100 * part["final_test_acc"].astype(float)
+        n = len(acc)
+        sd = acc.std(ddof=1) if n > 1 else math.nan
+        low, high = (
+            (sd * math.sqrt((n - 1) / stats.chi2.ppf(q, n - 1)) for q in (0.975, 0.025))
+            if n > 1
+            else (math.nan, math.nan)
+        )
+        seconds = part["wall_seconds"].astype(float).mean()
+        runs_in_time, half = half_width(sd, seconds, jobs, minutes)
+        out.append(
+            {
+                "study": study.name,
+                "images": f"{int(images):,}",
+                "epochs": int(epochs),
+                "width": w,
+                "seeds": n,
+                "acc (%)": round(acc.mean(), 2),
+                "seed sd (points)": round(sd, 2),
+                "sd 95% CI": f"{low:.2f} to {high:.2f}",
+                "s per run": round(seconds, 1),
+                f"runs in {minutes:g} min": runs_in_time,
+                "95% half-width (points)": round(half, 2),
+                "_acc": acc.reset_index(drop=True),  # for the test of equal sds, not shown
+                "_jobs": jobs,
+            }
+        )
+    return out
 
 
 def main() -> None:
@@ -126,6 +203,41 @@ def main() -> None:
     ]
     print(f"{args.minutes:g} minutes a study; half-widths are one effect's, not family-wise")
     print(pd.DataFrame(rows).to_markdown(index=False))
+    network = [
+        line
+        for path in args.studies
+        if not path.suffix
+        for study in load_studies(path)
+        if not study.runs.empty
+        for line in budget_rows(path, study, args.minutes, args.jobs)
+    ]
+    if network:
+        print("\nThe baseline network at each budget (its own seeds only)")
+        shown = [{k: v for k, v in line.items() if not k.startswith("_")} for line in network]
+        print(pd.DataFrame(shown).to_markdown(index=False))
+        print(same_noise(network, args.minutes))
+
+
+def same_noise(network: list[dict], minutes: float) -> str:
+    """Whether the budgets' seed sds differ (Bartlett's test), and, where they need not, the
+    half-width each budget would give at their pooled sd: then seconds per run alone rank them."""
+    groups_ = [line["_acc"] for line in network if len(line["_acc"]) > 1]
+    if len(groups_) < 2:
+        return ""
+    p = stats.bartlett(*groups_).pvalue
+    df = sum(len(g) - 1 for g in groups_)
+    pooled = math.sqrt(sum((len(g) - 1) * g.var(ddof=1) for g in groups_) / df)
+    ranks = ", ".join(
+        f"{line['images']} x {line['epochs']} at width {line['width']} ({line['study']}): "
+        f"{half_width(pooled, line['s per run'], line['_jobs'], minutes)[1]:.2f}"
+        for line in sorted(network, key=lambda line: line["s per run"])
+    )
+    verdict = "differ" if p < 0.05 else "do not differ detectably"
+    return (
+        f"\nBartlett's test: the budgets' seed sds {verdict} (p = {p:.3f}); pooled, "
+        f"{pooled:.2f} points with {df} df. At the pooled sd, the 95% half-width in "
+        f"{minutes:g} min: {ranks}."
+    )
 
 
 if __name__ == "__main__":
