@@ -150,20 +150,22 @@ tables() {  # from the runs tables the reports here keep (each is read before it
 
 # A factorial study (two jobs at a time, one core each: faster than one job on two cores), its
 # budget check, and the confirmation its report asks for: the configuration the main effects
-# predict best against the reference, with fresh seeds. Then one report of all three.
+# predict best against the reference, with fresh seeds. The report that names the confirmation
+# is written outside the tree: one in docs/ would leave the tree changed, and the runs after it
+# would record uncommitted changes.
 factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and docs/
   clean_tree
-  local root="multirun/docs/$2"
+  local root="multirun/docs/$2" plan confirm
   sweep "$1" "$root"
   sweep "$1_check" "$root-check"
-  report "$2"
-  local confirm
-  confirm=$(grep -o 'study.design=confirm[^`]*' "docs/$2/report.md" | head -n1 |
+  plan=$(mktemp -d)
+  $py -m cnnexp.report "$root" "$root-check" --out "$plan"
+  confirm=$(grep -o 'study.design=confirm[^`]*' "$plan/report.md" | head -n1 |
       sed 's/ hydra.sweep.dir=[^ ]*//')
+  rm -rf "$plan"
   if [ -n "$confirm" ]; then
     # shellcheck disable=SC2086  # the confirmation's overrides, one word each
     sweep "$1" "$root-confirm" $confirm
-    report "$2"
   fi
 }
 
@@ -172,9 +174,9 @@ factorial_mnist() { factorial factorial_mnist factorial-mnist; }
 ablation_factorial() { factorial ablation_factorial ablation-factorial; }
 
 case "$what" in
-  factorial-cifar10) factorial_cifar10 ;;
-  factorial-mnist) factorial_mnist ;;
-  ablation-factorial) ablation_factorial ;;
+  factorial-cifar10) factorial_cifar10; report factorial-cifar10 ;;
+  factorial-mnist) factorial_mnist; report factorial-mnist ;;
+  ablation-factorial) ablation_factorial; report ablation-factorial ;;
   runs) runs ;;
   reports) reports ;;
   report) report "${2:?which report: one of the folders under multirun/docs/}" ;;
