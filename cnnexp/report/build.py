@@ -20,6 +20,7 @@ from cnnexp.report.runs import (
     REPLICATE,
     Study,
     environment_of,
+    flatten,
     is_check,
     load_studies,
     runs_table,
@@ -149,11 +150,14 @@ def add_appendix(doc: Document, studies: list[Study]) -> None:
 
 
 def gather(paths: list[Path]) -> list[Study]:
-    """The studies of `paths`; a folder of budget-check runs joins the study of its name."""
+    """The studies of `paths`; a folder of budget-check runs joins the study of its name and
+    data set (two studies may share a name: the pooling studies of MNIST and CIFAR-10)."""
     loaded = [study for path in paths for study in load_studies(path)]
     studies = [s for s in loaded if not is_check(s)]
     for check in (s for s in loaded if is_check(s)):
-        home = next((s for s in studies if s.name == check.name), None)
+        named = [s for s in studies if s.name == check.name]
+        same_data = [s for s in named if data_sets(s.runs) == data_sets(check.check)]
+        home = next(iter(same_data or named), None)
         if home is None:
             raise FileNotFoundError(
                 f"{check.root} holds the budget check of study {check.name!r}, but no folder "
@@ -161,6 +165,11 @@ def gather(paths: list[Path]) -> list[Study]:
             )
         with_check(home, check)
     return studies
+
+
+def data_sets(runs: pd.DataFrame) -> set[str]:
+    """The data sets these runs trained on, from their configs."""
+    return {flatten(c).get("data.name") for c in runs.get("config", []) if c} - {None}
 
 
 PROCEDURE = [

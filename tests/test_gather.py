@@ -1,0 +1,31 @@
+"""A budget check joins the study of its name and data set: the MNIST and CIFAR-10 pooling
+studies share the name "pooling", and each check must land with its own."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from cnnexp.report import build
+from cnnexp.report.runs import Study
+
+
+def study(data: str, check: bool) -> Study:
+    runs = pd.DataFrame([{"pool": "max", "seed": 0, "config": {"data": {"name": data}}}])
+    if check:
+        return Study("pooling", Path(f"{data}-check"), runs.iloc[0:0], [], check=runs)
+    return Study("pooling", Path(data), runs, ["pool"])
+
+
+def test_each_check_joins_the_study_of_its_data_set(monkeypatch):
+    folders = {
+        Path("mnist"): study("mnist", False),
+        Path("cifar10"): study("cifar10", False),
+        Path("cifar10-check"): study("cifar10", True),
+        Path("mnist-check"): study("mnist", True),
+    }
+    monkeypatch.setattr(build, "load_studies", lambda path: [folders[path]])
+    studies = build.gather(list(folders))
+    assert [s.root for s in studies] == [Path("mnist"), Path("cifar10")]
+    for s in studies:
+        assert len(s.check) == 1
+        assert s.check["config"].iloc[0]["data"]["name"] == str(s.root)
