@@ -27,7 +27,7 @@ def _nvml_handles() -> list:
 
 
 class SystemMonitor:
-    """Samples every `interval` seconds on a daemon thread until `stop()`."""
+    """Samples every `interval` seconds on a daemon thread, and once more at `stop()`."""
 
     def __init__(
         self,
@@ -79,7 +79,11 @@ class SystemMonitor:
         with self.csv_path.open("w", newline="") as f:
             writer = None
             step = 0
-            while not self._stop.wait(self.interval):
+            stopped = False
+            while not stopped:
+                # A closing sample after stop(): a run shorter than the interval still has a
+                # reading, and the last one covers the time since the one before it.
+                stopped = self._stop.wait(self.interval)
                 began = time.perf_counter()
                 try:
                     row = self.sample()

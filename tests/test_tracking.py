@@ -107,6 +107,17 @@ def test_system_monitor_records_load(run):
     assert system["process_memory_mb_peak"] >= system["process_memory_mb_mean"] > 0
 
 
+def test_a_run_shorter_than_the_sampling_interval_still_has_a_reading(tmp_path):
+    """The lab report's utilisation figure needs one reading even of a run of a second."""
+    monitor = SystemMonitor(tmp_path / "s.csv", 3600).start()
+    summary = monitor.stop()
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert summary["samples"] == len(rows) == 1
+    assert float(rows[0]["process_memory_mb"]) == pytest.approx(
+        summary["process_memory_mb_peak"], abs=0.01
+    )
+
+
 def test_environment_and_confusion_matrix(run):
     run_dir, metrics, _ = run
     env = json.loads((run_dir / "env.json").read_text())

@@ -5,6 +5,7 @@ stopped sweep, and a job that submitit requeues after its time-limit signal."""
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -154,12 +155,24 @@ def test_workers_run_jobs_on_the_given_gpu(tmp_path):
         assert env["gpus"], env
 
 
-@pytest.mark.slow  # submitit's local executor: one time-limit signal and requeue, about 100 s
+def seconds_per_epoch(job: list[str], run_dir: Path) -> float:
+    """An epoch's training and test seconds, from the last of 3 epochs of `job`."""
+    done = run_cli(*job, "epochs=3", f"hydra.run.dir={run_dir}", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    last = read_metrics(run_dir)["history"][-1]
+    return last["train_seconds"] + last["test_seconds"]
+
+
+@pytest.mark.slow  # submitit's local executor: a time-limit signal and requeue, about 2.5 min
 def test_submitit_requeues_a_job_at_its_time_limit_and_it_resumes(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    # 24 epochs take longer than the 30 s before submitit's local executor signals the time
-    # limit (SIGUSR2 at timeout_min minus 30 s); the requeued job has another 30 s.
-    run = [*TINY, "epochs=24", "data.synthetic.train_size=8192", "precision=fp32", "seed=0"]
+    # Submitit's local executor signals the time limit 30 s after a job starts (timeout_min
+    # minus 30 s), and requeues a job at most 3 times; a job spends 5-15 s of each 30 s starting.
+    # So the job trains for 30-40 s (an epoch measured here), to outlast its first 30 s and end in
+    # its fourth on a machine of any speed.
+    job = [*TINY, "data.synthetic.train_size=8192", "precision=fp32", "seed=0"]
+    epochs = max(8, math.ceil(30 / seconds_per_epoch(job, tmp_path / "measure")))
+    run = [*job, f"epochs={epochs}"]
     whole = run_cli(*run, f"hydra.run.dir={tmp_path / 'whole'}", cwd=REPO)
     assert whole.returncode == 0, whole.stderr
 
