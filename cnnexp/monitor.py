@@ -27,7 +27,8 @@ def _nvml_handles() -> list:
 
 
 class SystemMonitor:
-    """Samples every `interval` seconds on a daemon thread, and once more at `stop()`."""
+    """Samples every `interval` seconds on a daemon thread until `stop()`, and at `stop()` if it
+    has no reading yet."""
 
     def __init__(
         self,
@@ -79,11 +80,10 @@ class SystemMonitor:
         with self.csv_path.open("w", newline="") as f:
             writer = None
             step = 0
-            stopped = False
-            while not stopped:
-                # A closing sample after stop(): a run shorter than the interval still has a
-                # reading, and the last one covers the time since the one before it.
-                stopped = self._stop.wait(self.interval)
+            while not self._stop.wait(self.interval) or not self.samples:
+                # A run shorter than the interval gets one reading at stop(), over its whole
+                # time; a longer one none there, as a short last interval would read as noise
+                # in the mean and peak.
                 began = time.perf_counter()
                 try:
                     row = self.sample()
