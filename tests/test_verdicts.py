@@ -12,6 +12,7 @@ import pytest
 import statsmodels.formula.api as smf
 from conftest import REPO, run_cli
 from scipy import stats as scipy_stats
+from statsmodels.stats.multitest import multipletests
 
 from cnnexp import stats
 from cnnexp.report import main as report_main
@@ -60,33 +61,37 @@ def row(summary: pd.DataFrame, level: str) -> pd.Series:
     return summary[summary["arch"] == level].iloc[0]
 
 
-def test_pooled_model_gives_scipys_dunnett_p_values_and_simultaneous_intervals():
+def test_each_arm_is_welchs_test_with_bonferroni_intervals_over_the_family():
     rng = np.random.default_rng(0)
     groups = {"baseline": (0.60 + 0.01 * rng.standard_normal(4)).tolist()}
     for i, shift in enumerate([0.0, 0.02, -0.03, 0.005]):
         groups[f"v{i}"] = (0.60 + shift + 0.01 * rng.standard_normal(4)).tolist()
     summary = summarise(study(groups))
     arms = [k for k in groups if k != "baseline"]
-    expected = scipy_stats.dunnett(*[groups[k] for k in arms], control=groups["baseline"], rng=0)
-    interval = expected.confidence_interval(0.95)
+    m = len(arms)
+    for arm in arms:
+        expected = scipy_stats.ttest_ind(groups[arm], groups["baseline"], equal_var=False)
+        interval = expected.confidence_interval(1 - 0.05 / m)
+        r = row(summary, arm)
+        assert (r["test"], r["correction"]) == ("welch", "bonferroni")
+        assert r["p"] == pytest.approx(expected.pvalue, rel=1e-9)
+        assert r["p_adjusted"] == pytest.approx(min(1, m * expected.pvalue), rel=1e-9)
+        assert (r["ci_low"], r["ci_high"]) == pytest.approx((interval.low, interval.high))
+        assert r["level"] == pytest.approx(0.05 / m)
+        assert r["diff"] == pytest.approx(np.mean(groups[arm]) - np.mean(groups["baseline"]))
+    assert row(summary, "v2")["verdict"] == WORSE  # -3 points against a noise of 1
+    (family,) = summary.attrs["families"]
+    said = method_sentence(study(groups), family, 0.05)
+    assert "Welch's test" in said and "Bonferroni" in said and "simultaneous 95%" in said
+    # The noise is described (Bartlett, the pooled standard deviation of statsmodels' OLS) for
+    # the planner, never to choose a test.
     frame = pd.DataFrame([{"arm": k, "y": y} for k, vs in groups.items() for y in vs])
     ols = smf.ols("y ~ C(arm)", frame).fit()
-    (family,) = summary.attrs["families"]
     assert family.variances.pooled and family.variances.df == ols.df_resid == 15
     assert family.variances.sigma == pytest.approx(math.sqrt(ols.mse_resid), rel=1e-12)
     assert family.variances.bartlett_p == pytest.approx(
         scipy_stats.bartlett(*groups.values()).pvalue
     )
-    for i, arm in enumerate(arms):
-        r = row(summary, arm)
-        assert r["test"] == "dunnett"
-        assert r["p_adjusted"] == pytest.approx(expected.pvalue[i], rel=1e-6)
-        assert (r["ci_low"], r["ci_high"]) == pytest.approx(
-            (interval.low[i], interval.high[i]), rel=1e-6
-        )
-        assert r["diff"] == pytest.approx(np.mean(groups[arm]) - np.mean(groups["baseline"]))
-    assert row(summary, "v2")["verdict"] == WORSE  # -3 points against a noise of 1
-    assert "Dunnett's many-to-one test" in method_sentence(study(groups), family, 0.05)
 
 
 def test_two_arms_with_identical_runs_are_never_called():
@@ -130,32 +135,22 @@ def test_holm_intervals_are_at_the_level_of_the_step_that_decided():
     first_not = decided.index(False)
     assert levels[:first_not] == pytest.approx([0.05 / (m - k) for k in range(first_not)])
     assert levels[first_not:] == pytest.approx([0.05 / (m - first_not)] * (m - first_not))
-    holm = stats.multipletests(tested["p"], method="holm")[1]
+    holm = multipletests(tested["p"], method="holm")[1]
     assert tested["p_adjusted"].tolist() == pytest.approx(holm.tolist())
 
 
-def test_heterogeneous_variances_switch_to_the_fallback_and_say_so():
+def test_unequal_variances_change_no_test_and_the_report_says_the_spread_differs():
     groups = {"baseline": planted(0.60, 0.01, 4, 0), "calm": planted(0.61, 0.01, 4, 1),
               "wild": planted(0.55, 0.08, 4, 2)}  # fmt: skip
     s = study(groups)
     summary = summarise(s)
     (family,) = summary.attrs["families"]
     assert family.variances.bartlett_all_p < 0.05
-    assert family.variances.left_out == ("arch=wild",) and family.variances.pooled
-    assert row(summary, "wild")["test"] == "welch"
-    assert row(summary, "calm")["test"] == "pooled t"  # one pooled arm: Dunnett is the t test
+    assert set(summary["test"].dropna()) == {"welch"}  # no preliminary test picks the test
     expected = scipy_stats.ttest_ind(groups["wild"], groups["baseline"], equal_var=False)
     assert row(summary, "wild")["p"] == pytest.approx(expected.pvalue)
     said = method_sentence(s, family, 0.05)
-    assert "arch=wild, whose variance is out of line" in said and "Welch" in said
-    # Where the baseline itself is the odd one out, nothing is pooled: Welch and Holm for all.
-    groups = {"baseline": planted(0.60, 0.08, 4, 0), "a": planted(0.61, 0.005, 4, 1),
-              "b": planted(0.62, 0.005, 4, 2), "c": planted(0.60, 0.005, 4, 3)}  # fmt: skip
-    summary = summarise(study(groups))
-    (family,) = summary.attrs["families"]
-    assert not family.variances.pooled
-    assert set(summary["test"].dropna()) == {"welch"}
-    assert "Bartlett's test rejects" in method_sentence(study(groups), family, 0.05)
+    assert "the seeds' spread differs between arms" in said and "Welch" in said
 
 
 def test_an_arm_that_trained_the_baselines_networks_is_compared_in_pairs():
@@ -169,10 +164,12 @@ def test_an_arm_that_trained_the_baselines_networks_is_compared_in_pairs():
     expected = scipy_stats.ttest_rel(flip_off, base)
     assert paired["test"] == "paired t"
     assert paired["p"] == pytest.approx(expected.pvalue)
-    ci = expected.confidence_interval(0.95)
+    # One of the family's two comparisons: its interval and p at the family's Bonferroni share.
+    ci = expected.confidence_interval(1 - 0.05 / 2)
     assert (paired["ci_low"], paired["ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert paired["p_adjusted"] == pytest.approx(2 * expected.pvalue)
     assert paired["verdict"] == WORSE  # -0.8 points on every pair: the pairing decides
-    assert row(summary, "other")["test"] == "pooled t"  # the one arm left in the pool
+    assert row(summary, "other")["test"] == "welch"
     (family,) = summary.attrs["families"]
     assert family.paired == ("arch=test_flip-off",)
 
@@ -192,8 +189,10 @@ def test_a_within_run_tta_pair_is_tested_paired():
 
 @pytest.mark.slow  # 300 simulated studies, 30 s
 def test_the_detectable_difference_is_found_80_percent_of_the_time():
-    """Over simulated studies with a true gap of the stated size, Dunnett finds it 80% +- 5%."""
-    sigma, n, arms = 0.01, 3, 4
+    """Over simulated studies with a true gap of the stated size, Welch's test at the family's
+    Bonferroni level finds it 80% +- 6% with 5 seeds. (Its degrees of freedom are estimated,
+    which costs power with fewer seeds: with 3 it finds such a gap about 62% of the time.)"""
+    sigma, n, arms = 0.01, 5, 4
     rng = np.random.default_rng(7)
 
     def simulated(gap: float) -> dict[str, list[float]]:
@@ -202,32 +201,24 @@ def test_the_detectable_difference_is_found_80_percent_of_the_time():
             groups[f"a{i}"] = ((gap if i == 0 else 0.0) + sigma * rng.standard_normal(n)).tolist()
         return groups
 
-    found, _ = stats.against_control(simulated(0.0), "control")
-    level, df = found["a0"].level, found["a0"].df
-    gap = stats.detectable(sigma * math.sqrt(2 / n), df, level)
-    hits = [stats.against_control(simulated(gap), "control")[0]["a0"].differs for _ in range(300)]
-    assert np.mean(hits) == pytest.approx(0.8, abs=0.05)
+    gap = stats.detectable(sigma * math.sqrt(2 / n), 2 * (n - 1), 0.05 / arms)
+    hits = [stats.against_control(simulated(gap), "control")["a0"].differs for _ in range(300)]
+    assert np.mean(hits) == pytest.approx(0.8, abs=0.06)
 
 
 def test_the_planner_asks_for_the_seeds_that_reach_the_target():
-    sigma, arms, level = 0.01, 10, 0.005
-    n = stats.seeds_needed(sigma, 0.01, arms, level)
-    assert stats.detectable(sigma * math.sqrt(2 / n), arms * (n - 1), level) <= 0.01
-    assert stats.detectable(sigma * math.sqrt(2 / (n - 1)), arms * (n - 2), level) > 0.01
-    assert stats.seeds_needed(sigma, 0.005, arms, level) > n
+    sigma, level = 0.01, 0.005
+    n = stats.seeds_needed(sigma, 0.01, level)
+    assert stats.detectable(sigma * math.sqrt(2 / n), 2 * (n - 1), level) <= 0.01
+    assert stats.detectable(sigma * math.sqrt(2 / (n - 1)), 2 * (n - 2), level) > 0.01
+    assert stats.seeds_needed(sigma, 0.005, level) > n
 
 
-def test_one_seed_is_judged_on_the_pooled_variance_and_not_without_it():
-    pooled = summarise(study({"baseline": [0.9, 0.91, 0.92], "b": [0.905, 0.91, 0.915],
-                              "lonely": [0.99]}))  # fmt: skip
-    assert row(pooled, "lonely")["test"] == "dunnett"
-    assert row(pooled, "lonely")["verdict"] == BETTER
-    alone = summarise(study({"baseline": [0.9, 0.91, 0.92], "lonely": [0.99]}), method="none")
-    assert row(alone, "lonely")["test"] == "pooled t" and np.isnan(row(alone, "lonely")["std"])
-    # Without a pooled variance (the baseline's variance out of line) one seed has no test.
-    wild = summarise(study({"baseline": planted(0.6, 0.08, 4, 0), "a": planted(0.6, 0.002, 4, 1),
-                            "b": planted(0.6, 0.002, 4, 2), "lonely": [0.99]}))  # fmt: skip
-    assert row(wild, "lonely")["verdict"] == TOO_FEW
+def test_one_seed_has_no_variance_of_its_own_so_no_verdict():
+    summary = summarise(study({"baseline": [0.9, 0.91, 0.92], "b": [0.905, 0.91, 0.915],
+                               "lonely": [0.99]}))  # fmt: skip
+    assert row(summary, "lonely")["verdict"] == TOO_FEW
+    assert row(summary, "b")["test"] == "welch"
 
 
 def test_chance_level_runs_are_flagged_and_kept_out_of_the_means():

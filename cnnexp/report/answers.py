@@ -18,13 +18,19 @@ from cnnexp.report.verdicts import (
     WORSE,
     Family,
     Plan,
+    Unstable,
     WithinRun,
     is_baseline,
     plan,
+    unstable_runs,
     within_run_pairs,
+    without_run,
 )
 
-TESTS = {"dunnett": "Dunnett", "pooled t": "pooled t", "welch": "Welch", "paired t": "paired t"}
+TESTS = {"welch": "Welch", "paired t": "paired t"}
+# The interval's name beside a verdict: what its correction makes of it.
+INTERVAL_NAMES = {"bonferroni": "simultaneous", "holm": "Holm-step", "none": "uncorrected"}
+
 POWER = f"{100 * stats.POWER:.0f}%"
 
 
@@ -38,7 +44,7 @@ def add_answers(doc: Document, study: Study, summary: pd.DataFrame, alpha: float
     for family in summary.attrs.get("families", []):
         if family.arms:
             doc.para(method_sentence(study, family, alpha))
-    doc.bullets(found)
+    doc.bullets(found + unstable_sentences(study, summary))
     for family in summary.attrs.get("families", []):
         planned = plan(summary, family)
         if planned is not None:
@@ -48,56 +54,44 @@ def add_answers(doc: Document, study: Study, summary: pd.DataFrame, alpha: float
         doc.bullets([within_run_sentence(p, alpha) for p in pairs])
 
 
+# What each correction makes of an interval, for the sentence that states the method once.
+INTERVALS = {
+    "bonferroni": "simultaneous {level} interval (Bonferroni: each at 1 - {alpha}/m over the m "
+    "comparisons of the family, so all hold together)",
+    "holm": "interval at the level of the Holm step that decided it (it excludes zero exactly "
+    "when Holm's step-down rejects; not simultaneous)",
+    "none": "{level} interval of that test alone, not corrected for the other comparisons (the "
+    "family-wise level does not hold)",
+}
+
+
 def method_sentence(study: Study, family: Family, alpha: float) -> str:
-    """How one family of comparisons was made, with the variance model and why."""
+    """How one family of comparisons was made, and what its intervals are."""
     v = family.variances
     where = ", ".join(f"{k}={val}" for k, val in family.context.items())
     head = f"On {where}: " if where else ""
     level = f"{100 * (1 - alpha):.0f}%"
-    if v.pooled:
-        model = (
-            f"one model of the study's runs (accuracy by arm, ordinary least squares): residual "
-            f"standard deviation {100 * v.sigma:.2f} points with {v.df:.0f} degrees of freedom, "
-            f"pooled over the arms because Bartlett's test of equal variances does not reject "
-            f"(p {_p(v.bartlett_p)})"
-        )
-        if v.left_out:
-            model += (
-                f"; over every arm it does (p {_p(v.bartlett_all_p)}), and "
-                f"{', '.join(v.left_out)}, whose variance is out of line with the rest, is "
-                "compared by Welch's test instead"
-            )
-        tests = {
-            "dunnett": "Dunnett's many-to-one test of each arm against the baseline",
-            "holm": "t tests on the pooled variance, Holm's correction over the family",
-            "none": "t tests on the pooled variance, each alone (no correction)",
-        }[family.method]
-        if family.arms == 1:
-            tests = "a t test on the pooled variance (with one arm, Dunnett's test is this test)"
-    else:
-        model = (
-            "each arm with its own variance (Welch's test), because Bartlett's test rejects "
-            f"equal variances (p {_p(v.bartlett_all_p)}) and no single arm explains it"
-        )
-        tests = {
-            "dunnett": "Holm's correction over the family",
-            "holm": "Holm's correction over the family",
-            "none": "no correction",
-        }[family.method]
+    shown = INTERVALS[family.method].format(level=level, alpha=alpha)
     share = f" (the level split over {family.contexts} contexts)" if family.contexts > 1 else ""
+    noise = (
+        f"the seeds' spread agrees between arms (Bartlett's test p {_p(v.bartlett_all_p)})"
+        if v.bartlett_all_p >= alpha
+        else f"the seeds' spread differs between arms (Bartlett's test p {_p(v.bartlett_all_p)})"
+    )
     paired = ""
     if family.paired:
         paired = (
             f" {', '.join(family.paired)} trained the baseline's very networks (the same "
             "seeds give the same final training loss): it is compared in pairs by seed "
-            "(paired t test, its 95% interval a family of its own), outside the pooled model."
+            "(paired t test), as one of the family's comparisons."
         )
     return (
         f"{head}{family.arms} arm{'s' if family.arms != 1 else ''} compared with the baseline, "
-        f"{tests}, from {model}. Every interval below is the family's simultaneous "
-        f"{level} interval{share}: an arm is called better or worse exactly when its interval "
-        f"excludes zero, otherwise 'no clear difference'.{paired} Runs that did not train, "
-        "diverged, failed or did not finish are counted but kept out of the model."
+        f"each by Welch's test (its own seeds' variance and the baseline's, so no arm's noise "
+        f"is lent to another; {noise}). Every interval below is a {shown}{share}: an arm is "
+        "called better or worse exactly when its interval excludes zero, otherwise 'no clear "
+        f"difference'.{paired} Runs that did not train, diverged, failed or did not finish are "
+        "counted but kept out of the comparisons."
     )
 
 
@@ -138,6 +132,51 @@ def answers(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA) -> 
     return lines
 
 
+def unstable_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
+    """Each run out of line with its arm's other seeds, named with its numbers, and the
+    verdicts that change without it (it stays in the numbers: nothing is dropped silently)."""
+    alpha = summary.attrs.get("alpha", stats.ALPHA)
+    method = summary.attrs.get("method", stats.METHOD)
+    said = []
+    for run in unstable_runs(study, summary, alpha):
+        again = without_run(study, run.index, alpha, method)
+        said.append(f"{unstable_phrase(run)} {changed_without(study, summary, again, alpha)}")
+    return said
+
+
+def unstable_phrase(run: Unstable) -> str:
+    """'Seed 10 of convs=2 is out of line with the arm's other seeds: ...'."""
+    first = ""
+    if run.first is not None and run.others_first:
+        first = f"; after its first epoch {pct(run.first)} against {_span(run.others_first)}"
+    return (
+        f"Seed {run.seed} of {run.arm} is out of line with the arm's other seeds (an unstable "
+        f"run): final {pct(run.final)} against {_span(run.others_final)}{first} (studentized "
+        f"residual within its arm, Bonferroni over the study's runs, p {_p(run.p)}). It is "
+        "kept in the numbers above."
+    )
+
+
+def changed_without(study: Study, summary: pd.DataFrame, again: pd.DataFrame, alpha) -> str:
+    """The verdicts that differ without the run, with their numbers; or that none does."""
+    changed = []
+    for i, before in summary[summary["verdict"].notna()].iterrows():
+        after = again.loc[i]
+        if after["verdict"] != before["verdict"]:
+            changed.append(
+                f"{label(study, after)} {after['verdict']}, {interval(after, alpha)} "
+                f"({counted(after)})"
+            )
+    if not changed:
+        return "Without it no verdict changes."
+    return "Without it: " + "; ".join(changed) + "."
+
+
+def _span(values) -> str:
+    low, high = min(values), max(values)
+    return pct(low) if low == high else f"{pct(low)}-{pct(high)}"
+
+
 def detectable_phrase(value: float) -> str:
     return (
         f"with these runs a true difference of {100 * value:.2f} points would be found "
@@ -146,13 +185,14 @@ def detectable_phrase(value: float) -> str:
 
 
 def interval(row: pd.Series, alpha: float) -> str:
-    """'difference +1.00 points, simultaneous 95% CI ..., Dunnett, family-wise p = ...'."""
-    simultaneous = "95% CI" if row["test"] == "paired t" else "simultaneous 95% CI"
-    simultaneous = simultaneous.replace("95%", f"{100 * (1 - alpha):.0f}%")
+    """'difference +1.00 points, simultaneous 95% CI ..., Welch with 8 df, family-wise p = ...'."""
+    kind = INTERVAL_NAMES.get(row.get("correction"), "")
+    name = f"{kind} {100 * (1 - alpha):.0f}% CI".strip()
+    p = "p" if row.get("correction") == "none" else "family-wise p"
     return (
-        f"difference {100 * row['diff']:+.2f} points, {simultaneous} {100 * row['ci_low']:+.2f} "
+        f"difference {100 * row['diff']:+.2f} points, {name} {100 * row['ci_low']:+.2f} "
         f"to {100 * row['ci_high']:+.2f}, {TESTS.get(row['test'], row['test'])} with "
-        f"{row['df']:.0f} df, family-wise p {_p(row['p_adjusted'])}"
+        f"{row['df']:.0f} df, {p} {_p(row['p_adjusted'])}"
     )
 
 
@@ -168,8 +208,10 @@ def plan_sentence(planned: Plan) -> str:
         took = f"{hours:.1f} hours" if hours >= 1 else f"{60 * hours:.0f} minutes"
         parts.append(f"{points}: {n} seeds per arm, {n * planned.arms} runs, about {took}")
     return (
-        f"Planner: for {POWER} power at this family's level, with the pooled standard deviation "
-        f"of {100 * planned.sigma:.2f} points and {planned.arms} arms, detecting "
+        f"Planner: for {POWER} power by Welch's test at this family's level "
+        f"({planned.level:.3g} per comparison), with the seeds' standard deviation of "
+        f"{100 * planned.sigma:.2f} points (pooled over the {planned.arms} arms, whose spread "
+        "agrees), detecting "
         + "; ".join(parts)
         + f" on the machine that ran these runs ({planned.seconds_per_run:.0f} s per run)."
     )
@@ -285,7 +327,8 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
     for verdict in DECIDED:
         if verdict in by:
             items = ", ".join(
-                f"{label(study, r)} ({100 * r['diff']:+.2f} points, simultaneous CI "
+                f"{label(study, r)} ({100 * r['diff']:+.2f} points, "
+                f"{INTERVAL_NAMES.get(r['correction'], '')} CI "
                 f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f})"
                 for _, r in by[verdict].iterrows()
             )

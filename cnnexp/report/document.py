@@ -22,7 +22,8 @@ SUMMARY_HEADINGS = {
     "std": "± std",
     "seed_values": "each seed",
     "diff": "vs baseline (points)",
-    "ci": "simultaneous CI (points)",
+    "ci": "CI (points)",
+    "correction": "interval",
     "p_adjusted": "family-wise p",
     "test": "test",
     "detectable": "80% power at (points)",
@@ -32,6 +33,8 @@ SUMMARY_HEADINGS = {
     "parameters_mean": "parameters",
     "macs_mean": "MACs",
 }
+# What each family correction makes of the CI column (cnnexp.stats.METHODS).
+INTERVAL_KINDS = {"bonferroni": "simultaneous", "holm": "Holm step", "none": "uncorrected"}
 PERCENT = ("mean", "median", "std", "diff", "detectable")
 HIDDEN_COLUMNS = {
     "values",
@@ -179,6 +182,7 @@ def display_summary(summary: pd.DataFrame) -> pd.DataFrame:
     shown["p_adjusted"] = shown["p_adjusted"].map(lambda p: f"{p:.3g}" if pd.notna(p) else "")
     shown["verdict"] = shown["verdict"].fillna("baseline" if shown["verdict"].notna().any() else "")
     shown["test"] = shown["test"].fillna("")
+    shown["correction"] = shown["correction"].map(lambda c: INTERVAL_KINDS.get(c, ""))
     factors = [c for c in shown.columns if c not in SUMMARY_HEADINGS and c not in HIDDEN_COLUMNS]
     columns = [c for c in SUMMARY_HEADINGS if c in shown and _shown(shown[c])]
     return shown[factors + columns].rename(columns=SUMMARY_HEADINGS)

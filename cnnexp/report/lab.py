@@ -11,7 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from cnnexp import stats
-from cnnexp.report.answers import POWER, counted, interval, pct, verdict_sentences
+from cnnexp.report.answers import (
+    INTERVAL_NAMES,
+    POWER,
+    counted,
+    interval,
+    pct,
+    verdict_sentences,
+)
 from cnnexp.report.document import Document
 from cnnexp.report.factorial import effects_answer, pooling_effect
 from cnnexp.report.recipe import budget_phrase, heading, recipe
@@ -234,7 +241,8 @@ def side_by_side(members: list[tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
                     "arm": f"{factor}={arm[factor]}",
                     "arm %": f"{100 * arm['mean']:.2f}",
                     "difference (points)": f"{100 * arm['diff']:+.2f}",
-                    "simultaneous 95% CI": _points(arm["ci_low"], arm["ci_high"]),
+                    "95% CI": _points(arm["ci_low"], arm["ci_high"]),
+                    "interval": INTERVAL_NAMES.get(arm["correction"], ""),
                     "verdict": arm["verdict"],
                     "seeds": int(arm["n"]),
                     f"detectable at {POWER} power (points)": f"{100 * arm['detectable']:.2f}",

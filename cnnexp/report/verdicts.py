@@ -6,11 +6,12 @@ the planner. No prose: the labels below are the only words, and answers.py says 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import statsmodels.api as sm
 
 from cnnexp import stats
 from cnnexp.report.runs import (
@@ -44,6 +45,7 @@ COMPARISON = [
     "p_adjusted",
     "level",
     "detectable",
+    "correction",
 ]
 
 
@@ -91,7 +93,7 @@ def summarise(
             }
         )
     summary = compare(study, pd.DataFrame(rows), alpha, method)
-    summary.attrs["alpha"] = alpha
+    summary.attrs["alpha"], summary.attrs["method"] = alpha, method
     return summary
 
 
@@ -132,7 +134,11 @@ def compare(study: Study, summary: pd.DataFrame, alpha: float, method: str) -> p
     if method not in stats.METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(stats.METHODS)}")
     summary = summary.assign(
-        **{c: math.nan for c in COMPARISON}, test=None, verdict=None, compared_with=None
+        **{c: math.nan for c in COMPARISON if c != "correction"},
+        correction=None,
+        test=None,
+        verdict=None,
+        compared_with=None,
     )
     summary.attrs["families"] = []
     if not study.baseline or summary.empty:
@@ -154,13 +160,18 @@ def _compare_context(study, summary, rows, control, alpha, method, share) -> Fam
         summary.at[i, "verdict"] = _precheck(summary.loc[i], control)
     open_arms = [i for i in arms.index if summary.at[i, "verdict"] is None]
     paired = [i for i in open_arms if same_networks(study, summary.loc[i], control)]
-    results = _paired_family(summary, paired, control, alpha / share)
     values = {i: summary.at[i, "values"] for i in open_arms if i not in paired}
+    # The context's level is split between the paired arms and the rest by their numbers, so
+    # the whole context stays one family (Bonferroni between the two parts).
+    level, tests = alpha / share, len(paired) + len(values)
+    results = _paired_family(summary, paired, control, level, tests, method)
     found, variances = {}, stats.Variances(False, *[math.nan] * 5, ())
-    if control["n"] > 0:
-        found, variances = stats.against_control(
-            {**values, "control": control["values"]}, "control", alpha / share, method
-        )
+    if control["n"] > 1 and values:
+        part = 1.0 if method == "none" else len(values) / tests
+        groups = {**values, "control": control["values"]}
+        found = stats.against_control(groups, "control", level * part, method)
+        variances = stats.check_variances(groups, "control", alpha)
+        found = {i: _adjusted(c, c.p_adjusted / part) for i, c in found.items()}
     results |= found
     for i, comparison in results.items():
         for key in COMPARISON:
@@ -184,20 +195,25 @@ def _compare_context(study, summary, rows, control, alpha, method, share) -> Fam
     )
 
 
-def _paired_family(summary, paired, control, alpha) -> dict[Any, stats.Comparison]:
-    """Arms that trained the baseline's networks, each as pairs by seed; several share the
-    level (Bonferroni), so each interval still excludes zero exactly when its p-value decides."""
+def _paired_family(summary, paired, control, alpha, tests, method) -> dict[Any, stats.Comparison]:
+    """Arms that trained the baseline's networks, each as pairs by seed, each at its share of
+    the context's level (Bonferroni over its `tests` comparisons; none under method none), so
+    each interval still excludes zero exactly when its adjusted p-value decides."""
     out = {}
+    m = 1 if method == "none" else tests
+    correction = "none" if method == "none" else "bonferroni"
     for i in paired:
         arm, base = _by_seed(summary.loc[i]), _by_seed(control)
         seeds = sorted(set(arm) & set(base))
-        test = stats.paired([arm[s] for s in seeds], [base[s] for s in seeds], alpha / len(paired))
-        out[i] = test if math.isnan(test.p) else _adjusted(test, min(1.0, test.p * len(paired)))
+        test = stats.paired([arm[s] for s in seeds], [base[s] for s in seeds], alpha / m)
+        p = test.p if math.isnan(test.p) else min(1.0, test.p * m)
+        out[i] = stats.Comparison(**{**test.__dict__, "p_adjusted": p, "correction": correction})
     return out
 
 
 def _adjusted(comparison: stats.Comparison, p: float) -> stats.Comparison:
-    return stats.Comparison(**{**comparison.__dict__, "p_adjusted": float(p)})
+    p = float(p) if math.isnan(p) else min(1.0, float(p))
+    return stats.Comparison(**{**comparison.__dict__, "p_adjusted": p})
 
 
 def _by_seed(row: pd.Series) -> dict[Any, float]:
@@ -242,6 +258,73 @@ def _verdict(comparison: stats.Comparison) -> str:
     if comparison.differs:
         return BETTER if comparison.diff > 0 else WORSE
     return UNCLEAR
+
+
+# --- runs out of line with their own seeds ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Unstable:
+    """A run whose accuracy is an outlier among the seeds of its own arm: its externally
+    studentized residual in a model of that arm alone (statsmodels' outlier_test), the p-value
+    Bonferroni-corrected over every run tested in the study."""
+
+    arm: str  # the arm's label
+    index: Any  # its row in the study's runs
+    seed: Any
+    final: float
+    first: float | None  # the first epoch's test accuracy
+    others_final: tuple[float, ...]  # the arm's other seeds
+    others_first: tuple[float, ...]
+    p: float
+
+
+def unstable_runs(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA):
+    """The runs out of line with the other seeds of their arm (three seeds or more)."""
+    found, tested = [], 0
+    for _, row in summary.iterrows():
+        runs = _usable_runs(study, row)
+        if len(runs) < 3:
+            continue
+        values = runs[METRIC].astype(float).to_numpy()
+        test = sm.OLS(values, np.ones(len(values))).fit().outlier_test(method="bonf")
+        tested += len(values)
+        for position, p in enumerate(test[:, 1]):
+            found.append((label(study, row), runs, position, float(p)))
+    return [
+        _unstable(arm, runs, position, min(1.0, p * tested))
+        for arm, runs, position, p in found
+        if p * tested < alpha
+    ]
+
+
+def _unstable(arm: str, runs: pd.DataFrame, position: int, p: float) -> Unstable:
+    firsts = [_first_epoch(h) for h in runs.get("history", [None] * len(runs))]
+    values = runs[METRIC].astype(float).tolist()
+    others = [i for i in range(len(runs)) if i != position]
+    seed = runs[REPLICATE].iloc[position] if REPLICATE in runs else position
+    return Unstable(
+        arm,
+        runs.index[position],
+        seed,
+        values[position],
+        firsts[position],
+        tuple(values[i] for i in others),
+        tuple(firsts[i] for i in others if firsts[i] is not None),
+        p,
+    )
+
+
+def _first_epoch(history: Any) -> float | None:
+    if not isinstance(history, list) or not history:
+        return None
+    value = history[0].get(METRIC.removeprefix("final_"))
+    return float(value) if value is not None else None
+
+
+def without_run(study: Study, index: Any, alpha: float, method: str) -> pd.DataFrame:
+    """The study's summary again with one run left out."""
+    return summarise(replace(study, runs=study.runs.drop(index=index)), alpha=alpha, method=method)
 
 
 # --- pairs inside each run -------------------------------------------------------------------
@@ -324,19 +407,19 @@ TARGETS = (0.01, 0.005)  # 1 and 0.5 points of accuracy
 
 
 def plan(summary: pd.DataFrame, family: Family) -> Plan | None:
-    """From the pooled variance of a family: the seeds per arm to detect 1 and 0.5 points at
-    the level its verdicts used (the level changes a little with the seeds; kept as it is)."""
+    """Where the arms' variances agree (so one standard deviation describes them): the seeds
+    per arm that detect 1 and 0.5 points by Welch's test at the level the family's verdicts
+    ran at (its first step, for Holm)."""
     variances = family.variances
-    levels = summary.loc[summary["test"] == "dunnett", "level"].dropna()
-    levels = levels if len(levels) else summary.loc[summary["test"] == "pooled t", "level"]
-    if not variances.pooled or levels.dropna().empty:
+    levels = summary.loc[summary["test"] == "welch", "level"].dropna()
+    if not variances.pooled or variances.left_out or levels.empty:
         return None
-    level = float(levels.dropna().min())
+    level = float(levels.min())
     arms = int((summary["n"] > 0).sum())
     seconds = summary["wall_seconds_mean"].astype(float)
     if seconds.isna().all():
         seconds = summary["train_seconds_mean"].astype(float)
-    seeds = {t: stats.seeds_needed(variances.sigma, t, arms, level) for t in TARGETS}
+    seeds = {t: stats.seeds_needed(variances.sigma, t, level) for t in TARGETS}
     return Plan(variances.sigma, arms, level, float(seconds.mean()), seeds)
 
 
