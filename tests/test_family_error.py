@@ -33,7 +33,10 @@ def null_study(rng: np.random.Generator, pattern: str, seeds: int, arms: int) ->
     elif pattern == "all unequal":  # each arm's sd drawn between sigma/sqrt(5) and sigma*sqrt(5)
         sd = SIGMA * np.exp(rng.uniform(-math.log(WILD) / 2, math.log(WILD) / 2, arms + 1))
     names = ["control", *(f"a{i}" for i in range(1, arms + 1))]
-    return {name: (0.7 + s * rng.standard_normal(seeds)).tolist() for name, s in zip(names, sd)}
+    return {
+        name: (0.7 + s * rng.standard_normal(seeds)).tolist()
+        for name, s in zip(names, sd, strict=True)
+    }
 
 
 def error_rate(method: str, pattern: str, studies: int, seeds=(2, 6), arms=(1, 11), seed=0):
@@ -112,15 +115,16 @@ def test_a_planted_difference_is_found_as_often_as_the_detectable_difference_cla
 def test_a_paired_arm_shares_the_familys_level():
     """An arm measured in pairs is one comparison of the family: with it and four null arms,
     the study still calls an arm in at most the level's share of null studies."""
-    from cnnexp.report.verdicts import summarise
     from test_verdicts import study
+
+    from cnnexp.report.verdicts import summarise
 
     rng = np.random.default_rng(5)
     called = 0
     for _ in range(150):
         groups = null_study(rng, "equal", 3, 4)
         shift = 0.002 * rng.standard_normal(3)  # evaluation noise of the same networks
-        groups["paired"] = [v + s for v, s in zip(groups["control"], shift)]
+        groups["paired"] = [v + s for v, s in zip(groups["control"], shift, strict=True)]
         losses = {(arm, s): 1.0 + s / 10 for arm in ("baseline", "paired") for s in range(3)}
         made = study({("baseline" if k == "control" else k): v for k, v in groups.items()},
                      losses=losses)  # fmt: skip

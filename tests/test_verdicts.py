@@ -19,7 +19,6 @@ from cnnexp.report import main as report_main
 from cnnexp.report.answers import answers, method_sentence
 from cnnexp.report.runs import Study, chance_reason, load_study
 from cnnexp.report.verdicts import (
-    BETTER,
     DECIDED,
     TOO_FEW,
     UNCLEAR,
