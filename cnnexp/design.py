@@ -190,3 +190,45 @@ def logit_agrees(
     again = fit(logit, factors, response, generators, alpha, interactions=True)
     called = {e.name for e in fitted.effects if e.differs}
     return called == {e.name for e in again.effects if e.differs}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A configuration's gain over the reference (every factor low), as the design reads it:
+    the main effects of the factors it changes, plus each fitted interaction chain counted as
+    whichever of its aliased interactions is the real one, so a range (points of the
+    response's scale)."""
+
+    changed: tuple[str, ...]  # the factors at their high level
+    mains: float  # the main effects' sum alone
+    low: float
+    high: float
+
+
+def predict(fitted: FactorialFit, changed: Sequence[str]) -> Prediction:
+    """The gain of the configuration with `changed` at their high level. An interaction a:b
+    with estimate c moves the response by -c when exactly one of a and b changes (its coded
+    product goes from +1 to -1), else by 0; a chain of aliases holds one estimate for several
+    interactions, so each chain adds the least and the most of its members' moves."""
+    changed = tuple(changed)
+    mains = sum(e.estimate for e in fitted.effects if e.name in changed)
+    low = high = mains
+    for chain in (e for e in fitted.effects if ":" in e.name):
+        members = [chain.name, *(a for a in chain.aliases if a.count(":") == 1)]
+        moves = [-chain.estimate if _one_of(m, changed) else 0.0 for m in members]
+        low, high = low + min(moves), high + max(moves)
+    return Prediction(changed, mains, low, high)
+
+
+def _one_of(interaction: str, changed: Sequence[str]) -> bool:
+    return sum(f in changed for f in interaction.split(":")) == 1
+
+
+def recommend(fitted: FactorialFit) -> Prediction:
+    """Among the configurations the design supports (any set of the factors whose main effect
+    is clearly positive, the rest at the reference's level), the one whose predicted range has
+    the highest low end; ties go to the higher top, then to fewer changes."""
+    helps = [e.name for e in fitted.effects if ":" not in e.name and e.differs and e.estimate > 0]
+    subsets = (c for r in range(len(helps) + 1) for c in itertools.combinations(helps, r))
+    candidates = [predict(fitted, c) for c in subsets]
+    return max(candidates, key=lambda p: (p.low, p.high, -len(p.changed)))

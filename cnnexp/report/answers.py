@@ -8,6 +8,7 @@ import pandas as pd
 
 from cnnexp import stats
 from cnnexp.report.document import Document
+from cnnexp.report.factorial import best_point_sentence
 from cnnexp.report.recipe import budget_phrase
 from cnnexp.report.runs import COUNT_COLUMNS, NOT_TRAINED, Study, label, levels_of, matching
 from cnnexp.report.verdicts import (
@@ -299,6 +300,8 @@ def conclusions(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str
             lines += _accuracy_sentences(study, summary)
         else:
             lines.append(verdict_sentences(study, summary))
+        if study.setting("design") == "confirm":
+            lines += [s for s in [best_point_sentence(study, summary, studies)] if s]
     return lines
 
 

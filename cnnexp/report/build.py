@@ -14,6 +14,7 @@ import pandas as pd
 
 from cnnexp import stats
 from cnnexp.report import lab, shots
+from cnnexp.report.agreement import agreements, sentence
 from cnnexp.report.answers import conclusions
 from cnnexp.report.document import Document
 from cnnexp.report.runs import (
@@ -227,7 +228,8 @@ def build_report(
             tag = f"{i}-{study.name}".replace("/", "_")
             add_study(doc, study, summary, tag, shots=taken.get(study.name, []))
         doc.heading(2, "Conclusions")
-        doc.bullets(conclusions(studies, summaries))
+        tested = [sentence(a) for a in agreements(studies, summaries, alpha)]
+        doc.bullets(conclusions(studies, summaries) + tested)
     doc.heading(2, "References")
     doc.bullets(REFERENCES)
     add_appendix(doc, studies)

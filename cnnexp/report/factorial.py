@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cnnexp import design
+from cnnexp import design, stats
 from cnnexp.report import figures
 from cnnexp.report.document import Document
 from cnnexp.report.runs import USABLE, Study, flatten
@@ -167,25 +167,122 @@ def checks_sentence(fitted, study, runs, names, generators, alpha) -> str:
 
 
 def prediction_sentence(fitted: design.FactorialFit, spec, study: Study) -> str:
-    """The configuration the main effects predict best, and the command that confirms it."""
-    changed = [e for e in fitted.effects if ":" not in e.name and e.differs and e.estimate > 0]
+    """The configuration the design supports best, its predicted gain as the range its alias
+    chains allow, the factor choices the runs could not decide, and the command that confirms
+    it against the reference."""
+    best = design.recommend(fitted)
+    undecided = [e.name for e in fitted.effects if ":" not in e.name and not e.differs]
+    open_choices = (
+        f" The runs could not decide {', '.join(undecided)} (no clear main effect): the "
+        "recommendation keeps them at the reference's level."
+        if undecided
+        else ""
+    )
+    if not best.changed:
+        helps = [e for e in fitted.effects if ":" not in e.name and e.differs and e.estimate > 0]
+        why = "no high level helps clearly"
+        if helps:
+            ranges = "; ".join(range_phrase(design.predict(fitted, [e.name])) for e in helps)
+            why = (
+                "no change is supported once the interactions aliased with the effects are "
+                f"allowed for ({ranges}: the range reaches below zero)"
+            )
+        return (
+            f"Predicted best: the reference configuration (every factor low): {why}.{open_choices}"
+        )
     experiment = study.setting("name") or "factorial"
-    gain = sum(e.estimate for e in changed)
-    what = (
-        "the reference configuration (every factor at its low level): no high level helps clearly"
-        if not changed
-        else ", ".join(f"{e.name}={spec[e.name]['high']}" for e in changed)
-        + f", each other factor at its low level; the main effects predict {100 * gain:+.2f} "
-        "points over the reference configuration (a prediction, not a measurement, and "
-        "interactions aliased with the effects could change it)"
-    )
-    if not changed:
-        return f"Predicted best: {what}."
-    levels = " ".join(f"+study.confirm.{e.name}={spec[e.name]['high']}" for e in changed)
+    what = ", ".join(f"{f}={spec[f]['high']}" for f in best.changed)
+    levels = " ".join(f"+study.confirm.{f}={spec[f]['high']}" for f in best.changed)
     return (
-        f"Predicted best: {what}. Only runs confirm it: train it against the reference "
-        f"configuration with fresh seeds, `python -m cnnexp -m +experiment={experiment} "
-        f"study.design=confirm {levels} study.name={experiment}_confirm "
-        f"seed=10,11,12,13,14 hydra.sweep.dir=multirun/{experiment}_confirm`, and report its "
-        "folder beside this study's."
+        f"Predicted best: {what}, each other factor at its low level. The main effects alone "
+        f"predict {100 * best.mains:+.2f} points over the reference configuration; read with "
+        f"the interactions aliased with them, the design supports {range_phrase(best)} (a "
+        f"prediction, not a measurement).{open_choices} Only runs confirm it: train it "
+        "against the reference configuration with fresh seeds, `python -m cnnexp -m "
+        f"+experiment={experiment} study.design=confirm {levels} "
+        f"study.name={experiment}_confirm seed=10,11,12,13,14 "
+        f"hydra.sweep.dir=multirun/{experiment}_confirm`, and report its folder beside this "
+        "study's."
     )
+
+
+def range_phrase(prediction: design.Prediction) -> str:
+    """'anything from +0.27 to +1.49 points for convs, width'."""
+    return (
+        f"anything from {100 * prediction.low:+.2f} to {100 * prediction.high:+.2f} points for "
+        f"{', '.join(prediction.changed)}"
+    )
+
+
+def best_point(study: Study) -> tuple[dict[str, str], list[float]] | None:
+    """The measured design point with the highest mean test accuracy: its levels by factor
+    name, and its runs' accuracies."""
+    runs, names = coded_runs(study)
+    if runs.empty:
+        return None
+    means = runs.groupby(names)[RESPONSE].mean()
+    top = means.idxmax()
+    spec = study.setting("factors")
+    coded = dict(zip(names, top if isinstance(top, tuple) else (top,), strict=True))
+    levels = {n: str(spec[n]["high" if c > 0 else "low"]) for n, c in coded.items()}
+    mask = (runs[names] == pd.Series(coded)).all(axis=1)
+    return levels, runs.loc[mask, RESPONSE].astype(float).tolist()
+
+
+def design_of(confirm: Study, studies: list[Study]) -> Study | None:
+    """The factorial study a confirmation confirms: the one with its factors and data set."""
+    data = {flatten(c).get("data.name") for c in confirm.runs["config"] if c}
+    for study in studies:
+        if study.setting("design") != "factorial":
+            continue
+        same = {flatten(c).get("data.name") for c in study.runs["config"] if c} == data
+        if same and study.setting("factors") == confirm.setting("factors"):
+            return study
+    return None
+
+
+def best_point_sentence(confirm: Study, summary: pd.DataFrame, studies: list[Study]) -> str | None:
+    """The confirmed network against the best configuration the design measured (Welch's
+    test of the confirmation's fresh seeds against the design's runs of that point)."""
+    source = design_of(confirm, studies)
+    found = best_point(source) if source is not None else None
+    arms = summary[summary["verdict"].notna() & (summary["n"] > 1)]
+    if found is None or arms.empty:
+        return None
+    levels, values = found
+    spec = confirm.setting("factors")
+    arm = arms.iloc[0]
+    point = {spec[n]["key"]: v for n, v in levels.items()}
+    mine = {
+        **{s["key"]: str(s["low"]) for s in spec.values()},
+        **{k: str(arm[k]) for k in confirm.factors},
+    }
+    changed = ", ".join(f"{n}={v}" for n, v in levels.items() if v != str(spec[n]["low"]))
+    named = f"{changed}, every other factor low" if changed else "the reference configuration"
+    if mine == point:
+        return (
+            f"The confirmed network is also the best configuration the design measured ({named})."
+        )
+    test = welch_or_none(arm["values"], values)
+    what = (
+        f"the best configuration the design measured ({named}: "
+        f"{100 * sum(values) / len(values):.2f}%, {len(values)} seeds of the design)"
+    )
+    if test is None:
+        return f"Against {what}: too few seeds for a test."
+    verdict = (
+        f"is {'better' if test.diff > 0 else 'worse'}"
+        if test.differs
+        else "shows no clear difference"
+    )
+    return (
+        f"Against {what}, the confirmed network ({100 * arm['mean']:.2f}%, "
+        f"{int(arm['n'])} fresh seeds) {verdict}: {100 * test.diff:+.2f} points (95% CI "
+        f"{100 * test.ci_low:+.2f} to {100 * test.ci_high:+.2f}, Welch with {test.df:.0f} df; "
+        "the design's seeds against the confirmation's, at the same budget)."
+    )
+
+
+def welch_or_none(arm: list[float], base: list[float]):
+    """Welch's test of two groups, or None where either has fewer than two values."""
+    return stats.welch(arm, base) if len(arm) > 1 and len(base) > 1 else None

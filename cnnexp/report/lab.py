@@ -11,17 +11,19 @@ from pathlib import Path
 import pandas as pd
 
 from cnnexp import stats
+from cnnexp.report.agreement import agreements, sentence
 from cnnexp.report.answers import (
     INTERVAL_NAMES,
     POWER,
     counted,
     interval,
     pct,
+    unstable_sentences,
     verdict_sentences,
 )
 from cnnexp.report.document import Document
-from cnnexp.report.factorial import effects_answer, pooling_effect
-from cnnexp.report.recipe import budget_phrase, heading, recipe
+from cnnexp.report.factorial import best_point_sentence, effects_answer, pooling_effect
+from cnnexp.report.recipe import budget_phrase, heading
 from cnnexp.report.runs import USABLE, Study, flatten
 from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row
@@ -74,11 +76,15 @@ def add_questions(
         by_question.setdefault(question_of(study), []).append((i, study, summary))
     # A factorial design with a pooling factor answers 3.1 too (its section stays under 3.2).
     designs = [s for s in studies if s.setting("design") == "factorial"]
+    tested = agreements(studies, summaries)
     for number, (title, ask) in QUESTIONS.items():
         doc.heading(2, f"{number} {title}")
         doc.para(f"The lab asks: {ask}")
         members = by_question.get(number, [])
-        said = answer(number, members) + (pooling_effects(designs) if number == "3.1" else [])
+        said = answer(number, members, studies) + (
+            pooling_effects(designs) if number == "3.1" else []
+        )
+        said += [sentence(a) for a in tested if _question_of(a) == number]
         if not said:
             doc.answer("Not answered here: no runs for this question were given to the report.")
             continue
@@ -93,6 +99,11 @@ def add_questions(
             _evidence(doc, OTHER, i, study, summary, [])
 
 
+def _question_of(agreement) -> str:
+    """Pooling answers 3.1; any other setting two studies share answers 3.2."""
+    return "3.1" if agreement.one.key in ("pool", "pool._target_") else "3.2"
+
+
 def _evidence(doc, number, index, study, summary, shots) -> None:
     doc.shift = 1  # the study's own headings nest under the question
     try:
@@ -102,16 +113,22 @@ def _evidence(doc, number, index, study, summary, shots) -> None:
         doc.shift = 0
 
 
-def answer(number: str, members: list[tuple[int, Study, pd.DataFrame]]) -> list[str]:
-    """The plain-words answer to one question from its studies' summaries."""
+def answer(
+    number: str, members: list[tuple[int, Study, pd.DataFrame]], studies: list[Study]
+) -> list[str]:
+    """The plain-words answer to one question from its studies' summaries, with the runs out
+    of line with their own seeds named where they are."""
     if number in ("1", "2"):
         return [single_run_answer(study, summary) for _, study, summary in members]
+    unstable = [line for _, s, summary in members for line in unstable_sentences(s, summary)]
     if number == "3.1":
-        return pooling_answer([(s, summary) for _, s, summary in members]) if members else []
-    return [change_answer(study, summary) for _, study, summary in members]
+        pairs = [(s, summary) for _, s, summary in members]
+        return (pooling_answer(pairs) + unstable) if members else []
+    said = [change_answer(study, summary, studies) for _, study, summary in members]
+    return said + unstable
 
 
-def change_answer(study: Study, summary: pd.DataFrame) -> str:
+def change_answer(study: Study, summary: pd.DataFrame, studies: list[Study]) -> str:
     """3.2 from one study: a factorial's main effects, a confirmation's measured gain of the
     network the effects recommend, or a one-factor study's verdicts."""
     alpha = summary.attrs.get("alpha", stats.ALPHA)
@@ -119,7 +136,8 @@ def change_answer(study: Study, summary: pd.DataFrame) -> str:
     if design == "factorial":
         return effects_answer(study, _setting(study), alpha)
     if design == "confirm":
-        return confirm_answer(study, summary, alpha)
+        best = best_point_sentence(study, summary, studies)
+        return confirm_answer(study, summary, alpha) + (f" {best}" if best else "")
     return verdict_sentences(study, summary)
 
 
@@ -211,16 +229,6 @@ def pooling_answer(members: list[tuple[Study, pd.DataFrame]]) -> list[str]:
         alpha = summary.attrs.get("alpha", stats.ALPHA)
         for _, arm in arms.iterrows():
             said.append(_pooling_sentence(study, base, arm, setting, alpha))
-    if len(members) > 1:
-        said.append(_settings_differ([s for s, _ in members]))
-        verdicts = {str(r["verdict"]) for _, s in members for _, r in s.iterrows()}
-        verdicts.discard("nan")
-        if len(verdicts) > 1:
-            said.append(
-                "The settings do not contradict each other: 'no clear difference' is not 'no "
-                "difference'. It says the gap in that setting, if any, is smaller than what "
-                "its runs could detect; each verdict holds for its own data, network and budget."
-            )
     return said
 
 
@@ -284,12 +292,3 @@ def network_name(study: Study) -> str:
         return str(named.iloc[0])
     targets = {flatten(c).get("model._target_") for c in study.runs["config"] if c} - {None}
     return str(targets.pop()).rsplit(".", 1)[-1] if len(targets) == 1 else heading(study)
-
-
-def _settings_differ(studies: list[Study]) -> str:
-    """The recipe items whose values differ between the studies, side by side."""
-    tables = [dict(zip(*recipe(s)[["what", "value"]].T.values, strict=True)) for s in studies]
-    shared = [k for k in tables[0] if all(k in t for t in tables[1:])]  # known for every study
-    keys = [k for k in shared if any(t[k] != tables[0][k] for t in tables[1:])]
-    parts = [f"{k}: " + " vs ".join(str(t[k]) for t in tables) for k in keys]
-    return "The settings differ in " + "; ".join(parts) + "." if parts else ""

@@ -246,11 +246,22 @@ def read_table(path: Path) -> list[Study]:
     by = ["study", "study_root" if "study_root" in table else "experiment"]
     studies = []
     for _, part in table.groupby([c for c in by if c in table], sort=False, dropna=False):
-        part = part.dropna(axis=1, how="all")  # another study's factors
+        part = _whole_numbers(part.dropna(axis=1, how="all"))  # another study's factors
         rows = [_table_row(row, kept) for row in part.to_dict("records")]
         root = part["study_root"].iloc[0] if "study_root" in part else _common(part["run"])
         studies.append(make_study(rows, Path(root), _table_note(path, rows)))
     return studies
+
+
+def _whole_numbers(part: pd.DataFrame) -> pd.DataFrame:
+    """Override columns read back as floats only because another study's rows left them
+    empty (stride 1.0) made whole again, so they match the levels the study declares (1)."""
+    part = part.copy()
+    for column in part.columns.difference([*metric_columns(), *OBJECTS, "run"]):
+        values = part[column]
+        if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
+            part[column] = values.astype("Int64").astype(object).where(values.notna(), None)
+    return part
 
 
 def _table_note(path: Path, rows: list[dict[str, Any]]) -> str:

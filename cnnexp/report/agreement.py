@@ -1,0 +1,206 @@
+"""Two studies that answer one comparison: the one-factor study's arm against its baseline and a
+factorial design's main effect of the same setting (pooling, an activation, a kernel size), on
+the same data set. Whether the two estimates differ is a test of the difference of two effects
+(Welch-Satterthwaite degrees of freedom), Bonferroni over every such pair in the report, so the
+report never calls two answers consistent when the test says they differ."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from cnnexp import stats
+from cnnexp.report.factorial import fitted_design
+from cnnexp.report.recipe import recipe
+from cnnexp.report.runs import USABLE, Study, flatten
+
+# The recipe items that tell two settings apart for a reader (not paths, times or seeds).
+SETTING_ITEMS = (
+    "training images used",
+    "epochs",
+    "model",
+    "channels per stage, at width 1",
+    "width multiplier",
+    "batch norm",
+    "learning rate",
+)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One study's estimate of `high` minus `low` of one setting (points of accuracy / 100)."""
+
+    study: Study
+    key: str  # the config key or group
+    low: str
+    high: str
+    diff: float
+    se: float
+    df: float
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Two estimates of one comparison and the test of their difference."""
+
+    one: Estimate
+    other: Estimate
+    diff: float  # one minus other
+    ci_low: float
+    ci_high: float
+    t: float
+    df: float
+    p: float  # alone
+    p_adjusted: float  # Bonferroni over the report's pairs
+    differs: bool
+
+
+def settings(run: pd.Series) -> dict[str, str]:
+    """A run's config as text by key, with Hydra's group choices (activation, pool) beside."""
+    config = {k: str(v) for k, v in flatten(run["config"] or {}).items()}
+    return {**config, **{k: str(v) for k, v in (run.get("choices") or {}).items()}}
+
+
+def factorial_estimates(study: Study, alpha: float) -> list[Estimate]:
+    """Each main effect of a factorial design, by its config key."""
+    fitted = fitted_design(study, alpha)
+    if fitted is None:
+        return []
+    spec = study.setting("factors")
+    return [
+        Estimate(
+            study,
+            spec[e.name]["key"],
+            str(spec[e.name]["low"]),
+            str(spec[e.name]["high"]),
+            e.estimate,
+            e.se,
+            fitted.df,
+        )  # fmt: skip
+        for e in fitted.effects
+        if ":" not in e.name
+    ]
+
+
+def arm_estimates(study: Study, summary: pd.DataFrame) -> list[Estimate]:
+    """Each compared arm of a one-factor study, by the one config key it changes from the
+    baseline (arms that change several keys, or none, estimate nothing a design has)."""
+    usable = study.runs[study.runs["status"] == USABLE]
+    out = []
+    base = _first_settings(study, usable, study.baseline)
+    for _, row in summary[summary["se"].astype(float) > 0].iterrows():
+        mine = _first_settings(study, usable, {f: row[f] for f in study.factors})
+        if base is None or mine is None:
+            continue
+        keys = [k for k in set(base) | set(mine) if base.get(k) != mine.get(k)]
+        out += [
+            Estimate(study, k, base[k], mine[k], row["diff"], row["se"], row["df"])
+            for k in keys
+            if k in base and k in mine
+        ]
+    return out
+
+
+def _first_settings(study, usable, levels) -> dict[str, str] | None:
+    mask = pd.Series(True, index=usable.index)
+    for key, value in levels.items():
+        mask &= usable[key].astype(str) == str(value)
+    return settings(usable[mask].iloc[0]) if mask.any() else None
+
+
+def agreements(
+    studies: list[Study], summaries: list[pd.DataFrame], alpha: float = stats.ALPHA
+) -> list[Agreement]:
+    """Every pair of a one-factor arm and a factorial main effect of the same key and levels on
+    the same data set, tested as one family."""
+    designs = [s for s in studies if s.setting("design") == "factorial"]
+    factorial = [e for s in designs for e in factorial_estimates(s, alpha)]
+    pairs = []
+    for study, summary in zip(studies, summaries, strict=True):
+        if study.setting("design") in ("factorial", "confirm") or not study.baseline:
+            continue
+        for arm in arm_estimates(study, summary):
+            for effect in factorial:
+                same = {arm.low, arm.high} == {effect.low, effect.high} and arm.key == effect.key
+                if same and _where(arm.study) == _where(effect.study):
+                    pairs.append((_oriented(arm, effect), effect))
+    return [_test(one, other, alpha, len(pairs)) for one, other in pairs]
+
+
+def _oriented(arm: Estimate, effect: Estimate) -> Estimate:
+    """The arm's estimate in the design's direction (high minus low)."""
+    if arm.high == effect.high:
+        return arm
+    return Estimate(arm.study, arm.key, arm.high, arm.low, -arm.diff, arm.se, arm.df)
+
+
+def _where(study: Study) -> set:
+    """The data sets and network classes of a study's runs: two studies estimate one
+    comparison only on the same data with the same kind of network."""
+    keys = ("data.name", "model._target_")
+    return {tuple(flatten(c).get(k) for k in keys) for c in study.runs["config"] if c}
+
+
+def named(study: Study) -> str:
+    """'the pooling study (ConvNet on cifar10)'."""
+    model, data = sorted(_where(study), key=str)[0]
+    network = str(model).rsplit(".", 1)[-1]
+    return f"the {study.name} study ({network} on {data})"
+
+
+def _test(one: Estimate, other: Estimate, alpha: float, family: int) -> Agreement:
+    diff = one.diff - other.diff
+    v1, v2 = one.se**2, other.se**2
+    se = math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / (v1**2 / one.df + v2**2 / other.df)
+    t = diff / se
+    p = float(2 * scipy_stats.t.sf(abs(t), df))
+    half = float(scipy_stats.t.ppf(1 - alpha / family / 2, df)) * se
+    adjusted = min(1.0, p * family)
+    return Agreement(
+        one, other, diff, diff - half, diff + half, t, df, p, adjusted, adjusted < alpha
+    )
+
+
+def sentence(agreement: Agreement, alpha: float = stats.ALPHA) -> str:
+    """'The pooling study and the factorial design disagree about pool=avg against max: ...'."""
+    a, one, other = agreement, agreement.one, agreement.other
+    what = f"{one.key}={one.high} against {one.low}"
+    numbers = (
+        f"{100 * one.diff:+.2f} points in the first, {100 * other.diff:+.2f} in the design "
+        f"(averaged over its other factors); their difference "
+        f"{100 * a.diff:+.2f} points, {100 * (1 - alpha):.0f}% CI {100 * a.ci_low:+.2f} to "
+        f"{100 * a.ci_high:+.2f} (t = {a.t:.2f} with {a.df:.0f} df, p {_p(a.p)}; Bonferroni "
+        f"over the report's comparisons of studies, p {_p(a.p_adjusted)})"
+    )
+    both = f"{named(one.study)} and {named(other.study)}"
+    if not a.differs:
+        return f"{both} agree about {what}: {numbers} is within what seed noise explains."
+    return (
+        f"{both} disagree about {what}: {numbers}, more than seed noise explains. The answer "
+        f"depends on the setting: {what_differs(one, other)}."
+    )
+
+
+def what_differs(one: Estimate, other: Estimate) -> str:
+    """The recipe items whose values differ between the two studies."""
+    tables = [
+        dict(zip(*recipe(e.study)[["what", "value"]].T.values, strict=True)) for e in (one, other)
+    ]
+    parts = [
+        f"{item} {tables[0][item]} against {tables[1][item]}"
+        for item in SETTING_ITEMS
+        if item in tables[0] and item in tables[1] and tables[0][item] != tables[1][item]
+    ]
+    if other.study.setting("design") == "factorial":
+        parts.append(
+            f"and the design averages over {len(other.study.setting('factors')) - 1} other factors"
+        )
+    return "; ".join(parts) or "nothing the recipes record"
+
+
+def _p(value: float) -> str:
+    return "< 0.0001" if value < 1e-4 else f"= {value:.3g}"
