@@ -146,7 +146,7 @@ def _where(study: Study) -> set:
 
 def named(study: Study) -> str:
     """'the pooling study (ConvNet on cifar10)'."""
-    model, data = sorted(_where(study), key=str)[0]
+    data, model = sorted(_where(study), key=str)[0]
     network = str(model).rsplit(".", 1)[-1]
     return f"the {study.name} study ({network} on {data})"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cnnexp import stats
+from cnnexp.report.budget import check_phrase, seeds_phrase
 from cnnexp.report.document import Document
 from cnnexp.report.factorial import best_point_sentence
 from cnnexp.report.recipe import budget_phrase
@@ -283,11 +284,6 @@ def _p(value: float) -> str:
     return "< 0.0001" if value < 1e-4 else f"= {value:.3g}"
 
 
-def seeds_phrase(row: pd.Series) -> str:
-    n = int(row["n"])
-    return f"mean of {n} seeds" if n > 1 else "one run"
-
-
 # --- conclusions ---------------------------------------------------------------------------------
 
 
@@ -355,8 +351,5 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
     if not undecided.empty:
         names = ", ".join(f"{label(study, r)} ({counted(r)})" for _, r in undecided.iterrows())
         said.append(f"No verdict possible: {names}.")
-    said.append(
-        "Another budget (more epochs, all images, each level at its own best learning "
-        "rate) may change these answers."
-    )
+    said.append(f"Budget check: {check_phrase(study, summary)}.")
     return " ".join(said)

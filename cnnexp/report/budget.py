@@ -5,13 +5,19 @@ baseline converged from its own curve."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from cnnexp import stats
-from cnnexp.report.answers import seeds_phrase
 from cnnexp.report.document import Document
-from cnnexp.report.runs import Study, label
+from cnnexp.report.runs import Study, label, reference_levels
 from cnnexp.report.verdicts import BudgetCheck, baseline_row, budget_check
+
+
+def seeds_phrase(row: pd.Series) -> str:
+    n = int(row["n"])
+    return f"mean of {n} seeds" if n > 1 else "one run"
 
 
 def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame, alpha: float) -> None:
@@ -69,3 +75,32 @@ def _experiment(study: Study) -> str | None:
         return None  # its experiment's check joins the factorial study (by name), not this one
     names = study.runs["experiment"].dropna().unique()
     return str(names[0]) if len(names) == 1 else None
+
+
+def reference_study(study: Study) -> Study:
+    """A factorial study's arms are not compared one by one (its effects answer), but its
+    reference configuration (every factor low) is checked as a baseline is."""
+    if study.setting("design") != "factorial" or study.baseline:
+        return study
+    levels = reference_levels({"factors": study.setting("factors")})
+    return replace(study, baseline={k: v for k, v in levels.items() if k in study.factors})
+
+
+def check_phrase(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA) -> str:
+    """What the budget check found, in a phrase to stand beside a verdict."""
+    study = reference_study(study)
+    check = budget_check(study, summary, alpha) if study.baseline else None
+    if check is None:
+        return "convergence not checked (no budget check among these runs)"
+    c = check.comparison
+    if c is None or not c.se > 0:
+        return f"the budget check has too few runs ({check.check_n}) to say"
+    gap = (
+        f"{100 * c.diff:+.2f} points at {check.check_epochs} epochs instead of {check.epochs} "
+        f"({100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f})"
+    )
+    if c.ci_low > 0:
+        return f"not converged: the baseline gains {gap}, so more training may change this answer"
+    if c.ci_high < 0:
+        return f"the baseline loses {gap} at twice the epochs"
+    return f"converged to within {100 * c.ci_high:.2f} points: the baseline gains {gap}"

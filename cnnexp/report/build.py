@@ -181,12 +181,15 @@ PROCEDURE = [
     "numbers), TensorBoard events (curves, filters, feature maps, confusion matrix), "
     "system.csv (the machine's load every second) and a checkpoint it resumes from.",
     "A study is a Hydra multirun over its arms and seeds. Each arm is compared with the "
-    "baseline from one model of all the study's runs (accuracy by arm, ordinary least "
-    "squares) with the arms' variance pooled where Bartlett's test allows it, Dunnett's "
-    "many-to-one test and its simultaneous intervals; arms whose variance is out of line are "
-    "compared by Welch's test with Holm's correction. An arm is better or worse exactly when "
-    "its interval excludes zero; otherwise 'no clear difference', with the difference its "
-    "runs could have detected.",
+    "baseline by Welch's test (each arm with its own seeds' variance), all of a study's "
+    "comparisons as one family with Bonferroni's correction, so the intervals hold together "
+    "(simultaneous). An arm is better or worse exactly when its interval excludes zero; "
+    "otherwise 'no clear difference', with the difference its runs could have detected. A run "
+    "out of line with its own arm's seeds is named, with the verdicts without it.",
+    "A factorial design's effects come from one least-squares fit of all its runs, with "
+    "Šidák's simultaneous intervals; a configuration's predicted gain is the range its "
+    "aliased interactions allow. Where two studies estimate the same comparison, a test of "
+    "the difference of their two estimates says whether they agree.",
     "A run that diverged, failed, did not finish or ended at chance accuracy ('did not "
     "train') is reported and kept out of the means and verdicts.",
     "A budget check trains the baseline again at twice the epochs: where it gains, the "

@@ -21,12 +21,13 @@ from cnnexp.report.answers import (
     unstable_sentences,
     verdict_sentences,
 )
+from cnnexp.report.budget import check_phrase
 from cnnexp.report.document import Document
-from cnnexp.report.factorial import best_point_sentence, effects_answer, pooling_effect
+from cnnexp.report.factorial import best_point_sentence, design_of, effects_answer, pooling_effect
 from cnnexp.report.recipe import budget_phrase, heading
 from cnnexp.report.runs import USABLE, Study, flatten
 from cnnexp.report.section import add_study
-from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row
+from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row, summarise
 
 # The lab's questions (../shared/LAB.md): number -> (title, what the lab asks).
 QUESTIONS = {
@@ -134,10 +135,14 @@ def change_answer(study: Study, summary: pd.DataFrame, studies: list[Study]) -> 
     alpha = summary.attrs.get("alpha", stats.ALPHA)
     design = study.setting("design")
     if design == "factorial":
-        return effects_answer(study, _setting(study), alpha)
+        check = check_phrase(study, summary, alpha)
+        return f"{effects_answer(study, _setting(study), alpha)} Budget check: {check}."
     if design == "confirm":
         best = best_point_sentence(study, summary, studies)
-        return confirm_answer(study, summary, alpha) + (f" {best}" if best else "")
+        source = design_of(study, studies)
+        check = check_phrase(source, summarise(source)) if source is not None else None
+        budget = f" Budget check of the design: {check}." if check else ""
+        return confirm_answer(study, summary, alpha) + (f" {best}" if best else "") + budget
     return verdict_sentences(study, summary)
 
 
@@ -169,8 +174,12 @@ def confirm_answer(study: Study, summary: pd.DataFrame, alpha: float) -> str:
 
 def pooling_effects(designs: list[Study]) -> list[str]:
     """What each factorial design says of max against average pooling."""
-    said = [pooling_effect(study, _setting(study)) for study in designs]
-    return [s for s in said if s]
+    said = []
+    for study in designs:
+        effect = pooling_effect(study, _setting(study))
+        if effect:
+            said.append(f"{effect} Budget check: {check_phrase(study, summarise(study))}.")
+    return said
 
 
 def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
@@ -228,7 +237,10 @@ def pooling_answer(members: list[tuple[Study, pd.DataFrame]]) -> list[str]:
             continue
         alpha = summary.attrs.get("alpha", stats.ALPHA)
         for _, arm in arms.iterrows():
-            said.append(_pooling_sentence(study, base, arm, setting, alpha))
+            check = check_phrase(study, summary, alpha)
+            said.append(
+                f"{_pooling_sentence(study, base, arm, setting, alpha)} Budget check: {check}."
+            )
     return said
 
 

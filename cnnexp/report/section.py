@@ -4,7 +4,6 @@ machine's load. The per-run table goes to the report's appendix (cnnexp.report.b
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -12,14 +11,14 @@ import pandas as pd
 from cnnexp import stats
 from cnnexp.report import figures
 from cnnexp.report.answers import add_answers
-from cnnexp.report.budget import add_baseline_check
+from cnnexp.report.budget import add_baseline_check, reference_study
 from cnnexp.report.curves import add_curves, add_system
 from cnnexp.report.document import Document, display_summary
 from cnnexp.report.factorial import add_factorial
 from cnnexp.report.network import add_network
 from cnnexp.report.pooling import add_pooling
 from cnnexp.report.recipe import add_recipe, describe, heading
-from cnnexp.report.runs import USABLE, Study, as_tuple, problems, reference_levels
+from cnnexp.report.runs import USABLE, Study, as_tuple, problems
 
 # The extra sections a study can ask for in its experiment config (study.sections).
 SECTIONS = {"pooling": add_pooling}
@@ -101,12 +100,3 @@ def accuracy_figures(
         path = figures.verdict_panels(part, factor, level, fig_dir / f"{tag}-verdicts{i}.png")
         out.append((path, f"each level against {factor}={level}{' on ' + where if where else ''}"))
     return out
-
-
-def reference_study(study: Study) -> Study:
-    """A factorial study's arms are not compared one by one (its effects answer), but its
-    reference configuration (every factor low) is checked as a baseline is."""
-    if study.setting("design") != "factorial" or study.baseline:
-        return study
-    levels = reference_levels({"factors": study.setting("factors")})
-    return replace(study, baseline={k: v for k, v in levels.items() if k in study.factors})
