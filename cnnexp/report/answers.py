@@ -4,6 +4,8 @@ detect more, the pairs measured inside each run, and the conclusions per lab que
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from cnnexp import stats
@@ -75,10 +77,13 @@ def method_sentence(study: Study, family: Family, alpha: float) -> str:
     level = f"{100 * (1 - alpha):.0f}%"
     shown = INTERVALS[family.method].format(level=level, alpha=alpha)
     share = f" (the level split over {family.contexts} contexts)" if family.contexts > 1 else ""
+    bartlett = f" (Bartlett's test p {_p(v.bartlett_all_p)})"
     noise = (
-        f"the seeds' spread agrees between arms (Bartlett's test p {_p(v.bartlett_all_p)})"
+        "too few arms with spread to compare their noise"
+        if math.isnan(v.bartlett_all_p)
+        else f"the seeds' spread agrees between arms{bartlett}"
         if v.bartlett_all_p >= alpha
-        else f"the seeds' spread differs between arms (Bartlett's test p {_p(v.bartlett_all_p)})"
+        else f"the seeds' spread differs between arms{bartlett}"
     )
     paired = ""
     if family.paired:

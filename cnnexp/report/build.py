@@ -79,15 +79,16 @@ REFERENCES = [
     "github.com/Lightning-AI/pytorch-lightning: the second training loop (trainer=lightning).",
     "A. Lyzhov et al. torchinfo, github.com/TylerYep/torchinfo: the layer tables (output "
     "shapes, parameters, multiply-accumulates).",
-    "C. W. Dunnett. A multiple comparison procedure for comparing several treatments with a "
-    "control. J. Amer. Statist. Assoc. 50, 1955: the many-to-one test and simultaneous "
-    "intervals behind every verdict.",
-    "M. S. Bartlett. Properties of sufficiency and statistical tests. Proc. R. Soc. A 160, "
-    "1937: the test of equal variances that decides whether the arms' variance is pooled.",
     "B. L. Welch. The generalization of 'Student's' problem when several different population "
-    "variances are involved. Biometrika 34, 1947: arms whose variance is out of line.",
+    "variances are involved. Biometrika 34, 1947: the test behind every verdict.",
+    "M. S. Bartlett. Properties of sufficiency and statistical tests. Proc. R. Soc. A 160, "
+    "1937: the test of equal variances that describes the seeds' noise.",
+    "D. W. Zimmerman. A note on preliminary tests of equality of variances. Br. J. Math. "
+    "Stat. Psychol. 57, 2004: why Welch's test is used unconditionally, not after a test of "
+    "equal variances.",
+    "C. E. Bonferroni. Teoria statistica delle classi e calcolo delle probabilità. 1936, and "
     "S. Holm. A simple sequentially rejective multiple test procedure. Scand. J. Statist. 6, "
-    "1979: the correction over Welch's tests.",
+    "1979: the corrections over a study's comparisons.",
     "P. Virtanen et al. SciPy 1.0. Nature Methods 17, 2020, and S. Seabold, J. Perktold. "
     "statsmodels. Proc. SciPy 2010: the tests, the pooled model and the power calculations.",
 ]
@@ -296,8 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         "--method",
         choices=stats.METHODS,
         default=stats.METHOD,
-        help="many-to-one comparisons: dunnett (pooled variance, the default), holm (Holm's "
-        "step-down), none (each test alone)",
+        help="the family's correction over each study's comparisons (Welch's tests): "
+        "bonferroni (simultaneous intervals, the default), holm (Holm's step-down), none "
+        "(each test alone, uncorrected)",
     )
     parser.add_argument(
         "--lab",
