@@ -324,7 +324,7 @@ def test_the_lab_answers_pooling_and_changes_from_a_factorial_and_names_the_conf
 
     pooling = " ".join(pooling_effects(studies))  # 3.1, from the factorial alone
     members = [(i, s, m) for i, (s, m) in enumerate(zip(studies, summaries, strict=True))]
-    changes = " ".join(answer("3.2", members))
+    changes = " ".join(answer("3.2", members, studies))
     assert (
         "In the factorial design" in pooling and "no clear difference, pool avg vs max" in pooling
     )
@@ -332,3 +332,60 @@ def test_the_lab_answers_pooling_and_changes_from_a_factorial_and_names_the_conf
     assert "activation gelu vs relu: +0." in changes
     assert "No clear effect of stride, convs, fc, width, pool" in changes
     assert "Confirmed by runs" in changes and "gains 1.10 points" in changes
+    # The budget beside the verdict, and the confirmed network against the best design point.
+    assert "Budget check: convergence not checked" in changes
+    assert "Against the best configuration the design measured" in changes
+
+
+def test_a_prediction_is_the_range_its_alias_chains_allow_and_covers_the_true_gain():
+    """A real stride:convs interaction (aliased with kernel:activation and fc:width): changing
+    convs alone gains its main effect minus twice the interaction's coefficient, which the
+    main effects alone miss and the range covers, whichever member of the chain is real."""
+    x = np.repeat(design.points(design.SEVEN_IN_SIXTEEN), 2, axis=0)
+    gen = np.random.default_rng(4)
+    convs, stride = x[:, 2], x[:, 1]
+    acc = 0.70 + 0.01 * convs + 0.004 * convs * stride + gen.normal(0, 0.001, len(x))
+    table = pd.DataFrame(x, columns=FACTORS).assign(final_test_acc=acc)
+    fitted = design.fit(table, FACTORS, "final_test_acc", design.SEVEN_IN_SIXTEEN)
+    true_gain = 0.02 - 2 * 0.004  # convs -1 -> +1 with stride at -1
+    alone = design.predict(fitted, ["convs"])
+    assert alone.mains == pytest.approx(0.02, abs=0.002)
+    assert alone.low - 0.002 <= true_gain <= alone.high + 0.002
+    assert alone.high - alone.low == pytest.approx(0.008, abs=0.003)  # the chain: 0 or -2 x 0.004
+    assert design.recommend(fitted).changed == ("convs",)
+
+
+def test_two_studies_of_one_comparison_are_tested_for_agreement():
+    """A pooling study whose average pooling gains 2 points against a factorial where pooling
+    does nothing: they disagree; where it gains nothing in both, they agree."""
+    from pathlib import Path
+
+    from cnnexp.report.agreement import agreements, sentence
+    from cnnexp.report.runs import make_study
+    from cnnexp.report.verdicts import summarise
+
+    spec = make_config("+experiment=factorial_mnist").study
+    factors = {n: {"key": s.key, "low": s.low, "high": s.high} for n, s in spec.factors.items()}
+    declared = {"name": "factorial_mnist", "design": "factorial", "factors": factors,
+                "generators": spec.generators}  # fmt: skip
+    table = planted(rng=2)
+    arms = [
+        {factors[n]["key"]: factors[n]["high" if c[n] > 0 else "low"] for n in FACTORS}
+        for c in table[FACTORS].to_dict("records")
+    ]
+    factorial = make_study(_rows(declared, arms, [[v] for v in table["final_test_acc"]]), Path("f"))
+    said = {}
+    for gain in (0.02, 0.0):
+        base, other = [0.700, 0.703, 0.697, 0.701, 0.699], [0.701, 0.699, 0.702, 0.698, 0.700]
+        pooling = make_study(
+            _rows({"name": "pooling", "baseline": {"pool": "max"}},
+                  [{"pool": "max"}, {"pool": "avg"}], [base, [v + gain for v in other]]),
+            Path("p"),
+        )  # fmt: skip
+        studies = [pooling, factorial]
+        (found,) = agreements(studies, [summarise(s) for s in studies])
+        assert (found.one.key, found.one.high, found.other.high) == ("pool", "avg", "avg")
+        said[gain] = sentence(found)
+    assert "disagree about pool=avg against max" in said[0.02]
+    assert "The answer depends on the setting" in said[0.02]
+    assert "agree about pool=avg against max" in said[0.0] and "disagree" not in said[0.0]

@@ -58,10 +58,12 @@ class Agreement:
     differs: bool
 
 
-def settings(run: pd.Series) -> dict[str, str]:
-    """A run's config as text by key, with Hydra's group choices (activation, pool) beside."""
+def settings(run: pd.Series, factors: list[str]) -> dict[str, str]:
+    """A run's config as text by key, with Hydra's group choices (activation, pool) and the
+    study's swept overrides beside."""
     config = {k: str(v) for k, v in flatten(run["config"] or {}).items()}
-    return {**config, **{k: str(v) for k, v in (run.get("choices") or {}).items()}}
+    choices = {k: str(v) for k, v in (run.get("choices") or {}).items()}
+    return {**config, **choices, **{f: str(run[f]) for f in factors}}
 
 
 def factorial_estimates(study: Study, alpha: float) -> list[Estimate]:
@@ -108,7 +110,7 @@ def _first_settings(study, usable, levels) -> dict[str, str] | None:
     mask = pd.Series(True, index=usable.index)
     for key, value in levels.items():
         mask &= usable[key].astype(str) == str(value)
-    return settings(usable[mask].iloc[0]) if mask.any() else None
+    return settings(usable[mask].iloc[0], study.factors) if mask.any() else None
 
 
 def agreements(
