@@ -61,11 +61,20 @@ def convergence(study: Study, check: BudgetCheck | None, alpha: float = stats.AL
         f"{100 * c.diff:+.2f} points ({check.check_n} runs against {check.n}; "
         f"{100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f}, Welch)"
     )
-    if c.ci_low > 0:
-        return f"{gap}: not converged at this budget; longer training may change the answers."
-    if c.ci_high < 0:
-        return f"{gap}: it loses at twice the epochs (over-fitting, or a schedule to re-tune)."
-    return f"{gap}: no clear gain; converged to within {100 * c.ci_high:.2f} points at this budget."
+    return (
+        gap
+        + {
+            "gains": ": not converged at this budget; longer training may change the answers.",
+            "loses": ": it loses at twice the epochs (over-fitting, or a schedule to re-tune).",
+            "within": f": no clear gain; converged to within {100 * c.ci_high:.2f} points at this "
+            "budget.",
+        }[outcome(c)]
+    )
+
+
+def outcome(c: stats.Comparison) -> str:
+    """What twice the epochs did to the baseline: 'gains', 'loses' or stays 'within' noise."""
+    return "gains" if c.ci_low > 0 else "loses" if c.ci_high < 0 else "within"
 
 
 def _experiment(study: Study) -> str | None:
@@ -99,8 +108,8 @@ def check_phrase(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA
         f"{100 * c.diff:+.2f} points at {check.check_epochs} epochs instead of {check.epochs} "
         f"({100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f})"
     )
-    if c.ci_low > 0:
-        return f"not converged: the baseline gains {gap}, so more training may change this answer"
-    if c.ci_high < 0:
-        return f"the baseline loses {gap} at twice the epochs"
-    return f"converged to within {100 * c.ci_high:.2f} points: the baseline gains {gap}"
+    return {
+        "gains": f"not converged: the baseline gains {gap}, so more training may change it",
+        "loses": f"the baseline loses {gap} at twice the epochs",
+        "within": f"converged to within {100 * c.ci_high:.2f} points: the baseline gains {gap}",
+    }[outcome(c)]
