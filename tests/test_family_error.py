@@ -73,12 +73,12 @@ def test_null_studies_call_an_arm_no_more_often_than_the_level(method, pattern):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arms", [1, 2, 4, 7, 10])
+@pytest.mark.parametrize("arms", [1, 4, 10])
 @pytest.mark.parametrize("seeds", [2, 3, 4, 5])
 @pytest.mark.parametrize("pattern", PATTERNS)
 @pytest.mark.parametrize("method", stats.METHODS)
 def test_every_cell_of_the_grid_holds_its_level(method, pattern, seeds, arms):
-    rate, n = error_rate(method, pattern, 400, (seeds, seeds + 1), (arms, arms + 1), seed=arms)
+    rate, n = error_rate(method, pattern, 200, (seeds, seeds + 1), (arms, arms + 1), seed=arms)
     assert rate <= allowed(n), (method, pattern, seeds, arms, rate)
 
 
