@@ -6,17 +6,17 @@ Each arm is compared with the baseline by Welch's test (its own variance and the
 whatever the arms' variances look like. A preliminary test of equal variances (Bartlett's) that
 chooses between a pooled test and Welch's distorts the error rate: with the 2-5 seeds a study
 has, it misses a baseline five times noisier than the rest more often than not, and the pooled
-tests then call arms that do not differ (in 7-20% of simulated null studies, where 5% is
-promised; tests/test_family_error.py). The unconditional Welch test holds its level with equal
-and unequal variances alike (Zimmerman 2004). Bartlett's test is kept as a description of the
-noise and for the planner, never to choose a test.
+tests then call arms that do not differ (in 7-20% of simulated null studies of the earlier
+engine that did so, where 5% is promised). The unconditional Welch test holds its level with
+equal and unequal variances alike (Zimmerman 2004; tests/test_family_error.py simulates it).
+Bartlett's test is kept to describe the noise (check_variances), never to choose a test.
 
 Every comparison of a study belongs to one family, and the family-wise level holds on every
 path (`method`):
 
 - `bonferroni` (the default): each test at alpha / m, its interval at 1 - alpha / m and its
   adjusted p-value p x m. The intervals are simultaneous by construction.
-- `holm`: Holm's step-down (statsmodels), each interval at the level of the step that decided
+- `holm`: Holm's step-down, each interval at the level of the step that decided
   it, so it excludes zero exactly when Holm rejects (these are not simultaneous intervals).
 - `none`: each test alone at alpha, no correction: the family-wise level does not hold.
 
@@ -70,8 +70,9 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Variances:
-    """How the arms' noise was modelled: pooled (with its estimate and degrees of freedom) over
-    every arm but `left_out`, or not at all (`pooled` false: every arm by Welch's test)."""
+    """A description of the arms' noise, which chooses no test: whether one standard deviation
+    (with its degrees of freedom) describes every arm but `left_out` (`pooled`), for the planner
+    and for the intervals of a figure of groups without a baseline."""
 
     pooled: bool
     sigma: float  # the pooled residual standard deviation (NaN when not pooled)
@@ -83,11 +84,11 @@ class Variances:
 
 
 def check_variances(groups: Mapping[str, Sequence[float]], control: str, alpha: float = ALPHA):
-    """Pool the arms whose variances agree. While Bartlett's test rejects equal variances over
-    the pool, the arm whose variance is most out of line with the others' pooled variance (a
-    two-sided F test, Bonferroni over the arms) leaves the pool; where no single arm is out of
-    line (or the control is, or only two arms are left, which no test can tell apart), nothing
-    is pooled."""
+    """Which arms one standard deviation describes. While Bartlett's test rejects equal
+    variances over the pool, the arm whose variance is most out of line with the others' pooled
+    variance (a two-sided F test, Bonferroni over the arms) leaves the pool; where no single arm
+    is out of line (or the control is, or only two arms are left, which no test can tell
+    apart), nothing is pooled."""
     arrays = {k: np.asarray(v, float) for k, v in groups.items() if len(v)}
     spread = [k for k, v in arrays.items() if len(v) > 1 and v.var(ddof=1) > 0]
     first = _bartlett(arrays, spread)
@@ -179,11 +180,27 @@ class _Test:
 def _welch(arm: Sequence[float], base: Sequence[float]) -> _Test:
     a, b = np.asarray(arm, float), np.asarray(base, float)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
+    if va + vb == 0:
         return _Test(a.mean() - b.mean(), 0.0, math.nan, "welch")
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    se, df = _satterthwaite(va, len(a) - 1, vb, len(b) - 1)
     return _Test(a.mean() - b.mean(), se, df, "welch")
+
+
+def _satterthwaite(v1: float, df1: float, v2: float, df2: float) -> tuple[float, float]:
+    """The standard error of a difference of two independent estimates of variances v1 and v2
+    (squared standard errors), and its Welch-Satterthwaite degrees of freedom."""
+    return math.sqrt(v1 + v2), (v1 + v2) ** 2 / (v1**2 / df1 + v2**2 / df2)
+
+
+def difference(
+    one: tuple[float, float, float], other: tuple[float, float, float], level: float
+) -> Comparison:
+    """Whether two independent estimates, each (estimate, standard error, degrees of freedom),
+    differ: Welch's test of their difference, with its 1 - level interval."""
+    (d1, se1, df1), (d2, se2, df2) = one, other
+    se, df = _satterthwaite(se1**2, df1, se2**2, df2)
+    test = _Test(d1 - d2, se, df, "welch")
+    return _stepwise({"d": test}, ["d"], level, "none")["d"]
 
 
 def _stepwise(tests, names, alpha, method) -> dict[str, Comparison]:

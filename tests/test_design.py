@@ -322,9 +322,10 @@ def test_the_lab_answers_pooling_and_changes_from_a_factorial_and_names_the_conf
     studies = [factorial, confirmation]
     summaries = [summarise(s) for s in studies]
 
-    pooling = " ".join(pooling_effects(studies))  # 3.1, from the factorial alone
+    pairs = list(zip(studies, summaries, strict=True))
+    pooling = " ".join(pooling_effects(studies, pairs))  # 3.1, from the factorial alone
     members = [(i, s, m) for i, (s, m) in enumerate(zip(studies, summaries, strict=True))]
-    changes = " ".join(answer("3.2", members, studies))
+    changes = " ".join(answer("3.2", members, pairs))
     assert (
         "In the factorial design" in pooling and "no clear difference, pool avg vs max" in pooling
     )

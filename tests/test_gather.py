@@ -29,3 +29,20 @@ def test_each_check_joins_the_study_of_its_data_set(monkeypatch):
     for s in studies:
         assert len(s.check) == 1
         assert s.check["config"].iloc[0]["data"]["name"] == str(s.root)
+
+
+def test_a_report_shows_no_absolute_path_of_the_machine_that_ran(tmp_path):
+    """Where the images were read from is recorded as this machine's path; a report (and the
+    runs table it keeps) shows only its last name, which a reader's machine can make sense of."""
+    from conftest import REPO
+
+    from cnnexp.report import main as report_main
+
+    table = pd.read_csv(REPO / "docs" / "pooling-mnist" / "runs.csv")
+    table["data_source"] = "torchvision mnist at /home/someone/datasets/shared/data"
+    table.to_csv(tmp_path / "runs.csv", index=False)
+    assert report_main([str(tmp_path / "runs.csv"), "--out", str(tmp_path / "report")]) == 0
+    for name in ("report.md", "report.html", "runs.csv"):
+        text = (tmp_path / "report" / name).read_text()
+        assert "/home/someone" not in text, name
+    assert "torchvision mnist at .../data" in (tmp_path / "report" / "report.md").read_text()

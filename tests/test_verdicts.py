@@ -335,3 +335,15 @@ def test_a_study_states_what_its_runs_took_against_what_its_budget_allows():
         "(without the launcher's start-up)."
     )
     assert time_taken(s, "gpu").startswith("The 8 runs' times add up to 40.0 min (")
+
+
+def test_the_difference_of_two_estimates_is_welchs_test_of_them():
+    """Two groups' means as estimates (mean, standard error, n - 1): their difference is the
+    test SciPy's Welch test gives on the groups themselves."""
+    a, b = planted(0.71, 0.01, 4, 0), planted(0.70, 0.02, 6, 1)
+    estimate = [(np.mean(g), np.std(g, ddof=1) / math.sqrt(len(g)), len(g) - 1) for g in (a, b)]
+    found = stats.difference(*estimate, 0.05)
+    expected = scipy_stats.ttest_ind(a, b, equal_var=False)
+    assert found.p == pytest.approx(expected.pvalue)
+    ci = expected.confidence_interval(0.95)
+    assert (found.ci_low, found.ci_high) == pytest.approx((ci.low, ci.high))

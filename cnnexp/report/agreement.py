@@ -1,18 +1,17 @@
 """Two studies that answer one comparison: the one-factor study's arm against its baseline and a
 factorial design's main effect of the same setting (pooling, an activation, a kernel size), on
-the same data set. Whether the two estimates differ is a test of the difference of two effects
-(Welch-Satterthwaite degrees of freedom), Bonferroni over every such pair in the report, so the
+the same data set and network. Whether the two estimates differ is Welch's test of their
+difference (cnnexp.stats.difference), Bonferroni over every such pair in the report, so the
 report never calls two answers consistent when the test says they differ."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
-from scipy import stats as scipy_stats
 
 from cnnexp import stats
+from cnnexp.report.answers import p_text
 from cnnexp.report.factorial import fitted_design
 from cnnexp.report.recipe import recipe
 from cnnexp.report.runs import USABLE, Study, flatten
@@ -44,18 +43,12 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Agreement:
-    """Two estimates of one comparison and the test of their difference."""
+    """Two estimates of one comparison and the test of their difference (one minus other,
+    its interval and adjusted p at the family's Bonferroni level)."""
 
     one: Estimate
     other: Estimate
-    diff: float  # one minus other
-    ci_low: float
-    ci_high: float
-    t: float
-    df: float
-    p: float  # alone
-    p_adjusted: float  # Bonferroni over the report's pairs
-    differs: bool
+    test: stats.Comparison
 
 
 def settings(run: pd.Series, factors: list[str]) -> dict[str, str]:
@@ -154,32 +147,26 @@ def named(study: Study) -> str:
 
 
 def _test(one: Estimate, other: Estimate, alpha: float, family: int) -> Agreement:
-    diff = one.diff - other.diff
-    v1, v2 = one.se**2, other.se**2
-    se = math.sqrt(v1 + v2)
-    df = (v1 + v2) ** 2 / (v1**2 / one.df + v2**2 / other.df)
-    t = diff / se
-    p = float(2 * scipy_stats.t.sf(abs(t), df))
-    half = float(scipy_stats.t.ppf(1 - alpha / family / 2, df)) * se
-    adjusted = min(1.0, p * family)
-    return Agreement(
-        one, other, diff, diff - half, diff + half, t, df, p, adjusted, adjusted < alpha
-    )
+    """The difference of the two estimates, its interval at the family's Bonferroni level."""
+    level = alpha / family
+    test = stats.difference((one.diff, one.se, one.df), (other.diff, other.se, other.df), level)
+    adjusted = {"p_adjusted": min(1.0, test.p * family), "correction": "bonferroni"}
+    return Agreement(one, other, stats.Comparison(**{**test.__dict__, **adjusted}))
 
 
 def sentence(agreement: Agreement, alpha: float = stats.ALPHA) -> str:
     """'The pooling study and the factorial design disagree about pool=avg against max: ...'."""
-    a, one, other = agreement, agreement.one, agreement.other
+    a, one, other = agreement.test, agreement.one, agreement.other
     what = f"{one.key}={one.high} against {one.low}"
     numbers = (
         f"{100 * one.diff:+.2f} points in the first, {100 * other.diff:+.2f} in the design "
-        f"(averaged over its other factors); their difference "
-        f"{100 * a.diff:+.2f} points, {100 * (1 - alpha):.0f}% CI {100 * a.ci_low:+.2f} to "
-        f"{100 * a.ci_high:+.2f} (t = {a.t:.2f} with {a.df:.0f} df, p {_p(a.p)}; Bonferroni "
-        f"over the report's comparisons of studies, p {_p(a.p_adjusted)})"
+        f"(averaged over its other factors); their difference {100 * a.diff:+.2f} points, "
+        f"simultaneous {100 * (1 - alpha):.0f}% CI {100 * a.ci_low:+.2f} to "
+        f"{100 * a.ci_high:+.2f} (t = {a.t:.2f} with {a.df:.0f} df, p {p_text(a.p)}; Bonferroni "
+        f"over the report's comparisons of studies, p {p_text(a.p_adjusted)})"
     )
     both = f"{named(one.study)} and {named(other.study)}"
-    if not a.differs:
+    if not a.differs:  # the interval at the family's level holds zero
         return f"{both} agree about {what}: {numbers} is within what seed noise explains."
     return (
         f"{both} disagree about {what}: {numbers}, more than seed noise explains. The answer "
@@ -202,7 +189,3 @@ def what_differs(one: Estimate, other: Estimate) -> str:
             f"and the design averages over {len(other.study.setting('factors')) - 1} other factors"
         )
     return "; ".join(parts) or "nothing the recipes record"
-
-
-def _p(value: float) -> str:
-    return "< 0.0001" if value < 1e-4 else f"= {value:.3g}"

@@ -10,7 +10,7 @@ import pandas as pd
 
 from cnnexp import stats
 from cnnexp.report.budget import check_phrase, seeds_phrase
-from cnnexp.report.document import Document
+from cnnexp.report.document import INTERVAL_KINDS, Document
 from cnnexp.report.factorial import best_point_sentence
 from cnnexp.report.recipe import budget_phrase
 from cnnexp.report.runs import COUNT_COLUMNS, NOT_TRAINED, Study, label, levels_of, matching
@@ -32,8 +32,6 @@ from cnnexp.report.verdicts import (
 )
 
 TESTS = {"welch": "Welch", "paired t": "paired t"}
-# The interval's name beside a verdict: what its correction makes of it.
-INTERVAL_NAMES = {"bonferroni": "simultaneous", "holm": "Holm-step", "none": "uncorrected"}
 
 POWER = f"{100 * stats.POWER:.0f}%"
 
@@ -77,7 +75,7 @@ def method_sentence(study: Study, family: Family, alpha: float) -> str:
     level = f"{100 * (1 - alpha):.0f}%"
     shown = INTERVALS[family.method].format(level=level, alpha=alpha)
     share = f" (the level split over {family.contexts} contexts)" if family.contexts > 1 else ""
-    bartlett = f" (Bartlett's test p {_p(v.bartlett_all_p)})"
+    bartlett = f" (Bartlett's test p {p_text(v.bartlett_all_p)})"
     noise = (
         "too few arms with spread to compare their noise"
         if math.isnan(v.bartlett_all_p)
@@ -159,7 +157,7 @@ def unstable_phrase(run: Unstable) -> str:
     return (
         f"Seed {run.seed} of {run.arm} is out of line with the arm's other seeds (an unstable "
         f"run): final {pct(run.final)} against {_span(run.others_final)}{first} (studentized "
-        f"residual within its arm, Bonferroni over the study's runs, p {_p(run.p)}). It is "
+        f"residual within its arm, Bonferroni over the study's runs, p {p_text(run.p)}). It is "
         "kept in the numbers above."
     )
 
@@ -193,13 +191,13 @@ def detectable_phrase(value: float) -> str:
 
 def interval(row: pd.Series, alpha: float) -> str:
     """'difference +1.00 points, simultaneous 95% CI ..., Welch with 8 df, family-wise p = ...'."""
-    kind = INTERVAL_NAMES.get(row.get("correction"), "")
+    kind = INTERVAL_KINDS.get(row.get("correction"), "")
     name = f"{kind} {100 * (1 - alpha):.0f}% CI".strip()
     p = "p" if row.get("correction") == "none" else "family-wise p"
     return (
         f"difference {100 * row['diff']:+.2f} points, {name} {100 * row['ci_low']:+.2f} "
         f"to {100 * row['ci_high']:+.2f}, {TESTS.get(row['test'], row['test'])} with "
-        f"{row['df']:.0f} df, {p} {_p(row['p_adjusted'])}"
+        f"{row['df']:.0f} df, {p} {p_text(row['p_adjusted'])}"
     )
 
 
@@ -238,7 +236,7 @@ def within_run_sentence(pair: WithinRun, alpha: float) -> str:
     return (
         f"{what} ({pair.option}) on {pair.where}: {verdict} — {100 * c.diff:+.2f} points "
         f"(paired over {pair.n} runs, {100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to "
-        f"{100 * c.ci_high:+.2f}, paired t = {c.t:.2f} with {c.df:.0f} df, p {_p(c.p)}; "
+        f"{100 * c.ci_high:+.2f}, paired t = {c.t:.2f} with {c.df:.0f} df, p {p_text(c.p)}; "
         f"{detectable_phrase(c.detectable)})."
     )
 
@@ -284,7 +282,7 @@ def pct(value: float) -> str:
     return f"{100 * value:.2f}%"
 
 
-def _p(value: float) -> str:
+def p_text(value: float) -> str:
     """'= 0.0206', or '< 0.0001' for the smallest."""
     return "< 0.0001" if value < 1e-4 else f"= {value:.3g}"
 
@@ -332,7 +330,7 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
         if verdict in by:
             items = ", ".join(
                 f"{label(study, r)} ({100 * r['diff']:+.2f} points, "
-                f"{INTERVAL_NAMES.get(r['correction'], '')} CI "
+                f"{INTERVAL_KINDS.get(r['correction'], '')} CI "
                 f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f})"
                 for _, r in by[verdict].iterrows()
             )

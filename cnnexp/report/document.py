@@ -33,7 +33,8 @@ SUMMARY_HEADINGS = {
     "parameters_mean": "parameters",
     "macs_mean": "MACs",
 }
-# What each family correction makes of the CI column (cnnexp.stats.METHODS).
+# What each family correction (cnnexp.stats.METHODS) makes of an interval, as tables and
+# sentences name it.
 INTERVAL_KINDS = {"bonferroni": "simultaneous", "holm": "Holm step", "none": "uncorrected"}
 PERCENT = ("mean", "median", "std", "diff", "detectable")
 HIDDEN_COLUMNS = {

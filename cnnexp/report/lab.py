@@ -13,7 +13,6 @@ import pandas as pd
 from cnnexp import stats
 from cnnexp.report.agreement import agreements, sentence
 from cnnexp.report.answers import (
-    INTERVAL_NAMES,
     POWER,
     counted,
     interval,
@@ -22,12 +21,12 @@ from cnnexp.report.answers import (
     verdict_sentences,
 )
 from cnnexp.report.budget import check_phrase
-from cnnexp.report.document import Document
+from cnnexp.report.document import INTERVAL_KINDS, Document
 from cnnexp.report.factorial import best_point_sentence, design_of, effects_answer, pooling_effect
 from cnnexp.report.recipe import budget_phrase, heading
 from cnnexp.report.runs import USABLE, Study, flatten
 from cnnexp.report.section import add_study
-from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row, summarise
+from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row
 
 # The lab's questions (../shared/LAB.md): number -> (title, what the lab asks).
 QUESTIONS = {
@@ -52,6 +51,7 @@ QUESTIONS = {
     ),
 }
 OTHER = "other"  # runs that answer none of the lab's questions
+Summarised = tuple[Study, pd.DataFrame]  # a study and its summary (verdicts.summarise)
 
 
 def question_of(study: Study) -> str:
@@ -78,12 +78,13 @@ def add_questions(
     # A factorial design with a pooling factor answers 3.1 too (its section stays under 3.2).
     designs = [s for s in studies if s.setting("design") == "factorial"]
     tested = agreements(studies, summaries)
+    pairs = list(zip(studies, summaries, strict=True))
     for number, (title, ask) in QUESTIONS.items():
         doc.heading(2, f"{number} {title}")
         doc.para(f"The lab asks: {ask}")
         members = by_question.get(number, [])
-        said = answer(number, members, studies) + (
-            pooling_effects(designs) if number == "3.1" else []
+        said = answer(number, members, pairs) + (
+            pooling_effects(designs, pairs) if number == "3.1" else []
         )
         said += [sentence(a) for a in tested if _question_of(a) == number]
         if not said:
@@ -102,7 +103,7 @@ def add_questions(
 
 def _question_of(agreement) -> str:
     """Pooling answers 3.1; any other setting two studies share answers 3.2."""
-    return "3.1" if agreement.one.key in ("pool", "pool._target_") else "3.2"
+    return "3.1" if agreement.one.key == "pool" else "3.2"
 
 
 def _evidence(doc, number, index, study, summary, shots) -> None:
@@ -115,7 +116,7 @@ def _evidence(doc, number, index, study, summary, shots) -> None:
 
 
 def answer(
-    number: str, members: list[tuple[int, Study, pd.DataFrame]], studies: list[Study]
+    number: str, members: list[tuple[int, Study, pd.DataFrame]], pairs: list[Summarised]
 ) -> list[str]:
     """The plain-words answer to one question from its studies' summaries, with the runs out
     of line with their own seeds named where they are."""
@@ -125,11 +126,11 @@ def answer(
     if number == "3.1":
         pairs = [(s, summary) for _, s, summary in members]
         return (pooling_answer(pairs) + unstable) if members else []
-    said = [change_answer(study, summary, studies) for _, study, summary in members]
+    said = [change_answer(study, summary, pairs) for _, study, summary in members]
     return said + unstable
 
 
-def change_answer(study: Study, summary: pd.DataFrame, studies: list[Study]) -> str:
+def change_answer(study: Study, summary: pd.DataFrame, pairs: list[Summarised]) -> str:
     """3.2 from one study: a factorial's main effects, a confirmation's measured gain of the
     network the effects recommend, or a one-factor study's verdicts."""
     alpha = summary.attrs.get("alpha", stats.ALPHA)
@@ -138,9 +139,10 @@ def change_answer(study: Study, summary: pd.DataFrame, studies: list[Study]) -> 
         check = check_phrase(study, summary, alpha)
         return f"{effects_answer(study, _setting(study), alpha)} Budget check: {check}."
     if design == "confirm":
+        studies = [s for s, _ in pairs]
         best = best_point_sentence(study, summary, studies)
         source = design_of(study, studies)
-        check = check_phrase(source, summarise(source)) if source is not None else None
+        check = check_phrase(source, _summary_of(source, pairs)) if source is not None else None
         budget = f" Budget check of the design: {check}." if check else ""
         return confirm_answer(study, summary, alpha) + (f" {best}" if best else "") + budget
     return verdict_sentences(study, summary)
@@ -172,14 +174,19 @@ def confirm_answer(study: Study, summary: pd.DataFrame, alpha: float) -> str:
     )
 
 
-def pooling_effects(designs: list[Study]) -> list[str]:
+def pooling_effects(designs: list[Study], pairs: list[Summarised]) -> list[str]:
     """What each factorial design says of max against average pooling."""
     said = []
     for study in designs:
         effect = pooling_effect(study, _setting(study))
         if effect:
-            said.append(f"{effect} Budget check: {check_phrase(study, summarise(study))}.")
+            check = check_phrase(study, _summary_of(study, pairs))
+            said.append(f"{effect} Budget check: {check}.")
     return said
+
+
+def _summary_of(study: Study, pairs: list[Summarised]) -> pd.DataFrame:
+    return next(summary for s, summary in pairs if s is study)
 
 
 def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
@@ -262,7 +269,7 @@ def side_by_side(members: list[tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
                     "arm %": f"{100 * arm['mean']:.2f}",
                     "difference (points)": f"{100 * arm['diff']:+.2f}",
                     "95% CI": _points(arm["ci_low"], arm["ci_high"]),
-                    "interval": INTERVAL_NAMES.get(arm["correction"], ""),
+                    "interval": INTERVAL_KINDS.get(arm["correction"], ""),
                     "verdict": arm["verdict"],
                     "seeds": int(arm["n"]),
                     f"detectable at {POWER} power (points)": f"{100 * arm['detectable']:.2f}",

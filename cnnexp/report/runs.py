@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -136,6 +137,16 @@ def chance_reason(record: Run | dict[str, Any]) -> str | None:
     return None
 
 
+# An absolute path inside a text: the folders before its last name are this machine's, not the
+# reader's, so a report shows only that name ("image folder .../cifar10-jpeg").
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s/]+/)*([^\s/]+)")
+
+
+def portable(text: str | None) -> str | None:
+    """`text` with each absolute path cut to its last name."""
+    return ABSOLUTE_PATH.sub(r".../\1", text) if isinstance(text, str) else text
+
+
 def read_run(run: Path) -> dict[str, Any]:
     """One row: the run's overrides as columns, its metrics, history, config and provenance."""
     config = _yaml(run / ".hydra" / "config.yaml") or {}
@@ -152,6 +163,7 @@ def read_run(run: Path) -> dict[str, Any]:
     flat = record.to_json()
     row: dict[str, Any] = {"run": str(run), **_overrides(run, record)}
     row.update({k: flat.get(k) for k in metric_columns()})
+    row["data_source"] = portable(row["data_source"])
     commit = record.git_commit or ""
     row["git_commit"] = commit.removesuffix("-dirty") or None
     row["uncommitted_changes"] = commit.endswith("-dirty") if commit else None
@@ -292,6 +304,7 @@ def _table_row(row: dict[str, Any], kept: bool) -> dict[str, Any]:
         row.update(history=[], system={}, choices={}, config={"study": declared_study(experiment)})
     for key in metric_columns():
         row.setdefault(key, None)
+    row["data_source"] = portable(row["data_source"])
     return row
 
 
