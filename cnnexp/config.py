@@ -481,7 +481,7 @@ def _explain(err: Exception, run: list[Choice]) -> str:
     cause = err.__cause__ or err
     key = (getattr(cause, "full_key", None) or "").partition("[")[0]  # model.widths[1]: a list
     schema = getattr(cause, "object_type", None)
-    given = next((c.text for c in run if c.key == key), None)
+    given = _given(run, key, getattr(cause, "value", None))
     if not key:
         return " ".join(str(err).split())
     if not is_dataclass(schema):  # an element of a list: OmegaConf's own reason
@@ -491,6 +491,14 @@ def _explain(err: Exception, run: list[Choice]) -> str:
     if field not in hints:
         return _not_a_key(key, schema)
     return f"{given or key} is not valid: {key} is {_kind(hints[field])}"
+
+
+def _given(run: list[Choice], key: str, value: Any) -> str | None:
+    """The override that set `key` to the refused `value`, as the user typed it: of a key given
+    twice (epochs=1 epochs=2.5), the occurrence that is wrong."""
+    occurrences = [c for c in run if c.key == key]
+    wrong = [c for c in occurrences if c.value == value] or occurrences[-1:]
+    return wrong[0].text if wrong else None
 
 
 def _kind(annotation: Any) -> str:

@@ -244,7 +244,7 @@ def test_a_confirmation_of_levels_the_design_lacks_is_refused(confirm, message):
 @pytest.mark.slow  # 4 tiny runs: about 30 s
 def test_a_confirmation_is_reported_as_the_predicted_best_against_the_reference(tmp_path):
     tiny = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=512",
-            "data.synthetic.test_size=128", "batch_size=32", "epochs=2", "device=cpu",
+            "data.synthetic.test_size=128", "batch_size=32", "epochs=3", "device=cpu",
             "progress=false", "tracking.graph=false", "tracking.misclassified=0",
             "tracking.images_every=0", "tracking.monitor_interval=0"]  # fmt: skip
     confirm = tmp_path / "confirm"

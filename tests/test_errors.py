@@ -67,6 +67,9 @@ def test_cuda_without_gpu_is_refused(tmp_path):
         ("+model.kernelsize=5", "model.kernelsize is not a config key; model (LeNet) has"),
         ("seed=0,1 epochs=2,0", "epochs=0 is not valid"),  # every value of a sweep
         ("seed=[", "seed=[ cannot be read"),
+        ("epochs=1 epochs=2.5", "epochs=2.5 is not valid"),  # a key given twice: the wrong one
+        ("epochs=2.5 epochs=1", "epochs=2.5 is not valid"),
+        ("epochs=1,2.5 epochs=3", "epochs=2.5 is not valid"),
     ],
 )  # fmt: skip
 def test_the_command_line_is_checked_before_anything_runs(args, message):

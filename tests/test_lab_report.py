@@ -111,7 +111,8 @@ def test_lab_report_follows_the_lab_questions_each_opening_with_its_answer(lab):
     (said,) = [b for b in pooling.split("\n\n") if b.startswith("**Answer.**")]
     assert said.startswith("**Answer.** On LeNet5 (synthetic, 512 training images, 3 epochs")
     assert "pool=avg" in said and "pool=max" in said and "2 seeds each" in said
-    assert "| setting " in pooling and "simultaneous 95% CI" in pooling  # side by side
+    assert "| setting " in pooling and "| 95% CI " in pooling  # side by side
+    assert "| simultaneous " in pooling and "nan" not in pooling
     assert "Not answered here" in changes
 
 

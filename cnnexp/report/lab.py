@@ -272,14 +272,18 @@ def side_by_side(members: list[tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
                     "interval": INTERVAL_KINDS.get(arm["correction"], ""),
                     "verdict": arm["verdict"],
                     "seeds": int(arm["n"]),
-                    f"detectable at {POWER} power (points)": f"{100 * arm['detectable']:.2f}",
+                    f"detectable at {POWER} power (points)": _number(arm["detectable"]),
                 }
             )
     return pd.DataFrame(rows)
 
 
 def _points(low: float, high: float) -> str:
-    return f"{100 * low:+.2f} to {100 * high:+.2f}"
+    return f"{100 * low:+.2f} to {100 * high:+.2f}" if pd.notna(low) else "—"
+
+
+def _number(points: float) -> str:
+    return f"{100 * points:.2f}" if pd.notna(points) else "—"
 
 
 def _pooling_sentence(study, base: pd.Series, arm: pd.Series, setting: str, alpha: float) -> str:
@@ -297,7 +301,7 @@ def _pooling_sentence(study, base: pd.Series, arm: pd.Series, setting: str, alph
             f"difference of {100 * arm['detectable']:.2f} points would have been found {POWER} "
             "of the time)."
         )
-    return f"On {setting}: {arm['verdict']} ({means})."
+    return f"On {setting}: {arm['verdict']} ({means}))."
 
 
 def _setting(study: Study) -> str:
