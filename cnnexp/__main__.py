@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,9 +17,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from cnnexp import CONF_DIR
+from cnnexp.callbacks import kind, note_outcome
 from cnnexp.config import command_line_problem, typed_overrides
 from cnnexp.distributed import launched_by_torchrun, rank_and_world
-from cnnexp.errors import STOPPED, CnnexpError, StopSignal
+from cnnexp.errors import STOPPED, CnnexpError, DivergedError, StopSignal
+from cnnexp.schema import DIVERGED, FAILED, INTERRUPTED, Run
 from cnnexp.train import read_metrics, train
 
 log = logging.getLogger("cnnexp")
@@ -46,18 +49,22 @@ def main(cfg: DictConfig) -> float | None:
     try:
         metrics = train(cfg, hc.runtime.output_dir, job)
     except CnnexpError as err:
+        note_outcome(hc, DIVERGED if isinstance(err, DivergedError) else FAILED, None)
         log.error("%s", err)
         if sweeping:
             return None
         sys.exit(2)
     except StopSignal as err:  # recorded as interrupted; the whole sweep stops, and resumes
+        note_outcome(hc, INTERRUPTED, None)
         log.error("%s: %s", hc.runtime.output_dir, err)
         sys.exit(STOPPED)
     except Exception:
+        note_outcome(hc, FAILED, None)
         if not sweeping:
             raise
         log.exception("job %s failed; the sweep goes on", hc.job.num)
         return None
+    note_finished(hc, metrics)
     # The number a search (hydra/sweeper=optuna) maximises: a validation metric, never a test one.
     return metrics.get(cfg.objective)
 
@@ -79,10 +86,26 @@ def _under_torchrun(
     ]
     log.info("trainer.devices=%d: %s", processes, " ".join(command))
     code = subprocess.run(command, check=False).returncode
-    metrics = read_metrics(Path(run_dir)) or {}
-    if code != 0 and HydraConfig.get().mode != RunMode.MULTIRUN:
+    try:
+        metrics = read_metrics(Path(run_dir)) or {}
+    except CnnexpError as err:  # the report names it too; the job's exit code says what happened
+        log.error("%s", err)
+        metrics = {}
+    hydra = HydraConfig.get()
+    if metrics:  # its record says how it ended, interrupted or diverged included
+        note_finished(hydra, metrics)
+    else:
+        note_outcome(hydra, FAILED, None)
+    if code != 0 and hydra.mode != RunMode.MULTIRUN:
         sys.exit(code)
     return metrics.get(objective)
+
+
+def note_finished(hydra: DictConfig, metrics: dict[str, Any]) -> None:
+    """A job with a record notes its outcome (completed, did not train, ...) in the sweep's
+    ledger."""
+    record = Run.from_json(metrics)
+    note_outcome(hydra, kind(record), record.headline.wall_seconds if record.headline else None)
 
 
 def _quiet_other_ranks() -> None:

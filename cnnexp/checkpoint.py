@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnexp.errors import ConfigError
-from cnnexp.files import atomic_save
+from cnnexp.errors import ConfigError, DamagedFileError
+from cnnexp.files import atomic_save, read_torch, set_aside
 
 
 def refuse_other_config(found: str | None, config_hash: str, what: str) -> None:
@@ -51,5 +51,16 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint` (our own files: full unpickling is safe)."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """Read a checkpoint written by `save_checkpoint` (our own files: full unpickling is safe).
+    A damaged one cannot be resumed: it is set aside, never deleted, and the run stops; the same
+    command again starts the run over."""
+    try:
+        return read_torch(path, "", weights_only=False)
+    except DamagedFileError as err:
+        aside = set_aside(path)
+        raise DamagedFileError(
+            path,
+            err.reason,
+            f"it is kept as {aside.name} and nothing was trained; run the same command again "
+            "to start this run over from epoch 1",
+        ) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from cnnexp.errors import DataError
-from cnnexp.files import atomic_save
+from cnnexp.errors import DamagedFileError, DataError
+from cnnexp.files import atomic_save, read_torch
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+log = logging.getLogger(__name__)
 
 
 class ImageTensorDataset(Dataset):
@@ -169,14 +172,14 @@ def load_folder(
     if cache:
         cache_file = Path(cache) / f"{root.name}-{channels}ch-{_fingerprint(root, listing)}.pt"
         if cache_file.exists():
-            try:
-                saved = torch.load(cache_file, weights_only=True)
+            try:  # a damaged cache is decoded again from the images, never trusted
+                saved = read_torch(cache_file, "it is decoded again from the images")
                 return (
                     ImageTensorDataset(saved["train_images"], saved["train_labels"], train_classes),
                     ImageTensorDataset(saved["test_images"], saved["test_labels"], train_classes),
                 )
-            except Exception:  # a damaged cache is rebuilt, never trusted
-                cache_file.unlink(missing_ok=True)
+            except DamagedFileError as err:
+                log.warning("%s", err)
     splits = [
         _decode_split(listing[s], train_classes, channels, root / s) for s in ("train", "test")
     ]

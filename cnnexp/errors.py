@@ -20,6 +20,15 @@ class ModelError(CnnexpError):
     """A network that does not fit its input."""
 
 
+class DamagedFileError(CnnexpError):
+    """A file we read that is cut short, corrupt or not of the form we write: the message names
+    the file, what is wrong with it and what to do."""
+
+    def __init__(self, path: object, reason: str, fix: str):
+        self.path, self.reason, self.fix = path, reason, fix
+        super().__init__(f"{path} cannot be read ({reason}); {fix}")
+
+
 class DivergedError(CnnexpError):
     """The training loss became NaN or exploded."""
 

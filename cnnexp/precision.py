@@ -23,12 +23,14 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from cnnexp.environment import cpu_flags, cpu_has_bf16, cpu_model, isa_caps
-from cnnexp.files import atomic_write_json
+from cnnexp.errors import DamagedFileError
+from cnnexp.files import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ def step_timer(
     def measure() -> dict[str, float]:
         key = _probe_key(model, example)
         path = Path(cache_dir) / "precision-probes.json" if cache_dir else None
-        known = json.loads(path.read_text()) if path and path.exists() else {}
+        known = _known(path)
         if key not in known:
             known[key] = {
                 name: _seconds_per_step(model, example, name, warmup, repeats)
@@ -124,6 +126,16 @@ def step_timer(
         return known[key]
 
     return measure
+
+
+def _known(path: Path | None) -> dict[str, Any]:
+    """The remembered timings; a damaged file is measured again and written anew (it only
+    remembers timings), said in one line."""
+    try:
+        return (read_json(path, "it is measured again") if path else None) or {}
+    except DamagedFileError as err:
+        log.warning("%s", err)
+        return {}
 
 
 def _seconds_per_step(

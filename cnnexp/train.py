@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
@@ -37,8 +37,8 @@ from cnnexp.data import (
     take_subset,
 )
 from cnnexp.engine import predict
-from cnnexp.errors import STOP_SIGNALS, CnnexpError, ConfigError, StopSignal
-from cnnexp.files import atomic_write_json
+from cnnexp.errors import STOP_SIGNALS, CnnexpError, ConfigError, DamagedFileError, StopSignal
+from cnnexp.files import atomic_write_json, set_aside
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
 from cnnexp.models import count_macs, count_parameters
@@ -92,7 +92,7 @@ def train(cfg: DictConfig, run_dir: Path, job: dict[str, Any] | None = None) -> 
         validate(cfg)
         device = resolve_device(cfg.device, local_rank)
     except ConfigError as err:  # on record in the run folder, so a sweep's report lists it
-        previous = read_metrics(run_dir)
+        previous = previous_record(run_dir)
         if rank == 0 and not (previous and previous.get("status") == COMPLETED):
             failure = Run(status=FAILED, error=describe(err), **(job or {}))
             atomic_write_json(failure.to_json(), Path(run_dir) / METRICS)
@@ -150,6 +150,9 @@ def _train(
     if done is not None:
         return done
     is_main = rank == 0
+    checkpoint = run_dir / get_class(cfg.trainer._target_).checkpoint
+    if is_main and checkpoint.exists():
+        load_checkpoint(checkpoint)  # a damaged one stops here, before its run's record is replaced
     run = Run(
         device=str(device),
         world_size=world,
@@ -190,10 +193,21 @@ def _train(
     return record.run.to_json()
 
 
+def previous_record(run_dir: Path) -> dict[str, Any] | None:
+    """The record a run folder holds from before, or None. A damaged one is set aside (never
+    deleted) with a warning: the run about to start writes its own record in its place."""
+    try:
+        return read_metrics(run_dir)
+    except DamagedFileError as err:
+        aside = set_aside(err.path)
+        log.warning("%s cannot be read (%s); kept as %s", err.path, err.reason, aside.name)
+        return None
+
+
 def _completed_run(run_dir: Path, config_hash: str) -> dict[str, Any] | None:
     """The metrics of a completed run of this config in `run_dir` (nothing to do), or None;
     a completed run of another config is refused."""
-    previous = read_metrics(run_dir)
+    previous = previous_record(run_dir)
     if not (previous and previous.get("status") == COMPLETED):
         return None
     refuse_other_config(previous.get("config_hash"), config_hash, f"the completed run in {run_dir}")

@@ -119,7 +119,7 @@ def test_a_sweep_where_every_job_failed_exits_non_zero(tmp_path):
     assert result.returncode == 1
     assert f"sweep folder: {tmp_path / 'sweep'} (2 failed)" in result.stdout
     assert f"report: python -m cnnexp.report {tmp_path / 'sweep'}" in result.stdout
-    assert "no job of the sweep completed" in result.stderr
+    assert "2 of 2 jobs did not end for good (2 failed)" in result.stderr
 
 
 @pytest.mark.slow  # an Optuna sweep, 14 s

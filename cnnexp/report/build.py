@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from cnnexp import stats
+from cnnexp.errors import CnnexpError
 from cnnexp.report import lab, shots
 from cnnexp.report.agreement import agreements, sentence
 from cnnexp.report.answers import conclusions
@@ -24,6 +25,7 @@ from cnnexp.report.runs import (
     flatten,
     is_check,
     load_studies,
+    or_warn,
     runs_table,
     table_of_runs,
     with_check,
@@ -252,7 +254,8 @@ def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path
     for study in studies:
         run = Path(study.runs["run"].iloc[0])
         if len(study.runs) == 1 and (run / "tb").is_dir():
-            taken[study.name] = shots.tensorboard_shots(run, fig_dir, study.name.replace("/", "_"))
+            name = study.name.replace("/", "_")
+            taken[study.name] = or_warn(shots.tensorboard_shots, run, fig_dir, name) or []
     return taken
 
 
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         report = build_report(
             paths, out, title, args.alpha, args.method, args.lab, args.tensorboard_shots
         )
-    except (FileNotFoundError, ValueError, RuntimeError, TimeoutError) as err:
+    except (CnnexpError, FileNotFoundError, ValueError, RuntimeError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {report} and {report.with_suffix('.html')}")

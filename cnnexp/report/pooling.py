@@ -9,10 +9,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cnnexp.files import read_events
 from cnnexp.report import figures
 from cnnexp.report.curves import first_epochs
 from cnnexp.report.document import Document
-from cnnexp.report.runs import REPLICATE, USABLE, Study
+from cnnexp.report.runs import REPLICATE, SKIPPED, USABLE, Study, or_warn
 from cnnexp.tracking import BEFORE_POOL
 
 POOLING_EXPLAINED = (
@@ -43,7 +44,8 @@ def add_pooling(doc: Document, study: Study, tag: str) -> None:
     for kind, runs in study.runs[study.runs["status"] == USABLE].groupby("pool", sort=False):
         run = Path(runs.sort_values(REPLICATE)["run"].iloc[0]) if REPLICATE in runs else None
         if run is not None and (run / "tb").is_dir():
-            pair = around_first_pool(feature_map_images(run))
+            pictures = or_warn(feature_map_images, run) or []
+            pair = around_first_pool(pictures)
             names = ("after the activation, before the pool", f"after {kind} pooling")
             rows[f"pool={kind}"] = [
                 (f"{name} ({what})", picture)
@@ -65,10 +67,8 @@ def feature_map_images(run: Path) -> list[tuple[str, Any]]:
     """The feature-map pictures a run recorded in TensorBoard at its last picture step, in the
     network's order: [(layer name, PIL image), ...], one row of tiles per probe image."""
     from PIL import Image
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    events = EventAccumulator(str(Path(run) / "tb"), size_guidance={"images": 0})
-    events.Reload()
+    events = read_events(Path(run) / "tb", SKIPPED)
     tags = [t for t in events.Tags().get("images", []) if t.startswith("features/")]
     order = sorted(tags, key=module_order)
     out = []

@@ -7,19 +7,23 @@ baseline again at twice the epochs, `study.role: budget_check`) are kept apart f
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from cnnexp.config import typed_overrides
+from cnnexp.errors import DamagedFileError
+from cnnexp.files import parse_json, read_csv, read_json, read_yaml
+from cnnexp.record import read_record
 from cnnexp.schema import (
     COMPLETED,
     DIVERGED,
@@ -57,14 +61,16 @@ USABLE = COMPLETED  # the one status whose runs enter means and verdicts
 # Every status a run can have in runs.csv, in the order the tables count them: the record's
 # own, and the report's judgements (a completed run at chance did not train; a run still
 # running, interrupted or without a record is incomplete).
-NOT_TRAINED, INCOMPLETE = "did_not_train", "incomplete"
-STATUSES = (COMPLETED, NOT_TRAINED, DIVERGED, FAILED, INCOMPLETE)
+# A run whose record is damaged or not of our form is unreadable: counted, never in the means.
+NOT_TRAINED, INCOMPLETE, UNREADABLE = "did_not_train", "incomplete", "unreadable"
+STATUSES = (COMPLETED, NOT_TRAINED, DIVERGED, FAILED, INCOMPLETE, UNREADABLE)
 COUNT_COLUMNS = {
     COMPLETED: "usable",
     NOT_TRAINED: "did not train",
     DIVERGED: "diverged",
     FAILED: "failed",
     INCOMPLETE: "incomplete",
+    UNREADABLE: "unreadable",
 }
 BUDGET_CHECK = "budget_check"  # the study.role of the runs that check the baseline's budget
 CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
@@ -149,11 +155,14 @@ def portable(text: str | None) -> str | None:
 
 def read_run(run: Path) -> dict[str, Any]:
     """One row: the run's overrides as columns, its metrics, history, config and provenance."""
-    config = _yaml(run / ".hydra" / "config.yaml") or {}
-    metrics_path = run / METRICS
-    found = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    record = Run.from_json(found)
-    if not found:
+    config = _yaml(run / ".hydra" / "config.yaml", dict) or {}
+    try:
+        found = read_record(run)
+    except DamagedFileError as err:
+        warn(f"{err.path} cannot be read ({err.reason}); the report goes on without that run")
+        found = Run(status=UNREADABLE, error=f"{METRICS} cannot be read ({err.reason})")
+    record = found or Run()
+    if found is None:
         record.status, record.error = INCOMPLETE, "no metrics.json: the job never started"
     elif record.status == RUNNING:
         record.status = INCOMPLETE  # stopped without a word: killed, or still going
@@ -179,7 +188,7 @@ def _overrides(run: Path, record: Run) -> dict[str, Any]:
     from Hydra's overrides.yaml."""
     if record.overrides:
         return record.overrides
-    return typed_overrides(_yaml(run / ".hydra" / "overrides.yaml") or [])
+    return typed_overrides(_yaml(run / ".hydra" / "overrides.yaml", list) or [])
 
 
 def load_studies(path: Path) -> list[Study]:
@@ -249,9 +258,7 @@ def read_table(path: Path) -> list[Study]:
     """The studies of a runs.csv. A table written before it kept each run's config and history
     (JSON columns) gives only final numbers; each study's declared settings (baseline,
     question, sections) are then those of its experiment config as it is now."""
-    table = pd.read_csv(path)
-    if "study" not in table:
-        raise ValueError(f"{path} is not a runs table a report wrote (it has no 'study' column)")
+    table = read_csv(path, TABLE_FIX, needs=("study", "run", "status"))
     kept = "config" in table
     # One study per folder it was read from; a table from before that was recorded tells two
     # studies of one name (pooling on MNIST and on CIFAR-10) apart by their experiment.
@@ -259,7 +266,7 @@ def read_table(path: Path) -> list[Study]:
     studies = []
     for _, part in table.groupby([c for c in by if c in table], sort=False, dropna=False):
         part = _whole_numbers(part.dropna(axis=1, how="all"))  # another study's factors
-        rows = [_table_row(row, kept) for row in part.to_dict("records")]
+        rows = [_table_row(row, kept, path) for row in part.to_dict("records")]
         root = part["study_root"].iloc[0] if "study_root" in part else _common(part["run"])
         studies.append(make_study(rows, Path(root), _table_note(path, rows)))
     return studies
@@ -292,12 +299,13 @@ def _common(runs: pd.Series) -> str:
     return os.path.commonpath(list(runs)) if len(runs) > 1 else str(runs.iloc[0])
 
 
-def _table_row(row: dict[str, Any], kept: bool) -> dict[str, Any]:
+def _table_row(row: dict[str, Any], kept: bool, path: Path) -> dict[str, Any]:
     row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
     row.pop("study_root", None)
     if kept:
         for key in OBJECTS:
-            row[key] = json.loads(row[key]) if isinstance(row.get(key), str) else {}
+            text, where = row.get(key), f"{path} (column {key} of run {row.get('run')})"
+            row[key] = parse_json(text, where, TABLE_FIX) if isinstance(text, str) else {}
         row["history"] = row["history"] or []
     else:
         experiment = row.get("experiment")
@@ -309,7 +317,7 @@ def _table_row(row: dict[str, Any], kept: bool) -> dict[str, Any]:
 
 
 @cache
-def _declared(experiment: str) -> str:
+def _declared(experiment: str) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -317,14 +325,14 @@ def _declared(experiment: str) -> str:
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"+experiment={experiment}"])
-    return json.dumps(OmegaConf.to_container(cfg.study, resolve=True))
+    return OmegaConf.to_container(cfg.study, resolve=True)
 
 
 def declared_study(experiment: Any) -> dict[str, Any]:
     """The `study` node of conf/experiment/<experiment>.yaml, composed now; {} for none."""
     if not isinstance(experiment, str) or not experiment:
         return {}
-    return json.loads(_declared(experiment))
+    return copy.deepcopy(_declared(experiment))  # the cached one stays as composed
 
 
 def table_of_runs(study: Study) -> pd.DataFrame:
@@ -438,8 +446,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def environment_of(run: Path) -> dict[str, Any]:
     """env.json of a run, or {}."""
-    path = Path(run) / ENVIRONMENT
-    return json.loads(path.read_text()) if path.exists() else {}
+    return or_warn(read_json, Path(run) / ENVIRONMENT, SKIPPED) or {}
 
 
 def jobs_at_a_time(runs: pd.DataFrame) -> int | None:
@@ -455,8 +462,31 @@ def system_log(run: Path) -> pd.DataFrame | None:
     path = Path(run) / SYSTEM
     if not path.exists() or path.stat().st_size == 0:
         return None
-    return pd.read_csv(path)
+    return or_warn(read_csv, path, SKIPPED, ("time_s",))
 
 
-def _yaml(path: Path) -> Any:
-    return yaml.safe_load(path.read_text()) if path.exists() else None
+def _yaml(path: Path, form: type) -> Any:
+    return or_warn(read_yaml, path, SKIPPED, form)
+
+
+# What a report does about a damaged file: a table it was asked to read stops it; a run's
+# other files are left out, each said once.
+TABLE_FIX = "give the run or sweep folders it was made from instead, or a runs.csv a report wrote"
+SKIPPED = "the report goes on without it"
+_warned: set[str] = set()
+
+
+def or_warn(read: Any, *args: Any) -> Any:
+    """What `read(*args)` returns, or None with one warning line where a file is damaged."""
+    try:
+        return read(*args)
+    except DamagedFileError as err:
+        warn(str(err))
+        return None
+
+
+def warn(text: str) -> None:
+    """One line on stderr, once per text."""
+    if text not in _warned:
+        _warned.add(text)
+        print(f"warning: {text}", file=sys.stderr)

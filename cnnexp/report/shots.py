@@ -15,6 +15,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from cnnexp.files import check_events
 from cnnexp.report.document import PAGE_WIDTH
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -69,6 +70,7 @@ def tensorboard_shots(run: Path, out: Path, name: str) -> list[tuple[Path, str]]
     chrome = browser()
     if chrome is None:
         raise FileNotFoundError(f"no Chromium for the TensorBoard screenshots: {INSTALL}")
+    check_events(Path(run) / "tb", "its pages are not taken")  # TensorBoard skips a damaged one
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tensorboard.main", "--logdir", str(Path(run) / "tb")]
