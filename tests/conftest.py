@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,19 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def stop_when(path: Path, *args: str, stop: int = signal.SIGTERM, settle: float = 0.0) -> int:
+    """Start `python -m cnnexp ARGS`, send it `stop` once `path` exists (its first checkpoint,
+    say; `settle` seconds later), and return its exit status."""
+    proc = subprocess.Popen([sys.executable, "-m", "cnnexp", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 240
+    while not path.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(settle)
+    os.kill(proc.pid, stop)
+    return proc.wait(timeout=120)
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ sweep's exit status says whether every job ended for good."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, TINY, run_cli, stop_when
 
 from cnnexp import files
 from cnnexp.callbacks import NOT_FINISHED, PROGRESS, exit_status
@@ -172,14 +170,8 @@ def test_a_damaged_runs_table_stops_the_report_with_one_line(tmp_path, capsys):
 def test_a_damaged_checkpoint_is_set_aside_and_the_run_starts_over(tmp_path):
     run = [*TINY, "epochs=5", "data.synthetic.train_size=4096", "precision=fp32",
            f"hydra.run.dir={tmp_path}"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "cnnexp", *run], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     checkpoint = tmp_path / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=120) == STOPPED
+    assert stop_when(checkpoint, *run) == STOPPED  # SIGTERM after the first epoch
     before = (tmp_path / "metrics.json").read_bytes()
     _cut(checkpoint)
 

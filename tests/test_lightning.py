@@ -7,11 +7,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY, make_config, run_cli
+from conftest import REPO, TINY, make_config, run_cli, stop_when
 
 import cnnexp
 from cnnexp.errors import ConfigError
@@ -46,16 +45,9 @@ def test_lightning_run_killed_after_an_epoch_resumes_and_completes(tmp_path):
     run_dir = tmp_path / "run"
     args = [*TINY, *QUIET, "trainer=lightning", "epochs=6", "data.synthetic.train_size=4096",
             "tracking.monitor_interval=0", f"hydra.run.dir={run_dir}"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "cnnexp", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    ckpt = run_dir / "lightning.ckpt"
-    deadline = time.time() + 240
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    time.sleep(0.2)  # let the first checkpoint be written whole
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    # 0.2 s after the first checkpoint appears: let it be written whole
+    code = stop_when(run_dir / "lightning.ckpt", *args, stop=signal.SIGKILL, settle=0.2)
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
     assert read_metrics(run_dir)["status"] == "running"
     done_before = len(read_metrics(run_dir)["history"])
     assert done_before < 6

@@ -3,15 +3,11 @@ from its checkpoint and ends as if never interrupted."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import torch
-from conftest import REPO, TINY, run_cli
+from conftest import REPO, TINY, run_cli, stop_when
 
 from cnnexp.train import read_metrics
 
@@ -34,19 +30,9 @@ def test_resume_after_a_stop_matches_uninterrupted_run(tmp_path, stop, status):
     done = run_cli(*ARGS, f"hydra.run.dir={whole}", cwd=REPO)
     assert done.returncode == 0, done.stderr
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnexp", *ARGS, f"hydra.run.dir={broken}"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     ckpt = broken / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    os.kill(proc.pid, stop)
-    proc.wait(timeout=120)
-    assert proc.returncode == (-signal.SIGKILL if stop == signal.SIGKILL else 143)
+    code = stop_when(ckpt, *ARGS, f"hydra.run.dir={broken}", stop=stop)
+    assert code == (-signal.SIGKILL if stop == signal.SIGKILL else 143)
     killed_at = torch.load(ckpt, weights_only=False)["epoch"]
     assert killed_at < 4, "the run finished before it could be stopped"
     record = read_metrics(broken)
