@@ -103,6 +103,21 @@ def test_a_damaged_event_file_is_named_though_tensorboard_skips_it(tmp_path, dam
         files.read_events(tmp_path, "fix")
 
 
+def test_a_damaged_cache_is_said_and_made_again(tmp_path, monkeypatch, caplog):
+    from cnnexp import precision
+    from cnnexp.models.lenet import LeNet5
+
+    monkeypatch.setattr(precision, "_seconds_per_step", lambda m, e, name, w, r: 0.1)
+    cache = tmp_path / "precision-probes.json"
+    cache.write_text('{"a": {"fp32": 0.')  # cut short
+    model = LeNet5(1, 32, 10, torch.nn.MaxPool2d, torch.nn.ReLU)
+    measure = precision.step_timer(model, torch.zeros(8, 1, 32, 32), cache_dir=tmp_path)
+    assert measure() == {"fp32": 0.1, "bf16": 0.1}
+    (said,) = [r.getMessage() for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert said.startswith(f"{cache} cannot be read (cut short") and "measured again" in said
+    assert list(json.loads(cache.read_text()).values()) == [{"fp32": 0.1, "bf16": 0.1}]
+
+
 def test_every_reader_of_a_file_is_a_checked_one():
     """Only cnnexp/files.py calls the libraries' readers; everything else goes through it."""
     readers = re.compile(r"json\.load|torch\.load|read_csv\(|safe_load|EventAccumulator\(")
