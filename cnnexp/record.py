@@ -51,6 +51,8 @@ def read_record(run_dir: Path) -> Run | None:
         raise DamagedFileError(path, f"not a run record: {err}", RECORD_FIX) from None
     if run.status not in STATUSES:
         raise DamagedFileError(path, f"not a run record: status {run.status!r}", RECORD_FIX)
+    if wrong := run.not_a_number():
+        raise DamagedFileError(path, f"not a run record: {wrong}, not a number", RECORD_FIX)
     return run
 
 

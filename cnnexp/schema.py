@@ -231,9 +231,34 @@ class Run:
             run.overrides = typed_overrides(run.overrides)
         return run
 
+    def not_a_number(self) -> str | None:
+        """The first value of the record that its schema says is a number and is not (a
+        damaged or foreign record), as 'key is value'; else None."""
+        found = _numbers(self, "")
+        for i, row in enumerate(self.history, 1):
+            found += _numbers(row, f"history[{i}].")
+        if self.headline is not None:
+            found += _numbers(self.headline, "") + [
+                (FINAL + k, v) for k, v in self.headline.final.items()
+            ]
+        for key, value in found:
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                return f"{key} is {value!r:.40}"
+        return None
+
     def final(self, name: str) -> Any:
         """A metric's last-epoch value from the headline (final_<name>), or None."""
         return self.headline.final.get(name) if self.headline else None
+
+
+NUMBER = {"int", "float", "int | None", "float | None"}  # a field's type, as written above
+
+
+def _numbers(record: Any, prefix: str) -> list[tuple[str, Any]]:
+    """(key, value) of the fields of a record's dataclass that are typed as numbers."""
+    return [(prefix + f.name, getattr(record, f.name)) for f in fields(record) if f.type in NUMBER]
 
 
 def headline_columns() -> list[str]:

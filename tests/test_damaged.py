@@ -87,6 +87,20 @@ def test_a_record_not_of_our_form_is_damaged(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "splendid"}))
     with pytest.raises(DamagedFileError, match="not a run record: status 'splendid'"):
         read_record(tmp_path)
+    record = {"status": "completed", "final_test_acc": "0.98", "epochs_done": 1}
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    with pytest.raises(DamagedFileError, match="final_test_acc is '0.98', not a number"):
+        read_record(tmp_path)
+    names = ("test_acc", "test_loss", "train_loss", "train_acc", "lr", "train_seconds",
+             "test_seconds", "images_per_second", "images")  # fmt: skip
+    epoch = {"epoch": 1, **dict.fromkeys(names, 1.0), "test_acc": [0.5]}
+    record = {"status": "completed", "history": [epoch]}
+    (tmp_path / "metrics.json").write_text(json.dumps(record))
+    with pytest.raises(DamagedFileError, match=re.escape("history[1].test_acc is [0.5]")):
+        read_record(tmp_path)
+    (tmp_path / "metrics.json").write_text(json.dumps({"history": "abc"}))
+    with pytest.raises(DamagedFileError, match="not a run record"):
+        read_record(tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["cut", "flipped"])
@@ -172,6 +186,10 @@ def test_a_damaged_runs_table_stops_the_report_with_one_line(tmp_path, capsys):
     assert report_main([str(table), "--out", str(tmp_path / "report")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: {table} cannot be read (") and "runs.csv a report wrote" in line
+    table.write_text("study,run,status,final_test_acc\npooling,0,completed,0.9x\n")
+    assert report_main([str(table), "--out", str(tmp_path / "report")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "column final_test_acc holds '0.9x', not a number" in line
     table.write_text("a,b\n1,2\n")  # a CSV, not ours
     assert report_main([str(table), "--out", str(tmp_path / "report")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()

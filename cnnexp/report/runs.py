@@ -259,6 +259,13 @@ def read_table(path: Path) -> list[Study]:
     (JSON columns) gives only final numbers; each study's declared settings (baseline,
     question, sections) are then those of its experiment config as it is now."""
     table = read_csv(path, TABLE_FIX, needs=("study", "run", "status"))
+    for column in [c for c in headline_columns() if c in table]:
+        wrong = table[column].notna() & pd.to_numeric(table[column], errors="coerce").isna()
+        if wrong.any():
+            value = table.loc[wrong, column].iloc[0]
+            raise DamagedFileError(
+                path, f"column {column} holds {value!r}, not a number", TABLE_FIX
+            )
     kept = "config" in table
     # One study per folder it was read from; a table from before that was recorded tells two
     # studies of one name (pooling on MNIST and on CIFAR-10) apart by their experiment.
