@@ -75,6 +75,16 @@ def parse_json(text: str, where: str, fix: str, form: type | None = None) -> Any
     return _checked(where, fix, lambda: json.loads(text), form)  # type: ignore[arg-type]
 
 
+def read_text(path: Path, fix: str) -> str | None:
+    """A text file (nvidia-smi's output, say), or None where there is no such file."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    text = _checked(path, fix, path.read_text)
+    _whole_lines(path, fix)
+    return text
+
+
 def read_yaml(path: Path, fix: str, form: type | None = None) -> Any | None:
     """The YAML in `path` (of type `form`: Hydra's config is a dict, its overrides a list), or
     None where there is no such file."""
@@ -90,9 +100,12 @@ def read_yaml(path: Path, fix: str, form: type | None = None) -> Any | None:
 
 def _whole_lines(path: Path, fix: str) -> None:
     """A text file cut short between lines may still parse (YAML, CSV); every writer of ours
-    (pandas, csv, OmegaConf) ends its last line, so an unfinished one is a cut."""
-    if not path.read_bytes().endswith(b"\n"):
-        raise DamagedFileError(path, "cut short: its last line is unfinished", fix)
+    (pandas, csv, OmegaConf, nvidia-smi) ends its last line, so an unfinished one is a cut."""
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        raise DamagedFileError(
+            path, "empty" if not data else "cut short: its last line is unfinished", fix
+        )
 
 
 def read_csv(path: Path, fix: str, needs: tuple[str, ...] = ()) -> Any:

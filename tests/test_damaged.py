@@ -55,6 +55,7 @@ KINDS = {
     "csv": (lambda p: p.write_text("time_s,cpu\n0.5,10\n1.5,12\n"),
             lambda p: files.read_csv(p, "fix", ("time_s",))),
     "torch": (lambda p: torch.save({"w": torch.ones(64)}, p), lambda p: files.read_torch(p, "fix")),
+    "text": (lambda p: p.write_text("GPU 0: NVIDIA H100\n"), lambda p: files.read_text(p, "fix")),
 }  # fmt: skip
 
 

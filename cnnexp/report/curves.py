@@ -8,9 +8,10 @@ from typing import Any
 
 import pandas as pd
 
+from cnnexp.files import read_text
 from cnnexp.report import figures
 from cnnexp.report.document import Document
-from cnnexp.report.runs import USABLE, Study, as_tuple, matching, system_log
+from cnnexp.report.runs import SKIPPED, USABLE, Study, as_tuple, matching, or_warn, system_log
 from cnnexp.schema import NVIDIA_SMI
 
 
@@ -103,6 +104,6 @@ def add_system(doc: Document, study: Study, tag: str) -> None:
                 if k.endswith(("_mean", "_peak"))
             )
         )
-    smi = first / NVIDIA_SMI
-    if smi.exists():
-        doc.code(smi.read_text())
+    smi = or_warn(read_text, first / NVIDIA_SMI, SKIPPED)
+    if smi:
+        doc.code(smi)
