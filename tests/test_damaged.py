@@ -163,7 +163,8 @@ def test_the_exit_status_of_a_sweep():
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("damaged") / "sweep"
-    done = run_cli("-m", *SMALL, "pool=max,avg", "seed=0,1", "+study.baseline.pool=max",
+    learns = ["data.synthetic.train_size=512", "data.synthetic.noise=1.0", "batch_size=32"]
+    done = run_cli("-m", *SMALL, *learns, "pool=max,avg", "seed=0,1", "+study.baseline.pool=max",
                    f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return root
@@ -178,7 +179,11 @@ def test_a_damaged_record_is_named_and_the_report_goes_on_without_it(sweep, caps
     summary = pd.read_csv(sweep.parent / "report" / "summary.csv")
     assert summary["unreadable"].sum() == 1 and summary["runs"].sum() == 4
     text = (sweep.parent / "report" / "report.md").read_text()
-    assert "metrics.json cannot be read" in text  # in the table of runs not in the means
+    accuracy = text.split("### Test accuracy")[1].split("###")[0]
+    assert re.search(r"\|\s+unreadable\s+\|", accuracy)  # counted beside the usable runs
+    shown = text.split("### Runs not in the means\n\n")[1].split("\n\n")[0]  # its table
+    (row,) = [line for line in shown.splitlines() if "| unreadable" in line]
+    assert "metrics.json cannot be read (cut short" in row and "nan" not in row
 
 
 def test_a_damaged_runs_table_stops_the_report_with_one_line(tmp_path, capsys):

@@ -17,6 +17,7 @@ SUMMARY_HEADINGS = {
     "diverged": "diverged",
     "failed": "failed",
     "incomplete": "incomplete",
+    "unreadable": "unreadable",
     "mean": "test acc % (mean)",
     "median": "median",
     "std": "± std",

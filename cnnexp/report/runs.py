@@ -434,10 +434,12 @@ def label(study: Study, row: pd.Series) -> str:
 
 
 def problems(study: Study) -> pd.DataFrame:
-    """Runs that are not in the means: did not train, diverged, failed or incomplete."""
+    """Runs that are not in the means: did not train, diverged, failed, incomplete or
+    unreadable; blank where a run has no number."""
     bad = study.runs[study.runs["status"] != USABLE]
     columns = ["run", *study.factors, "status", "final_test_acc", "final_train_loss", "error"]
-    return bad[[c for c in columns if c in bad]]
+    shown = bad[[c for c in columns if c in bad]].astype(object)
+    return shown.where(shown.notna(), "")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
