@@ -5,6 +5,7 @@ handed to the configured trainer (cnnexp.trainer)."""
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import random
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
@@ -150,8 +151,8 @@ def _train(
     if done is not None:
         return done
     is_main = rank == 0
-    checkpoint = run_dir / get_class(cfg.trainer._target_).checkpoint
-    if is_main and checkpoint.exists():
+    checkpoint = _checkpoint(cfg, run_dir)
+    if is_main and checkpoint is not None and checkpoint.exists():
         load_checkpoint(checkpoint)  # a damaged one stops here, before its run's record is replaced
     run = Run(
         device=str(device),
@@ -191,6 +192,17 @@ def _train(
         record.run.backend = distributed.backend()  # Lightning may have set one up
         _finish(cfg, job, state, end, data, record)
     return record.run.to_json()
+
+
+def _checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
+    """Where the configured trainer keeps its checkpoint; None where its class cannot be
+    loaded (Lightning not installed): building it in the run's record says why."""
+    module, _, name = cfg.trainer._target_.rpartition(".")
+    try:
+        trainer = getattr(importlib.import_module(module), name)
+    except (ImportError, CnnexpError):
+        return None
+    return run_dir / trainer.checkpoint
 
 
 def previous_record(run_dir: Path) -> dict[str, Any] | None:
