@@ -46,7 +46,8 @@ def sweep_throughput(
         started = time.perf_counter()
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         took = time.perf_counter() - started
-        records = [read_metrics(job) or {} for job in sorted(sweep.iterdir()) if job.is_dir()]
+        jobs = [job for job in sorted(sweep.iterdir()) if job.name.isdigit()]  # not .cnnexp-jobs
+        records = [read_metrics(job) or {} for job in jobs]
         completed = [r for r in records if r.get("status") == "completed"]
         if done.returncode != 0 or len(completed) < len(records) or not records:
             failed.append(k)
