@@ -45,6 +45,11 @@ class EndOfJob(Callback):
     def __init__(self) -> None:
         self.lock: FileLock | None = None  # the sweep folder's, while the sweep runs
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy sent to a job's process (joblib and submitit pickle the callbacks) holds no
+        lock: the sweep's own process does."""
+        return {**self.__dict__, "lock": None}
+
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         if rank_and_world()[0] == 0:
             print(f"run folder: {config.hydra.runtime.output_dir}")

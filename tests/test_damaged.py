@@ -267,3 +267,14 @@ def test_a_sweep_folder_belongs_to_one_sweep(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"sweep folder: {root} (2 completed)" in again.stdout
     assert json.loads((root / PROGRESS).read_text())["owner"]["pid"] != proc.pid
+
+
+def test_the_sweep_callback_travels_to_a_job_without_the_lock(tmp_path):
+    import pickle
+
+    from cnnexp.callbacks import EndOfJob, take_folder
+
+    callback = EndOfJob()
+    callback.lock = take_folder(tmp_path, ["seed=0,1"])
+    copy = pickle.loads(pickle.dumps(callback))  # as joblib and submitit send it to a job
+    assert copy.lock is None and callback.lock.is_locked
