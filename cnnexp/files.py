@@ -1,7 +1,7 @@
 """Files on disk. Written atomically: a reader (or a crash) never sees half a file. Read through
-one checked reader per kind (JSON, YAML, a table, a torch file): a file that is cut short,
-corrupt or not of the form we write raises DamagedFileError, which names the file, what is wrong
-and what to do, instead of a library's traceback. Each caller says what to do, because only it
+one checked reader per kind (JSON, YAML, CSV, text, a torch file, TensorBoard's events): a file
+that is cut short, corrupt or not of the form we write raises DamagedFileError, which names the
+file, what is wrong and what to do, instead of a library's traceback. Each caller says what to do, because only it
 knows whether the work can go on without the file."""
 
 from __future__ import annotations
@@ -137,7 +137,10 @@ def set_aside(path: Path) -> Path:
     while aside.exists():
         n += 1
         aside = path.with_name(f"{path.name}.damaged-{n}")
-    path.rename(aside)
+    try:
+        path.rename(aside)
+    except FileNotFoundError:  # another process of the run (a DDP rank) set it aside first
+        pass
     return aside
 
 
