@@ -1,8 +1,8 @@
 """Files on disk. Written atomically: a reader (or a crash) never sees half a file. Read through
 one checked reader per kind (JSON, YAML, CSV, text, a torch file, TensorBoard's events): a file
 that is cut short, corrupt or not of the form we write raises DamagedFileError, which names the
-file, what is wrong and what to do, instead of a library's traceback. Each caller says what to do, because only it
-knows whether the work can go on without the file."""
+file, what is wrong and what to do, instead of a library's traceback. Each caller says what to
+do, because only it knows whether the work can go on without the file."""
 
 from __future__ import annotations
 
