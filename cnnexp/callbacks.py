@@ -33,7 +33,8 @@ PROGRESS, LOCK, LEDGER = ".cnnexp-sweep.json", ".cnnexp-sweep.lock", ".cnnexp-jo
 NOT_FINISHED = "not finished"  # a job of the sweep that noted no outcome: killed, or never ran
 # Outcomes that end a job for good: another try gives the same (a diverged run is a result, and
 # the report shows it). Any other outcome makes the sweep exit non-zero, for a retry.
-FINAL = (COMPLETED, "did not train", DIVERGED)
+DID_NOT_TRAIN = "did not train"  # a completed job at chance (kind)
+FINAL = (COMPLETED, DID_NOT_TRAIN, DIVERGED)
 
 
 class EndOfJob(Callback):
@@ -230,7 +231,7 @@ def kind(record: Run) -> str:
     from cnnexp.report.runs import chance_reason
 
     if record.status == COMPLETED and chance_reason(record):
-        return "did not train"
+        return DID_NOT_TRAIN
     return record.status
 
 

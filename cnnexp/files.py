@@ -101,11 +101,12 @@ def read_yaml(path: Path, fix: str, form: type | None = None) -> Any | None:
 def _whole_lines(path: Path, fix: str) -> None:
     """A text file cut short between lines may still parse (YAML, CSV); every writer of ours
     (pandas, csv, OmegaConf, nvidia-smi) ends its last line, so an unfinished one is a cut."""
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        raise DamagedFileError(
-            path, "empty" if not data else "cut short: its last line is unfinished", fix
-        )
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(size - 1, 0))
+        if f.read(1) != b"\n":
+            unfinished = "empty" if not size else "cut short: its last line is unfinished"
+            raise DamagedFileError(path, unfinished, fix)
 
 
 def read_csv(path: Path, fix: str, needs: tuple[str, ...] = ()) -> Any:

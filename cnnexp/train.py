@@ -151,9 +151,8 @@ def _train(
     if done is not None:
         return done
     is_main = rank == 0
-    checkpoint = _checkpoint(cfg, run_dir)
-    if is_main and checkpoint is not None and checkpoint.exists():
-        load_checkpoint(checkpoint)  # a damaged one stops here, before its run's record is replaced
+    # Read before the record is opened: a damaged checkpoint stops the run with its old record.
+    kept = _kept_precision(cfg, run_dir) if is_main else None
     run = Run(
         device=str(device),
         world_size=world,
@@ -174,7 +173,7 @@ def _train(
         data = _loaders(cfg, device, rank, world, channels_last)
         _note_data(record.run, data)
         model = _model(cfg, data, device, channels_last, record)
-        precision = _choose_precision(cfg, device, model, data.train, is_main, trainer.path)
+        precision = _choose_precision(cfg, device, model, data.train, is_main, kept)
         record.run.precision, record.run.precision_reason = precision.name, precision.reason
         state = _training_state(cfg, model, precision, len(data.train), config_hash)
         state.history = record.run.history  # one list: what the state resumes, the record shows
@@ -194,15 +193,16 @@ def _train(
     return record.run.to_json()
 
 
-def _checkpoint(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """Where the configured trainer keeps its checkpoint; None where its class cannot be
-    loaded (Lightning not installed): building it in the run's record says why."""
+def _kept_precision(cfg: DictConfig, run_dir: Path) -> Precision | None:
+    """The precision in the configured trainer's checkpoint in `run_dir` (a run to resume), or
+    None: no checkpoint, or a trainer class that cannot be loaded (Lightning not installed:
+    building it in the run's record says why)."""
     module, _, name = cfg.trainer._target_.rpartition(".")
     try:
-        trainer = getattr(importlib.import_module(module), name)
+        checkpoint = run_dir / getattr(importlib.import_module(module), name).checkpoint
     except (ImportError, CnnexpError):
         return None
-    return run_dir / trainer.checkpoint
+    return load_checkpoint(checkpoint).get("precision") if checkpoint.exists() else None
 
 
 def previous_record(run_dir: Path) -> dict[str, Any] | None:
@@ -397,13 +397,12 @@ def _choose_precision(
     model: nn.Module,
     loader: DeviceLoader,
     is_main: bool,
-    checkpoint: Path,
+    kept: Precision | None,
 ) -> Precision:
     """`cfg.precision` resolved for this device and model; under DDP rank 0 decides for all. A
-    resumed run keeps the precision it started with (a new timing could choose differently)."""
-    precision = None
-    if is_main and checkpoint.exists():
-        precision = load_checkpoint(checkpoint).get("precision")
+    resumed run keeps the precision it started with (`kept`: a new timing could choose
+    differently)."""
+    precision = kept
     if is_main and precision is None:
         probe_batch = torch.arange(min(cfg.batch_size, PROBE_BATCH, len(loader.labels)))
         measure = step_timer(model, _normalised(loader, probe_batch), cache_dir=cfg.data.cache)
