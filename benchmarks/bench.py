@@ -31,13 +31,15 @@ from torch import nn
 from torchvision import transforms
 
 from cnnexp import CONF_DIR
+from cnnexp.config import build
 from cnnexp.data import ImageTensorDataset, load_torchvision, pad_images
 from cnnexp.engine import train_one_epoch
 from cnnexp.environment import cpu_flags, cpu_has_bf16, environment, isa_caps
 from cnnexp.loader import DeviceLoader
+from cnnexp.models import build_model
 from cnnexp.precision import Precision, choose, step_timer
 from cnnexp.report.curves import time_to
-from cnnexp.train import build, build_model, build_optimizer, train, use_channels_last
+from cnnexp.train import build_optimizer, train, use_channels_last
 
 WARMUP_STEPS = 5  # untimed steps before each window: allocations, oneDNN kernel choice
 TEXTBOOK_BATCH = 64  # the PyTorch tutorials' DataLoader batch size

@@ -35,8 +35,8 @@ from workers import QUIET, sweep_throughput  # benchmarks/workers.py, beside thi
 from cnnexp import CONF_DIR
 from cnnexp.environment import environment, nvidia_smi
 from cnnexp.report.curves import time_to
-from cnnexp.schema import NVIDIA_SMI, SYSTEM
-from cnnexp.train import read_metrics, train
+from cnnexp.schema import NVIDIA_SMI, SYSTEM, read_metrics
+from cnnexp.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 

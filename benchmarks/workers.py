@@ -32,7 +32,7 @@ def sweep_throughput(
     say: Callable[[str], None], workdir: Path, ks: list[int], seeds: int, overrides: list[str]
 ) -> list[str]:
     """The same sweep at each K; says a markdown table; returns the Ks whose sweep failed."""
-    from cnnexp.record import read_metrics
+    from cnnexp.schema import read_metrics
 
     say(f"`{' '.join(overrides)}`, seed=0..{seeds - 1}, on `hydra/launcher=workers`\n")
     say("| K | sweep wall time (s) | jobs per minute | completed | mean test acc | img/s per job |")

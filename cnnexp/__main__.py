@@ -21,8 +21,8 @@ from cnnexp.callbacks import kind, note_outcome
 from cnnexp.config import command_line_problem, typed_overrides
 from cnnexp.distributed import launched_by_torchrun, rank_and_world
 from cnnexp.errors import STOPPED, CnnexpError, DivergedError, StopSignal
-from cnnexp.schema import DIVERGED, FAILED, INTERRUPTED, Run
-from cnnexp.train import read_metrics, train
+from cnnexp.schema import DIVERGED, FAILED, INTERRUPTED, Run, read_metrics
+from cnnexp.train import train
 
 log = logging.getLogger("cnnexp")
 

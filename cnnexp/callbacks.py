@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from cnnexp.distributed import rank_and_world
 from cnnexp.errors import STOPPED, CnnexpError
 from cnnexp.files import atomic_write_json, read_json
-from cnnexp.schema import COMPLETED, DIVERGED, INTERRUPTED, Run
+from cnnexp.schema import COMPLETED, DIVERGED, INTERRUPTED, Run, chance_reason
 
 # In the sweep folder: how many jobs, since when, run by which process; the lock that makes the
 # folder one sweep's at a time; the ledger of this sweep's jobs, one file per job.
@@ -228,8 +228,6 @@ def _progress(root: Path) -> dict[str, Any]:
 
 def kind(record: Run) -> str:
     """A finished job's status, with a completed run at chance counted as did not train."""
-    from cnnexp.report.runs import chance_reason
-
     if record.status == COMPLETED and chance_reason(record):
         return DID_NOT_TRAIN
     return record.status

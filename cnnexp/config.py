@@ -23,11 +23,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException
+from hydra.utils import instantiate
 from omegaconf import BooleanNode, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from cnnexp.errors import ConfigError
+from cnnexp.errors import CnnexpError, ConfigError
 
 
 @dataclass
@@ -385,6 +386,29 @@ def _not_a_key(key: str, schema: type) -> str:
     where = f"{parent} ({schema.__name__})" if parent else "the top level"
     names = [f.name for f in fields(schema) if not f.name.startswith("_")]
     return f"{key} is not a config key; {where} has: {', '.join(names)}"
+
+
+# --- objects built from the config ---------------------------------------------------------
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`instantiate`, with a config mistake (or a misfit network) reported as our own error."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        ours = _our_cause(err)
+        if ours is not None:
+            raise ours from None
+        raise ConfigError(
+            f"{err}\nCheck the keys of that config group against its YAML file"
+        ) from err
+
+
+def _our_cause(err: BaseException) -> CnnexpError | None:
+    """Our own error behind Hydra's, however deep (a target's import raises it too)."""
+    while err is not None and not isinstance(err, CnnexpError):
+        err = err.__cause__ or err.__context__
+    return err
 
 
 # --- the command line, checked before Hydra starts a run --------------------------------------

@@ -10,8 +10,8 @@ from types import TracebackType
 from typing import Any
 
 from cnnexp.environment import environment, nvidia_smi
-from cnnexp.errors import CnnexpError, DamagedFileError, DivergedError
-from cnnexp.files import atomic_write_json, read_json
+from cnnexp.errors import CnnexpError, DivergedError
+from cnnexp.files import atomic_write_json
 from cnnexp.monitor import SystemMonitor
 from cnnexp.schema import (
     COMPLETED,
@@ -21,39 +21,11 @@ from cnnexp.schema import (
     INTERRUPTED,
     METRICS,
     NVIDIA_SMI,
-    STATUSES,
     SYSTEM,
     Headline,
     Run,
 )
 from cnnexp.tracking import Tracker
-
-# What to do about a damaged record, where the one reading it cannot go on without it.
-RECORD_FIX = "move it out of the run folder (the run then starts over there), or delete that folder"
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """The run's metrics.json as JSON, or None where there is none; DamagedFileError where it
-    cannot be read."""
-    return read_json(Path(run_dir) / METRICS, RECORD_FIX)
-
-
-def read_record(run_dir: Path) -> Run | None:
-    """The run's metrics.json as a Run, or None where there is none; DamagedFileError where it
-    cannot be read or is not a run record."""
-    found = read_metrics(run_dir)
-    if found is None:
-        return None
-    path = Path(run_dir) / METRICS
-    try:
-        run = Run.from_json(found)
-    except (TypeError, AttributeError, ValueError) as err:
-        raise DamagedFileError(path, f"not a run record: {err}", RECORD_FIX) from None
-    if run.status not in STATUSES:
-        raise DamagedFileError(path, f"not a run record: status {run.status!r}", RECORD_FIX)
-    if wrong := run.not_a_number():
-        raise DamagedFileError(path, f"not a run record: {wrong}, not a number", RECORD_FIX)
-    return run
 
 
 class RunRecord:

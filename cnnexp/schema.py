@@ -10,8 +10,13 @@ new metric is one field here plus the line that computes it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Any
+
+from cnnexp.errors import DamagedFileError
+from cnnexp.files import read_json
 
 METRICS = "metrics.json"
 # The other files of a run folder that more than one module reads or writes.
@@ -35,6 +40,9 @@ RUNNING, COMPLETED, DIVERGED, INTERRUPTED, FAILED = STATUSES
 EVAL_ONLY = ("tta", "ema")
 WITHOUT = {option: f"test_acc_without_{option}" for option in EVAL_ONLY}
 FINAL = "final_"  # the headline's name for a metric's last-epoch value: final_test_acc
+BEFORE_POOL = ":input"  # the tag suffix of a pool's input: the stage's activation, before pooling
+CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
+LOSS_MARGIN = 0.05  # a final training loss within this many nats of ln(classes) is chance
 
 
 def metric(
@@ -279,3 +287,58 @@ def headings() -> dict[str, str]:
 def hparam_metrics() -> list[str]:
     """The headline numbers logged to TensorBoard's HParams view."""
     return [FINAL + f.name for f in fields(Epoch) if f.metadata.get("hparam")]
+
+
+# --- reading a record, and the one rule of a run that did not train ---------------------------
+
+
+# What to do about a damaged record, where the one reading it cannot go on without it.
+RECORD_FIX = "move it out of the run folder (the run then starts over there), or delete that folder"
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """The run's metrics.json as JSON, or None where there is none; DamagedFileError where it
+    cannot be read."""
+    return read_json(Path(run_dir) / METRICS, RECORD_FIX)
+
+
+def read_record(run_dir: Path) -> Run | None:
+    """The run's metrics.json as a Run, or None where there is none; DamagedFileError where it
+    cannot be read or is not a run record."""
+    found = read_metrics(run_dir)
+    if found is None:
+        return None
+    path = Path(run_dir) / METRICS
+    try:
+        run = Run.from_json(found)
+    except (TypeError, AttributeError, ValueError) as err:
+        raise DamagedFileError(path, f"not a run record: {err}", RECORD_FIX) from None
+    if run.status not in STATUSES:
+        raise DamagedFileError(path, f"not a run record: status {run.status!r}", RECORD_FIX)
+    if wrong := run.not_a_number():
+        raise DamagedFileError(path, f"not a run record: {wrong}, not a number", RECORD_FIX)
+    return run
+
+
+def chance_reason(record: Run | dict[str, Any]) -> str | None:
+    """Why a completed run counts as not having trained, or None if it learned something:
+    test accuracy no better than always answering the most frequent test class, or a final
+    training loss near ln(classes), the loss of a network that outputs the same for all."""
+    run = record if isinstance(record, Run) else Run.from_json(record)
+    acc, loss = run.final("test_acc"), run.final("train_loss")
+    counts = run.test_class_counts or [sum(row) for row in run.confusion_matrix or []]
+    classes = len(counts) or len(run.class_names or []) or None
+    if acc is None or not classes:
+        return None
+    majority = max(counts) / sum(counts) if counts else 1 / classes
+    if acc <= majority + CHANCE_MARGIN:
+        return (
+            f"test accuracy {100 * acc:.2f}% is chance: always answering the most frequent "
+            f"class scores {100 * majority:.2f}%"
+        )
+    if loss is not None and loss >= math.log(classes) - LOSS_MARGIN:
+        return (
+            f"final training loss {loss:.3f} is ln({classes}) = {math.log(classes):.3f}, "
+            "the loss of a network that gives every image the same answer"
+        )
+    return None

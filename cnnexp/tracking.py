@@ -14,7 +14,7 @@ from torch.utils.tensorboard.summary import hparams
 from torchvision.utils import make_grid
 
 from cnnexp.data import ImageTensorDataset
-from cnnexp.schema import Epoch, Run, hparam_metrics
+from cnnexp.schema import BEFORE_POOL, Epoch, Run, hparam_metrics
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,6 @@ def filter_grid(weight: torch.Tensor) -> torch.Tensor:
 
 
 POOLS = (nn.MaxPool2d, nn.AvgPool2d)
-BEFORE_POOL = ":input"  # the tag suffix of a pool's input: the stage's activation, before pooling
 
 
 @torch.no_grad()

@@ -20,15 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
 
 from cnnexp import distributed
 from cnnexp.checkpoint import load_checkpoint, refuse_other_config
-from cnnexp.config import validate
+from cnnexp.config import build, validate
 from cnnexp.data import (
     ImageTensorDataset,
     check_facts,
@@ -42,10 +40,10 @@ from cnnexp.errors import STOP_SIGNALS, CnnexpError, ConfigError, DamagedFileErr
 from cnnexp.files import atomic_write_json, set_aside
 from cnnexp.loader import DeviceLoader
 from cnnexp.lookahead import Lookahead
-from cnnexp.models import count_macs, count_parameters
+from cnnexp.models import build_model, count_macs, count_parameters
 from cnnexp.precision import Precision, choose, step_timer
-from cnnexp.record import METRICS, RunRecord, describe, read_metrics
-from cnnexp.schema import COMPLETED, FAILED, Run
+from cnnexp.record import RunRecord, describe
+from cnnexp.schema import COMPLETED, FAILED, METRICS, Run, read_metrics
 from cnnexp.trainer import EpochEnd, TrainingState
 
 log = logging.getLogger(__name__)
@@ -432,32 +430,6 @@ def build_optimizer(node: DictConfig, model: nn.Module, norm_bias_lr: float) -> 
         biases["lr"] *= norm_bias_lr
         biases["weight_decay"] = biases.get("weight_decay", 0.0) / norm_bias_lr
     return optimizer
-
-
-def build_model(cfg: DictConfig) -> nn.Module:
-    """The configured network with its pool and activation: the one place a model is made
-    (training, tests and benchmarks alike)."""
-    return build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))
-
-
-def build(node: DictConfig, **kwargs: Any) -> Any:
-    """`instantiate`, with a config mistake (or a misfit network) reported as our own error."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as err:
-        ours = _our_cause(err)
-        if ours is not None:
-            raise ours from None
-        raise ConfigError(
-            f"{err}\nCheck the keys of that config group against its YAML file"
-        ) from err
-
-
-def _our_cause(err: BaseException) -> CnnexpError | None:
-    """Our own error behind Hydra's, however deep (a target's import raises it too)."""
-    while err is not None and not isinstance(err, CnnexpError):
-        err = err.__cause__ or err.__context__
-    return err
 
 
 def _datasets(

@@ -10,7 +10,7 @@ from conftest import make_config
 from hydra.utils import instantiate
 
 from cnnexp import CONF_DIR
-from cnnexp.train import build_model
+from cnnexp.models import build_model
 
 
 def options(group: str) -> list[str]:

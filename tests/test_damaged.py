@@ -80,7 +80,7 @@ def test_each_reader_names_a_damaged_file(tmp_path, kind, damage):
 
 
 def test_a_record_not_of_our_form_is_damaged(tmp_path):
-    from cnnexp.record import read_record
+    from cnnexp.schema import read_record
 
     (tmp_path / "metrics.json").write_text(json.dumps([1, 2, 3]))
     with pytest.raises(DamagedFileError, match="holds a list, not a dict"):

@@ -192,7 +192,7 @@ def test_every_design_point_of_each_factorial_study_composes_and_builds(experime
     """The design's corners and a middle point of each study compose, validate and build a
     network (the end-to-end test above runs all 16 of the CIFAR-10 study)."""
     from cnnexp.config import validate
-    from cnnexp.train import build_model
+    from cnnexp.models import build_model
     from hydra_plugins.cnnexp_factorial import point_overrides
 
     study = make_config(f"+experiment={experiment}").study

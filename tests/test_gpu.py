@@ -14,7 +14,8 @@ import pytest
 import torch
 from conftest import REPO, TINY, make_config
 
-from cnnexp.train import read_metrics, train
+from cnnexp.schema import read_metrics
+from cnnexp.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -15,13 +15,13 @@ import pytest
 from conftest import REPO, make_config, run_cli
 from PIL import Image
 
+from cnnexp.models import build_model
 from cnnexp.report import figures, shots
 from cnnexp.report import main as report_main
 from cnnexp.report.document import PAGE_WIDTH, Document
 from cnnexp.report.figures import BASELINE_STYLE
 from cnnexp.report.lab import QUESTIONS
 from cnnexp.report.network import layer_table
-from cnnexp.train import build_model
 
 TINY_RUN = ["data=synthetic", "data.synthetic.train_size=512", "data.synthetic.test_size=128",
             "data.synthetic.noise=1.0", "device=cpu", "progress=false", "epochs=3",

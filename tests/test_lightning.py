@@ -14,7 +14,8 @@ from conftest import REPO, TINY, make_config, run_cli, stop_when
 
 import cnnexp
 from cnnexp.errors import ConfigError
-from cnnexp.train import read_metrics, train
+from cnnexp.schema import read_metrics
+from cnnexp.train import train
 
 pytest.importorskip(
     "lightning", reason="PyTorch Lightning is an extra: pip install -e .[lightning]"

@@ -9,8 +9,8 @@ from hydra.utils import instantiate
 from torch import nn
 
 from cnnexp.errors import ModelError
-from cnnexp.models import ActivatedMaxPool2d
-from cnnexp.train import build_model, train, use_channels_last
+from cnnexp.models import ActivatedMaxPool2d, build_model
+from cnnexp.train import train, use_channels_last
 
 
 def build(*overrides: str, data: str = "cifar10") -> nn.Module:

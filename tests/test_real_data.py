@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import REPO, SHARED_DATA, run_cli
 
-from cnnexp.train import read_metrics
+from cnnexp.schema import read_metrics
 
 pytestmark = pytest.mark.slow
 

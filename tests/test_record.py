@@ -15,8 +15,15 @@ from cnnexp.checkpoint import save_checkpoint
 from cnnexp.data import make_synthetic
 from cnnexp.errors import ConfigError
 from cnnexp.loader import DeviceLoader
-from cnnexp.record import read_metrics
-from cnnexp.schema import RECORD_VERSION, STATUSES, WITHOUT, Epoch, Run, headline_columns
+from cnnexp.schema import (
+    RECORD_VERSION,
+    STATUSES,
+    WITHOUT,
+    Epoch,
+    Run,
+    headline_columns,
+    read_metrics,
+)
 from cnnexp.train import _config_hash, _datasets, train
 
 QUICK = [*TINY, "precision=fp32", "tracking.images_every=0", "tracking.graph=false",

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import REPO, TINY, run_cli, stop_when
 
-from cnnexp.train import read_metrics
+from cnnexp.schema import read_metrics
 
 # precision is fixed: on a CPU with native bf16, precision=auto times both formats per run, and
 # two runs under different load may choose differently (a resumed run keeps its own choice).

@@ -21,9 +21,10 @@ from cnnexp.checkpoint import load_checkpoint
 from cnnexp.data import load_splits
 from cnnexp.engine import evaluate
 from cnnexp.loader import DeviceLoader
+from cnnexp.models import build_model
 from cnnexp.report import main as report_main
 from cnnexp.report.shots import free_port
-from cnnexp.train import build_model, read_metrics
+from cnnexp.schema import read_metrics
 
 QUIET = ["tracking.images_every=0", "tracking.graph=false", "tracking.histograms_every=0"]
 

@@ -12,10 +12,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from cnnexp import CONF_DIR
-from cnnexp.models import count_macs
+from cnnexp.models import build_model, count_macs
 from cnnexp.report import main as report_main
 from cnnexp.report.runs import flatten, load_study
-from cnnexp.train import build_model
 
 STUDIES = ["architecture", "architecture_mnist", "architecture_gpu", "pooling", "pooling_mnist",
            "pooling_gpu", "ablation", "ablation_gpu"]  # fmt: skip

@@ -17,7 +17,7 @@ from statsmodels.stats.multitest import multipletests
 from cnnexp import stats
 from cnnexp.report import main as report_main
 from cnnexp.report.answers import answers, method_sentence
-from cnnexp.report.runs import Study, chance_reason, load_study
+from cnnexp.report.runs import Study, load_study
 from cnnexp.report.verdicts import (
     DECIDED,
     TOO_FEW,
@@ -26,6 +26,7 @@ from cnnexp.report.verdicts import (
     summarise,
     within_run_pairs,
 )
+from cnnexp.schema import chance_reason
 
 
 def study(

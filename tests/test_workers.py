@@ -18,7 +18,7 @@ import torch
 from conftest import REPO, TINY, run_cli
 
 from cnnexp.errors import ConfigError
-from cnnexp.train import read_metrics
+from cnnexp.schema import read_metrics
 from cnnexp.workers import Slot, slots, visible_gpus
 
 # Long enough (about 10 s a job on one core) to be caught running; fixed precision, so a resumed

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
+from cnnexp.config import build
 from cnnexp.errors import ModelError
 
 PoolFactory = Callable[..., nn.Module]  # called as pool(kernel_size=2, stride=2)
@@ -108,3 +110,9 @@ def count_macs(model: nn.Module, in_shape: tuple[int, int, int]) -> int:
     for handle in handles:
         handle.remove()
     return total
+
+
+def build_model(cfg: DictConfig) -> nn.Module:
+    """The configured network with its pool and activation: the one place a model is made
+    (training, tests and benchmarks alike)."""
+    return build(cfg.model, pool=build(cfg.pool), activation=build(cfg.activation))

@@ -13,7 +13,7 @@ from cnnexp.report.document import Document
 
 def build_from_config(config: dict[str, Any]):
     """The untrained network a run's saved config describes (as training builds it)."""
-    from cnnexp.train import build_model
+    from cnnexp.models import build_model
 
     return build_model(OmegaConf.create(config))
 

@@ -14,7 +14,7 @@ from cnnexp.report import figures
 from cnnexp.report.curves import first_epochs
 from cnnexp.report.document import Document
 from cnnexp.report.runs import REPLICATE, SKIPPED, USABLE, Study, or_warn
-from cnnexp.tracking import BEFORE_POOL
+from cnnexp.schema import BEFORE_POOL
 
 POOLING_EXPLAINED = (
     "Max pooling passes on the strongest response in each window, and in back-propagation its "

@@ -1,8 +1,8 @@
 """Run folders (or a runs.csv an earlier report wrote) into a Study: one row per run.
 
 Reads only what runs wrote (metrics.json, .hydra/, env.json, system.csv); never training code.
-Runs that did not train are told apart here (chance_reason); the budget check's runs (the
-baseline again at twice the epochs, `study.role: budget_check`) are kept apart from the arms.
+Runs that did not train are told apart here (by cnnexp.schema.chance_reason); the budget check's
+runs (the baseline again at twice the epochs, `study.role: budget_check`) are kept apart.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import pandas as pd
 from cnnexp.config import typed_overrides
 from cnnexp.errors import DamagedFileError
 from cnnexp.files import parse_json, read_csv, read_json, read_yaml
-from cnnexp.record import read_record
 from cnnexp.schema import (
     COMPLETED,
     DIVERGED,
@@ -33,7 +32,9 @@ from cnnexp.schema import (
     RUNNING,
     SYSTEM,
     Run,
+    chance_reason,
     headline_columns,
+    read_record,
 )
 
 
@@ -73,8 +74,6 @@ COUNT_COLUMNS = {
     UNREADABLE: "unreadable",
 }
 BUDGET_CHECK = "budget_check"  # the study.role of the runs that check the baseline's budget
-CHANCE_MARGIN = 0.02  # test accuracy this close to the most frequent class's share is chance
-LOSS_MARGIN = 0.05  # a final training loss within this many nats of ln(classes) is chance
 OBJECTS = ("history", "system", "config", "choices")  # per-run objects: JSON in runs.csv
 HIDDEN = (*OBJECTS, "study")  # not shown as columns
 
@@ -117,30 +116,6 @@ def find_runs(path: Path) -> list[Path]:
     runs = [p.parent for p in path.rglob(".hydra") if p.is_dir() and is_run(p.parent)]
     runs += [p.parent for p in path.rglob(METRICS) if p.parent not in runs]
     return sorted(set(runs), key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
-
-
-def chance_reason(record: Run | dict[str, Any]) -> str | None:
-    """Why a completed run counts as not having trained, or None if it learned something:
-    test accuracy no better than always answering the most frequent test class, or a final
-    training loss near ln(classes), the loss of a network that outputs the same for all."""
-    run = record if isinstance(record, Run) else Run.from_json(record)
-    acc, loss = run.final("test_acc"), run.final("train_loss")
-    counts = run.test_class_counts or [sum(row) for row in run.confusion_matrix or []]
-    classes = len(counts) or len(run.class_names or []) or None
-    if acc is None or not classes:
-        return None
-    majority = max(counts) / sum(counts) if counts else 1 / classes
-    if acc <= majority + CHANCE_MARGIN:
-        return (
-            f"test accuracy {100 * acc:.2f}% is chance: always answering the most frequent "
-            f"class scores {100 * majority:.2f}%"
-        )
-    if loss is not None and loss >= math.log(classes) - LOSS_MARGIN:
-        return (
-            f"final training loss {loss:.3f} is ln({classes}) = {math.log(classes):.3f}, "
-            "the loss of a network that gives every image the same answer"
-        )
-    return None
 
 
 # An absolute path inside a text: the folders before its last name are this machine's, not the
