@@ -39,7 +39,6 @@ from cnnexp.report.runs import (
     jobs_at_a_time,
     load_studies,
     matching,
-    reference_levels,
 )
 from cnnexp.stats import pooled_fit
 
@@ -144,8 +143,7 @@ def baseline_runs(path: Path, study: Study) -> pd.DataFrame:
 
 def baseline_levels(study: Study) -> dict[str, str]:
     """The baseline's levels, or a design's reference configuration (every factor low)."""
-    declared = next((c.get("study") or {} for c in study.runs["config"] if c), {})
-    return study.baseline or reference_levels(declared)
+    return study.baseline or study.kind.reference()
 
 
 def budget_rows(path: Path, study: Study, minutes: float, default_jobs: int) -> list[dict]:

@@ -7,7 +7,6 @@ runs them."""
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from hydra.errors import OverrideParseException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -26,6 +26,7 @@ from cnnexp.distributed import rank_and_world
 from cnnexp.errors import STOPPED, CnnexpError
 from cnnexp.files import atomic_write_json, read_json
 from cnnexp.schema import COMPLETED, DIVERGED, INTERRUPTED, Run, chance_reason
+from cnnexp.studies import sweep_jobs
 
 # In the sweep folder: how many jobs, since when, run by which process; the lock that makes the
 # folder one sweep's at a time; the ledger of this sweep's jobs, one file per job.
@@ -195,11 +196,8 @@ def note_parallel(root: Path, jobs: int) -> None:
 
 
 def sweep_size(config: DictConfig) -> int | None:
-    """How many jobs the sweep will run: the product of its swept values (command line over
-    the sweeper's params), times the design's points for a factorial sweep, or its trials."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
+    """How many jobs the sweep will run: its study's (cnnexp.studies: the swept values'
+    combinations, a design's points, the budget check's), or a search's trials."""
     sweeper = config.hydra.sweeper
     if sweeper.get("n_trials"):
         return int(sweeper.n_trials)
@@ -207,16 +205,9 @@ def sweep_size(config: DictConfig) -> int | None:
     for text in config.hydra.overrides.task:
         params[text.split("=", 1)[0]] = text
     try:
-        overrides = OverridesParser.create().parse_overrides(list(params.values()))
-    except OverrideParseException:  # no estimate, no harm: the jobs still run
+        return len(sweep_jobs(config, list(params.values())))
+    except (OverrideParseException, CnnexpError):  # no estimate, no harm: the jobs still run
         return None
-    sizes = [len(list(o.sweep_string_iterator())) for o in overrides if o.is_discrete_sweep()]
-    size = math.prod(sizes)
-    if config.study.design:  # the factorial sweeper runs each of the design's points
-        from hydra_plugins.cnnexp_factorial import point_overrides
-
-        size *= len(point_overrides(config.study))
-    return size
 
 
 def _progress(root: Path) -> dict[str, Any]:

@@ -28,7 +28,9 @@ from hydra.utils import instantiate
 from omegaconf import BooleanNode, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from cnnexp import studies
 from cnnexp.errors import CnnexpError, ConfigError
+from cnnexp.studies import Study
 
 
 @dataclass
@@ -147,22 +149,6 @@ class Trainer:
 
 
 @dataclass
-class Study:
-    name: str | None
-    baseline: dict[str, Any]
-    budget: str | None
-    baseline_reaches: float | None
-    tune: str | None
-    question: str | None
-    sections: list[str]
-    role: str | None
-    design: str | None
-    generators: str | None
-    factors: dict[str, Any]
-    confirm: dict[str, Any]
-
-
-@dataclass
 class Tracking:
     images_every: int
     feature_map_images: int
@@ -239,58 +225,8 @@ CHOICES = {
     # What a search maximises: never a test metric, so the test set decides nothing.
     "objective": ("final_val_acc", "best_val_acc"),
 }
-# What a study's runs can be (study.role) and the report's extra sections it can ask for
-# (study.sections; cnnexp.report.build.SECTIONS draws them).
-STUDY_ROLES = (None, "budget_check")
-STUDY_DESIGNS = (None, "factorial", "confirm", "reference")
-STUDY_SECTIONS = ("pooling",)
 # Whole numbers of the network's shape, where the chosen model has them.
 MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")
-
-
-def validate_design(study: DictConfig) -> None:
-    """A design names one factor (key, low, high) per column: a factorial its generators too, a
-    confirmation each factor it changes with one of that factor's two levels."""
-    if study.design not in STUDY_DESIGNS:
-        raise ConfigError(
-            f"study.design={study.design!r} is not valid; choose factorial, confirm, reference "
-            "or null"
-        )
-    if study.design is None:
-        return
-    if not study.factors or (study.design == "factorial" and not study.generators):
-        raise ConfigError(
-            f"study.design={study.design} needs study.factors (name -> {{key, low, high}})"
-            + (" and study.generators (e.g. 'a b c abc')" if study.design == "factorial" else "")
-            + "; see conf/experiment/factorial.yaml"
-        )
-    for name, spec in study.factors.items():
-        missing = [k for k in ("key", "low", "high") if k not in spec]
-        if missing:
-            raise ConfigError(
-                f"study.factors.{name} lacks {', '.join(missing)}: give key, low, high"
-            )
-    if study.design == "confirm":
-        _validate_confirm(study)
-
-
-def _validate_confirm(study: DictConfig) -> None:
-    """The levels a confirmation trains against the reference configuration."""
-    if not study.confirm:
-        raise ConfigError(
-            "study.design=confirm trains the reference configuration against the one in "
-            "study.confirm (factor -> level, e.g. +study.confirm.activation=gelu): give it"
-        )
-    for name, level in study.confirm.items():
-        spec = study.factors.get(name)
-        if spec is None:
-            raise ConfigError(
-                f"study.confirm.{name}: no such factor; choose from {', '.join(study.factors)}"
-            )
-        if str(level) not in (str(spec.low), str(spec.high)):
-            raise ConfigError(
-                f"study.confirm.{name}={level}: the factor's levels are {spec.low} and {spec.high}"
-            )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -328,17 +264,7 @@ def validate(cfg: DictConfig) -> None:
             f"data.augment.flip={cfg.data.augment.flip!r} is not valid; choose true, false or "
             "alternate"
         )
-    if cfg.study.role not in STUDY_ROLES:
-        raise ConfigError(
-            f"study.role={cfg.study.role!r} is not valid; choose budget_check or null"
-        )
-    validate_design(cfg.study)
-    for section in cfg.study.sections:
-        if section not in STUDY_SECTIONS:
-            raise ConfigError(
-                f"study.sections has {section!r}; the report's sections are "
-                f"{', '.join(STUDY_SECTIONS)}"
-            )
+    studies.of(cfg.study).validate()
     if cfg.trainer.devices < 1:
         raise ConfigError(
             f"trainer.devices={cfg.trainer.devices!r} is not valid: it must be a whole number >= 1"

@@ -10,7 +10,7 @@ import pytest
 import statsmodels.api as sm
 from conftest import REPO, make_config, run_cli
 
-from cnnexp import design
+from cnnexp import design, studies
 from cnnexp.errors import ConfigError
 from cnnexp.report import main as report_main
 
@@ -109,27 +109,28 @@ def test_an_outlier_is_named():
 
 @pytest.mark.slow  # 16 tiny runs and 2 of the budget check, about 60 s
 def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
-    root, check = tmp_path / "factorial", tmp_path / "check"
+    root = tmp_path / "factorial"
     tiny = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=512",
             "data.synthetic.test_size=128", "data.synthetic.noise=1.0", "batch_size=32",
             "device=cpu", "progress=false", "tracking.graph=false", "tracking.misclassified=0",
             "tracking.images_every=0", "tracking.monitor_interval=0"]  # fmt: skip
     result = run_cli("-m", "+experiment=factorial", *tiny, "epochs=2", "seed=0",
-                     f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
+                     "study.check.seeds=[0,1]", f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    done = run_cli("-m", "+experiment=factorial_check", *tiny, "epochs=4", "seed=0,1",
-                   f"hydra.sweep.dir={check}", cwd=REPO)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(root.glob("*/metrics.json"))]
     assert len(records) == 16
-    assert "job 16 of 16: 15 finished" in result.stdout  # the design's size is the sweep's
+    # The design's points and then its check, in the same sweep: the reference configuration
+    # (every factor low) again at twice the epochs, in check/.
+    assert "job 18 of 18: 17 finished" in result.stdout
+    checked = [json.loads(p.read_text()) for p in sorted(root.glob("check/*/metrics.json"))]
+    assert [r["epochs"] for r in checked] == [4, 4]
     keys = ["model.kernel_size", "model.stride", "model.convs_per_stage", "model.fc_layers",
             "activation", "model.width_mult", "pool"]  # fmt: skip
     points = {tuple(r["overrides"][k] for k in keys) for r in records}
     assert len(points) == 16  # every design point once, its levels typed in the record
     assert {r["overrides"]["model.kernel_size"] for r in records} == {3, 5}
     assert {r["overrides"]["model.width_mult"] for r in records} == {0.5, 1.0}
-    assert report_main([str(root), str(check), "--out", str(tmp_path / "report")]) == 0
+    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     # The reference configuration (every factor low) is checked at twice the epochs (with one
     # run at 2 epochs there is no gap to measure, but the check is read and counted).
@@ -143,26 +144,15 @@ def test_the_factorial_study_runs_its_design_and_reports_its_effects(tmp_path):
     assert "the intervals' half-widths are " in effects
     assert "Predicted best:" in effects
     if "Only runs confirm it" in effects:  # a high level helped: the command that confirms it
-        assert "study.design=confirm +study.confirm." in effects
+        assert "study=confirm +study.confirm." in effects
 
 
 def test_a_design_with_too_few_factors_for_its_generators_is_refused():
-    from omegaconf import OmegaConf
-
-    from hydra_plugins.cnnexp_factorial import point_overrides
-
-    study = OmegaConf.create(
-        {
-            "design": "factorial",
-            "generators": "a b ab",
-            "factors": {"x": {"key": "k", "low": 1, "high": 2}},
-        }
-    )
+    study = studies.Factorial(generators="a b ab", factors={"x": {"key": "k", "low": 1, "high": 2}})
     with pytest.raises(ConfigError, match="3 columns but study.factors names 1"):
-        point_overrides(study)
-    two = OmegaConf.create(
-        {
-            "design": "factorial",
+        study.points()
+    two = studies.Factorial(
+        **{
             "generators": "a b",
             "factors": {
                 "x": {"key": "model.stride", "low": 1, "high": 2},
@@ -170,7 +160,7 @@ def test_a_design_with_too_few_factors_for_its_generators_is_refused():
             },
         }
     )
-    assert point_overrides(two) == [
+    assert two.points() == [
         ["model.stride=1", "pool=max"],
         ["model.stride=1", "pool=avg"],
         ["model.stride=2", "pool=max"],
@@ -193,10 +183,8 @@ def test_every_design_point_of_each_factorial_study_composes_and_builds(experime
     network (the end-to-end test above runs all 16 of the CIFAR-10 study)."""
     from cnnexp.config import validate
     from cnnexp.models import build_model
-    from hydra_plugins.cnnexp_factorial import point_overrides
 
-    study = make_config(f"+experiment={experiment}").study
-    points = point_overrides(study)
+    points = studies.of(make_config(f"+experiment={experiment}").study).points()
     assert len(points) == 16 and len({tuple(p) for p in points}) == 16
     for point in (points[0], points[7], points[-1]):
         cfg = make_config(f"+experiment={experiment}", *point)
@@ -205,24 +193,25 @@ def test_every_design_point_of_each_factorial_study_composes_and_builds(experime
 
 
 def test_a_confirmation_trains_the_reference_against_the_levels_it_names():
-    from hydra_plugins.cnnexp_factorial import point_overrides
-
     study = make_config(
         "+experiment=factorial_mnist",
-        "study.design=confirm",
+        "study=confirm",
         "+study.confirm.activation=gelu",
         "+study.confirm.width=1.0",
     ).study
-    reference, best = point_overrides(study)
+    reference, best = studies.of(study).points()
     assert "activation=relu" in reference and "model.width_mult=0.5" in reference
     assert "activation=gelu" in best and "model.width_mult=1.0" in best
     # Every other factor stays at its low level in both arms.
     assert [o for o in reference if "activation" not in o and "width" not in o] == [
         o for o in best if "activation" not in o and "width" not in o
     ]
-    check = make_config("+experiment=factorial_mnist_check").study
-    assert point_overrides(check) == [reference]  # the budget check: the reference alone
-    assert check.role == "budget_check"
+    # The design's budget check: the reference alone, at twice the epochs, in check/.
+    design = studies.of(make_config("+experiment=factorial_mnist").study)
+    checks = design.check_jobs(design.jobs([["seed=0"], ["seed=1"]]), epochs=3)
+    assert [job[: len(reference)] for job in checks] == [reference] * 3
+    assert {"epochs=6", "study.role=budget_check"} <= set(checks[0])
+    assert "hydra.sweep.subdir=check/${hydra.job.num}" in checks[0]
 
 
 @pytest.mark.parametrize(
@@ -234,11 +223,9 @@ def test_a_confirmation_trains_the_reference_against_the_levels_it_names():
     ],
 )
 def test_a_confirmation_of_levels_the_design_lacks_is_refused(confirm, message):
-    from hydra_plugins.cnnexp_factorial import point_overrides
-
-    study = make_config("+experiment=factorial_mnist", "study.design=confirm", *confirm).study
+    study = make_config("+experiment=factorial_mnist", "study=confirm", *confirm).study
     with pytest.raises(ConfigError, match=message):
-        point_overrides(study)
+        studies.of(study).validate()
 
 
 @pytest.mark.slow  # 4 tiny runs: about 30 s
@@ -248,7 +235,7 @@ def test_a_confirmation_is_reported_as_the_predicted_best_against_the_reference(
             "progress=false", "tracking.graph=false", "tracking.misclassified=0",
             "tracking.images_every=0", "tracking.monitor_interval=0"]  # fmt: skip
     confirm = tmp_path / "confirm"
-    done = run_cli("-m", "+experiment=factorial", *tiny, "study.design=confirm",
+    done = run_cli("-m", "+experiment=factorial", *tiny, "study=confirm", "study.check.seeds=[]",
                    "+study.confirm.activation=gelu", "study.name=factorial_confirm",
                    "seed=10,11", f"hydra.sweep.dir={confirm}", cwd=REPO)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

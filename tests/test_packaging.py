@@ -37,9 +37,9 @@ def test_the_wheel_holds_every_config(wheel):
                    if n.startswith("cnnexp/conf/")}  # fmt: skip
     assert "config.yaml" in configs
     assert configs <= shipped, configs - shipped
-    # The factorial sweeper, where Hydra looks for plugins.
+    # The study sweeper, where Hydra looks for plugins.
     with zipfile.ZipFile(wheel) as archive:
-        assert "hydra_plugins/cnnexp_factorial/__init__.py" in archive.namelist()
+        assert "hydra_plugins/cnnexp_study/__init__.py" in archive.namelist()
 
 
 @pytest.mark.slow

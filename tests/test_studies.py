@@ -75,7 +75,7 @@ def test_cpu_budgets_fix_one_number_format_and_gpu_budgets_tune_or_lengthen():
 TINY_STUDY = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=256",
               "data.synthetic.test_size=128", "data.synthetic.noise=1.0", "device=cpu",
               "progress=false", "epochs=1", "tracking.graph=false", "tracking.misclassified=0",
-              "tracking.monitor_interval=0"]  # fmt: skip
+              "tracking.monitor_interval=0", "study.check.seeds=[]"]  # fmt: skip
 # Two seeds where the report needs pairs or spread; the others one, to keep the suite short.
 SEEDS = {"pooling": "seed=0,1", "ablation": "seed=0,1"}
 # The ablation's batch of 256 would be one step an epoch on 256 images: it would not train.
@@ -118,28 +118,52 @@ def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
         assert all("final_test_acc_without_tta" in m for m in map(metrics_of, loaded.runs["run"]))
 
 
+BUDGET_OUTCOMES = ("no clear change", "it flips", "it shrinks", "it grows")
+
+
 def metrics_of(run: str) -> dict:
     return json.loads((Path(run) / "metrics.json").read_text())
 
 
-@pytest.mark.slow  # two sweeps, 45 s
-def test_a_budget_check_is_reported_with_its_interval(tmp_path):
-    """The pooling study and its budget check (the baseline again at twice the epochs), the
-    check in a folder of its own: the report states the gap and never says converged alone."""
-    root, check = tmp_path / "pooling", tmp_path / "pooling_check"
-    for experiment, folder, epochs in (("pooling", root, 1), ("pooling_check", check, 2)):
-        result = run_cli("-m", f"+experiment={experiment}", *TINY_STUDY, f"epochs={epochs}",
-                         "seed=0,1", "batch_size=32", "data.synthetic.noise=0.5",
-                         f"hydra.sweep.dir={folder}", cwd=REPO)  # fmt: skip
-        assert result.returncode == 0, result.stderr[-4000:]
-    assert load_study(check).runs.empty and len(load_study(check).check) == 2
-    assert report_main([str(root), "--out", str(tmp_path / "alone")]) == 0
-    assert "Convergence not checked" in (tmp_path / "alone" / "report.md").read_text()
-    assert report_main([str(root), str(check), "--out", str(tmp_path / "report")]) == 0
+@pytest.mark.slow  # 8 tiny runs, 45 s
+def test_a_budget_check_runs_in_the_study_sweep_and_tests_each_effect_at_both_budgets(tmp_path):
+    """The pooling study and its budget check in one sweep: both arms again at twice the
+    epochs, in check/. The report states the baseline's gap with its interval (never
+    'converged' alone) and each effect at both budgets with the test of their difference."""
+    root = tmp_path / "pooling"
+    learns = [
+        "epochs=2",
+        "seed=0,1",
+        "batch_size=32",
+        "data.synthetic.noise=3.0",
+    ]  # noisy: seeds differ
+    result = run_cli("-m", "+experiment=pooling", *TINY_STUDY, *learns,
+                     "study.check.seeds=[0,1]", f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "job 8 of 8" in result.stdout
+    study = load_study(root)
+    assert len(study.runs) == 4 and len(study.check) == 4
+    assert sorted(study.check["pool"]) == ["avg", "avg", "max", "max"]
+    assert set(study.check["epochs"]) == {4}
+    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    (line,) = [x for x in text.splitlines() if "At 2 epochs instead of 1" in x]
+    (line,) = [x for x in text.splitlines() if "At 4 epochs instead of 2" in x]
     assert "95% CI" in line and "Welch" in line and "(2 runs against 2;" in line
     assert "Convergence not checked" not in text
+    held = text.split("### Does the answer hold with more training?")[1].split("\n#")[0]
+    (effect,) = [x for x in held.splitlines() if x.startswith("- pool=avg against pool=max")]
+    assert " points at 2 epochs, " in effect and " at 4: " in effect
+    assert any(f": {words} with more training" in effect for words in BUDGET_OUTCOMES)
+    assert "Bonferroni over the one arm checked" in effect
+    # A sweep of the study without its check says so, and how to run it.
+    alone = tmp_path / "alone"
+    result = run_cli("-m", "+experiment=pooling", *TINY_STUDY, *learns,
+                     f"hydra.sweep.dir={alone}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert report_main([str(alone), "--out", str(tmp_path / "alone-report")]) == 0
+    said = (tmp_path / "alone-report" / "report.md").read_text()
+    assert "Convergence not checked" in said
+    assert "python -m cnnexp -m +experiment=pooling 'study.check.seeds=[0,1,2]'" in said
 
 
 def test_pooling_report_shows_first_epochs_and_feature_maps(tmp_path):

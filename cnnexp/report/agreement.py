@@ -64,7 +64,7 @@ def factorial_estimates(study: Study, alpha: float) -> list[Estimate]:
     fitted = fitted_design(study, alpha)
     if fitted is None:
         return []
-    spec = study.setting("factors")
+    spec = study.kind.factors
     return [
         Estimate(
             study,
@@ -111,11 +111,11 @@ def agreements(
 ) -> list[Agreement]:
     """Every pair of a one-factor arm and a factorial main effect of the same key and levels on
     the same data set, tested as one family."""
-    designs = [s for s in studies if s.setting("design") == "factorial"]
+    designs = [s for s in studies if s.kind.answers_factors()]
     factorial = [e for s in designs for e in factorial_estimates(s, alpha)]
     pairs = []
     for study, summary in zip(studies, summaries, strict=True):
-        if study.setting("design") in ("factorial", "confirm") or not study.baseline:
+        if study.kind.answers_factors() or study.kind.confirms() or not study.baseline:
             continue
         for arm in arm_estimates(study, summary):
             for effect in factorial:
@@ -184,8 +184,8 @@ def what_differs(one: Estimate, other: Estimate) -> str:
         for item in SETTING_ITEMS
         if item in tables[0] and item in tables[1] and tables[0][item] != tables[1][item]
     ]
-    if other.study.setting("design") == "factorial":
+    if other.study.kind.answers_factors():
         parts.append(
-            f"and the design averages over {len(other.study.setting('factors')) - 1} other factors"
+            f"and the design averages over {len(other.study.kind.factors) - 1} other factors"
         )
     return "; ".join(parts) or "nothing the recipes record"

@@ -299,7 +299,7 @@ def conclusions(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str
             lines += _accuracy_sentences(study, summary)
         else:
             lines.append(verdict_sentences(study, summary))
-        if study.setting("design") == "confirm":
+        if study.kind.confirms():
             lines += [s for s in [best_point_sentence(study, summary, studies)] if s]
     return lines
 
@@ -321,7 +321,7 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
     """The verdicts of a study against its baseline, grouped, with the budget caveat."""
     by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
     base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
-    question = study.setting("question") or ""
+    question = study.kind.question or ""
     said = [
         f"{study.name}{': ' + question if question else ''} Against {base}, under "
         f"{budget_phrase(study)}:"

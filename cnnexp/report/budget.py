@@ -1,7 +1,7 @@
 """The baseline check: whether the baseline reached what its study states, and whether its
-budget let it converge, from the study's budget check (the baseline trained again at twice the
-epochs, `+experiment=<study>_check`). Without that check the report says so; it never calls a
-baseline converged from its own curve."""
+budget let it converge, from the study's budget check (the arms it decides trained again at twice
+the epochs in the study's own sweep, `study.check`). Without that check the report says so; it
+never calls a baseline converged from its own curve."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ import pandas as pd
 
 from cnnexp import stats
 from cnnexp.report.document import Document
-from cnnexp.report.runs import Study, label, reference_levels
-from cnnexp.report.verdicts import BudgetCheck, baseline_row, budget_check
+from cnnexp.report.runs import Study, label
+from cnnexp.report.verdicts import (
+    BudgetCheck,
+    BudgetEffect,
+    baseline_row,
+    budget_check,
+    budget_effects,
+)
 
 
 def seeds_phrase(row: pd.Series) -> str:
@@ -26,7 +32,7 @@ def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame, alpha
     row = baseline_row(study, summary) if not summary.empty else None
     if row is None:
         return
-    stated = study.setting("baseline_reaches")
+    stated = study.kind.baseline_reaches
     text = f"The baseline ({label(study, row)}) reached {100 * row['mean']:.2f}% "
     text += f"({seeds_phrase(row)})"
     if stated is not None:
@@ -34,21 +40,50 @@ def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame, alpha
         text += f"; its study states at least {100 * float(stated):.1f}%: {met}"
     doc.heading(3, "Baseline check")
     doc.bullets([text + ". " + convergence(study, budget_check(study, summary, alpha), alpha)])
+    add_budget_effects(doc, study, alpha)
+
+
+def add_budget_effects(doc: Document, study: Study, alpha: float) -> None:
+    """Each effect the budget check measured again: at both budgets, and whether it holds,
+    shrinks, grows or flips with more training."""
+    effects = budget_effects(study, alpha)
+    if not effects:
+        return
+    doc.heading(3, "Does the answer hold with more training?")
+    doc.bullets([effect_sentence(study, effect, alpha) for effect in effects])
+
+
+def effect_sentence(study: Study, e: BudgetEffect, alpha: float = stats.ALPHA) -> str:
+    """'pool=avg against pool=max: -0.55 points at 6 epochs, +0.30 at 12: it flips with more
+    training (the change +0.85 points, 95% CI ...)'."""
+    c = e.change
+    against = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+    arm = ", ".join(f"{k}={v}" for k, v in e.arm.items() if study.baseline.get(k) != v)
+    said = {
+        "no clear change": "no clear change with more training",
+        "flips": "it flips with more training",
+        "shrinks": "it shrinks with more training",
+        "grows": "it grows with more training",
+    }[e.outcome]
+    return (
+        f"{arm} against {against}: {100 * e.now.diff:+.2f} points at {e.epochs} epochs, "
+        f"{100 * e.later.diff:+.2f} at {e.check_epochs}: {said} (the change "
+        f"{100 * c.diff:+.2f} points, {100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to "
+        f"{100 * c.ci_high:+.2f}, Welch's test of the difference, Bonferroni over the "
+        f"{_arms(len(budget_effects(study, alpha)))} checked; p {c.p_adjusted:.3g})."
+    )
+
+
+def _arms(n: int) -> str:
+    return "one arm" if n == 1 else f"{n} arms"
 
 
 def convergence(study: Study, check: BudgetCheck | None, alpha: float = stats.ALPHA) -> str:
     """What the budget check says, with its interval; or that convergence was not checked."""
     if check is None:
-        experiment = _experiment(study)
-        command = (
-            f" (python -m cnnexp -m +experiment={experiment}_check, then name its folder "
-            "beside this study's)"
-            if experiment
-            else ""
-        )
         return (
-            "Convergence not checked: the baseline was not trained again at twice the epochs"
-            f"{command}."
+            "Convergence not checked: the baseline was not trained again at twice the epochs "
+            f"({again(study)})."
         )
     c = check.comparison
     if c is None or not c.se > 0:
@@ -77,11 +112,21 @@ def outcome(c: stats.Comparison) -> str:
     return "gains" if c.ci_low > 0 else "loses" if c.ci_high < 0 else "within"
 
 
+def again(study: Study) -> str:
+    """The command that runs the study with its budget check, into a folder of its own."""
+    experiment = _experiment(study)
+    start = (
+        f"python -m cnnexp -m +experiment={experiment}" if experiment else "its sweep again with"
+    )
+    return (
+        f"{start} 'study.check.seeds=[0,1,2]' hydra.sweep.dir=<a new folder>, then name that "
+        "folder beside this one"
+    )
+
+
 def _experiment(study: Study) -> str | None:
-    if "experiment" not in study.runs or not study.setting("name"):
-        return None  # not one of the studies of conf/experiment/, which have checks
-    if study.setting("design") == "confirm":
-        return None  # its experiment's check joins the factorial study (by name), not this one
+    if "experiment" not in study.runs:
+        return None
     names = study.runs["experiment"].dropna().unique()
     return str(names[0]) if len(names) == 1 else None
 
@@ -89,9 +134,9 @@ def _experiment(study: Study) -> str | None:
 def reference_study(study: Study) -> Study:
     """A factorial study's arms are not compared one by one (its effects answer), but its
     reference configuration (every factor low) is checked as a baseline is."""
-    if study.setting("design") != "factorial" or study.baseline:
+    if not study.kind.answers_factors() or study.baseline:
         return study
-    levels = reference_levels({"factors": study.setting("factors")})
+    levels = study.kind.reference()
     return replace(study, baseline={k: v for k, v in levels.items() if k in study.factors})
 
 
@@ -108,8 +153,17 @@ def check_phrase(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA
         f"{100 * c.diff:+.2f} points at {check.check_epochs} epochs instead of {check.epochs} "
         f"({100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to {100 * c.ci_high:+.2f})"
     )
-    return {
+    said = {
         "gains": f"not converged: the baseline gains {gap}, so more training may change it",
         "loses": f"the baseline loses {gap} at twice the epochs",
         "within": f"converged to within {100 * c.ci_high:.2f} points: the baseline gains {gap}",
     }[outcome(c)]
+    effects = budget_effects(study, alpha)
+    if effects:
+        held = "; ".join(
+            f"{', '.join(f'{k}={v}' for k, v in e.arm.items() if study.baseline.get(k) != v)}: "
+            f"{e.outcome} ({100 * e.now.diff:+.2f} then {100 * e.later.diff:+.2f} points)"
+            for e in effects
+        )
+        said += f"; the effect at twice the epochs: {held}"
+    return said

@@ -1,7 +1,7 @@
-"""The factorial section (`study.design: factorial`): every main effect in points with its
-family-wise interval and the effects its estimate carries, the two-factor interactions the design
-can estimate, the checks of the model (normality, outliers, the logit scale), and a figure of
-the effects sorted. The numbers come from cnnexp.design."""
+"""The factorial section (`study: factorial`, cnnexp.studies.Factorial): every main effect in
+points with its family-wise interval and the effects its estimate carries, the two-factor
+interactions the design can estimate, the checks of the model (normality, outliers, the logit
+scale), and a figure of the effects sorted. The numbers come from cnnexp.design."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ RESPONSE = "final_test_acc"
 
 def coded_runs(study: Study) -> tuple[pd.DataFrame, list[str]]:
     """The usable runs with one column per design factor, coded -1 (low) and +1 (high)."""
-    spec = study.setting("factors") or {}
+    spec = study.kind.factors
     runs = study.runs[study.runs["status"] == USABLE].copy()
     names = list(spec)
     for name in names:
@@ -33,7 +33,7 @@ def fitted_design(study: Study, alpha: float = ALPHA) -> design.FactorialFit | N
     runs, names = coded_runs(study)
     if len(runs) <= len(names) + 1:
         return None
-    return design.fit(runs, names, RESPONSE, study.setting("generators"), alpha)
+    return design.fit(runs, names, RESPONSE, study.kind.generators, alpha)
 
 
 def effect_phrase(effect: design.Effect, spec) -> str:
@@ -51,7 +51,7 @@ def effects_answer(study: Study, setting: str, alpha: float = ALPHA) -> str:
     fitted = fitted_design(study, alpha)
     if fitted is None:
         return f"On {setting}: too few usable runs to estimate the design's effects."
-    spec = study.setting("factors")
+    spec = study.kind.factors
     mains = [e for e in fitted.effects if ":" not in e.name]
     clear = sorted((e for e in mains if e.differs), key=lambda e: -abs(e.estimate))
     unclear = [e.name for e in mains if not e.differs]
@@ -74,7 +74,7 @@ def effects_answer(study: Study, setting: str, alpha: float = ALPHA) -> str:
 
 def pooling_effect(study: Study, setting: str, alpha: float = ALPHA) -> str | None:
     """A factorial's estimate of max against average pooling, for the lab's question 3.1."""
-    spec = study.setting("factors") or {}
+    spec = study.kind.factors
     name = next((n for n, s in spec.items() if s["key"] == "pool"), None)
     fitted = fitted_design(study, alpha) if name else None
     if fitted is None:
@@ -90,7 +90,7 @@ def pooling_effect(study: Study, setting: str, alpha: float = ALPHA) -> str | No
 def add_factorial(doc: Document, study: Study, tag: str, alpha: float = ALPHA) -> None:
     """The effects of a factorial study, in words, a table and a figure."""
     runs, names = coded_runs(study)
-    generators = study.setting("generators")
+    generators = study.kind.generators
     doc.heading(3, "Effects of the factorial design")
     points = runs[names].drop_duplicates()
     if len(runs) <= len(names) + 1:
@@ -99,7 +99,7 @@ def add_factorial(doc: Document, study: Study, tag: str, alpha: float = ALPHA) -
         )
         return
     fitted = design.fit(runs, names, RESPONSE, generators, alpha)
-    spec = study.setting("factors")
+    spec = study.kind.factors
     doc.para(
         f"A two-level design of {len(points)} configurations (generators {generators}, "
         f"resolution {design.resolution(generators) or 'full'}), {len(runs)} usable runs. Each "
@@ -190,7 +190,7 @@ def prediction_sentence(fitted: design.FactorialFit, spec, study: Study) -> str:
         return (
             f"Predicted best: the reference configuration (every factor low): {why}.{open_choices}"
         )
-    experiment = study.setting("name") or "factorial"
+    experiment = study.kind.name or "factorial"
     what = ", ".join(f"{f}={spec[f]['high']}" for f in best.changed)
     levels = " ".join(f"+study.confirm.{f}={spec[f]['high']}" for f in best.changed)
     return (
@@ -199,7 +199,7 @@ def prediction_sentence(fitted: design.FactorialFit, spec, study: Study) -> str:
         f"the interactions aliased with them, the design supports {range_phrase(best)} (a "
         f"prediction, not a measurement).{open_choices} Only runs confirm it: train it "
         "against the reference configuration with fresh seeds, `python -m cnnexp -m "
-        f"+experiment={experiment} study.design=confirm {levels} "
+        f"+experiment={experiment} study=confirm {levels} "
         f"study.name={experiment}_confirm seed=10,11,12,13,14 "
         f"hydra.sweep.dir=multirun/{experiment}_confirm`, and report its folder beside this "
         "study's."
@@ -222,7 +222,7 @@ def best_point(study: Study) -> tuple[dict[str, str], list[float]] | None:
         return None
     means = runs.groupby(names)[RESPONSE].mean()
     top = means.idxmax()
-    spec = study.setting("factors")
+    spec = study.kind.factors
     coded = dict(zip(names, top if isinstance(top, tuple) else (top,), strict=True))
     levels = {n: str(spec[n]["high" if c > 0 else "low"]) for n, c in coded.items()}
     mask = (runs[names] == pd.Series(coded)).all(axis=1)
@@ -233,10 +233,10 @@ def design_of(confirm: Study, studies: list[Study]) -> Study | None:
     """The factorial study a confirmation confirms: the one with its factors and data set."""
     data = {flatten(c).get("data.name") for c in confirm.runs["config"] if c}
     for study in studies:
-        if study.setting("design") != "factorial":
+        if not study.kind.answers_factors():
             continue
         same = {flatten(c).get("data.name") for c in study.runs["config"] if c} == data
-        if same and study.setting("factors") == confirm.setting("factors"):
+        if same and study.kind.factors == confirm.kind.factors:
             return study
     return None
 
@@ -250,7 +250,7 @@ def best_point_sentence(confirm: Study, summary: pd.DataFrame, studies: list[Stu
     if found is None or arms.empty:
         return None
     levels, values = found
-    spec = confirm.setting("factors")
+    spec = confirm.kind.factors
     arm = arms.iloc[0]
     point = {spec[n]["key"]: v for n, v in levels.items()}
     mine = {

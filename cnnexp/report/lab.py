@@ -55,12 +55,10 @@ Summarised = tuple[Study, pd.DataFrame]  # a study and its summary (verdicts.sum
 
 
 def question_of(study: Study) -> str:
-    """Which lab question a study answers: pooling studies 3.1, other studies with a baseline
-    3.2, single runs (no baseline) 1 on MNIST and 2 on CIFAR-10."""
-    if "pooling" in (study.setting("sections") or []):
-        return "3.1"
-    if study.baseline or study.setting("design") == "factorial":
-        return "3.2"
+    """Which lab question a study answers: its own (pooling studies 3.1, other comparisons 3.2),
+    else single runs 1 on MNIST and 2 on CIFAR-10."""
+    if number := study.kind.answers_lab():
+        return number
     data = {str(flatten(c).get("data.name")) for c in study.runs["config"] if c}
     return {"mnist": "1", "cifar10": "2"}.get(data.pop() if len(data) == 1 else "", OTHER)
 
@@ -76,7 +74,7 @@ def add_questions(
     for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
         by_question.setdefault(question_of(study), []).append((i, study, summary))
     # A factorial design with a pooling factor answers 3.1 too (its section stays under 3.2).
-    designs = [s for s in studies if s.setting("design") == "factorial"]
+    designs = [s for s in studies if s.kind.answers_factors()]
     tested = agreements(studies, summaries)
     pairs = list(zip(studies, summaries, strict=True))
     for number, (title, ask) in QUESTIONS.items():
@@ -134,11 +132,10 @@ def change_answer(study: Study, summary: pd.DataFrame, pairs: list[Summarised]) 
     """3.2 from one study: a factorial's main effects, a confirmation's measured gain of the
     network the effects recommend, or a one-factor study's verdicts."""
     alpha = summary.attrs.get("alpha", stats.ALPHA)
-    design = study.setting("design")
-    if design == "factorial":
+    if study.kind.answers_factors():
         check = check_phrase(study, summary, alpha)
         return f"{effects_answer(study, _setting(study), alpha)} Budget check: {check}."
-    if design == "confirm":
+    if study.kind.confirms():
         studies = [s for s, _ in pairs]
         best = best_point_sentence(study, summary, studies)
         source = design_of(study, studies)

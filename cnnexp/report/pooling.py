@@ -32,7 +32,7 @@ FEATURE_MAPS_READ = (
 )
 
 
-def add_pooling(doc: Document, study: Study, tag: str) -> None:
+def add_pooling(doc: Document, study: Study, tag: str, alpha: float) -> None:
     """What differs between max and average pooling beyond the final accuracy."""
     doc.heading(3, "What differs between max and average pooling")
     doc.para(POOLING_EXPLAINED)

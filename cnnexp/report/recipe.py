@@ -63,7 +63,7 @@ def add_recipe(doc: Document, study: Study) -> None:
     if study.note:
         doc.para(study.note)
     if study.tuning is not None:
-        key = study.setting("tune")
+        key = study.kind.tuned_key()
         doc.para(
             f"{key} was chosen for each variant from the grid below by the mean accuracy "
             "on the validation split (held out of the training images; the test set was "
@@ -71,7 +71,7 @@ def add_recipe(doc: Document, study: Study) -> None:
             "that follow."
         )
         doc.table(study.tuning)
-    elif study.setting("budget") and "learning rate" in set(recipe(study)["what"]):
+    elif study.kind.budget and "learning rate" in set(recipe(study)["what"]):
         doc.para(
             "One learning rate is shared by every level (not tuned per level): a level "
             "that needs another one is at a disadvantage here."
@@ -185,7 +185,7 @@ def provenance(study: Study) -> str:
 
 def budget_line(study: Study) -> str:
     """Which budget the study ran under, as its experiment config names it."""
-    name = study.setting("budget")
+    name = study.kind.budget
     if name is None:
         return "Budget: not named (a sweep of its own, not one of the studies in conf/experiment/)."
     return f"Budget: {BUDGETS.get(str(name), str(name))}. {time_taken(study, str(name))}"

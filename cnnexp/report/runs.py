@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from cnnexp import studies
 from cnnexp.config import typed_overrides
 from cnnexp.errors import DamagedFileError
 from cnnexp.files import parse_json, read_csv, read_json, read_yaml
@@ -36,6 +37,7 @@ from cnnexp.schema import (
     headline_columns,
     read_record,
 )
+from cnnexp.studies import BUDGET_CHECK, REPLICATE
 
 
 def metric_columns() -> list[str]:
@@ -57,7 +59,6 @@ def metric_columns() -> list[str]:
     ]
 
 
-REPLICATE = "seed"  # the factor that repeats a configuration; summaries average over it
 USABLE = COMPLETED  # the one status whose runs enter means and verdicts
 # Every status a run can have in runs.csv, in the order the tables count them: the record's
 # own, and the report's judgements (a completed run at chance did not train; a run still
@@ -73,7 +74,6 @@ COUNT_COLUMNS = {
     INCOMPLETE: "incomplete",
     UNREADABLE: "unreadable",
 }
-BUDGET_CHECK = "budget_check"  # the study.role of the runs that check the baseline's budget
 OBJECTS = ("history", "system", "config", "choices")  # per-run objects: JSON in runs.csv
 HIDDEN = (*OBJECTS, "study")  # not shown as columns
 
@@ -92,12 +92,8 @@ class Study:
     tuning: pd.DataFrame | None = None
     check: pd.DataFrame | None = None  # the budget check's runs, where the study has them
     note: str = ""  # where the runs were read from, when not from their folders
-
-    def setting(self, key: str) -> Any:
-        """A key of the `study` node its runs were configured with (budget, question, ...)."""
-        configs = self.runs["config"] if "config" in self.runs else []
-        values = [(c.get("study") or {}).get(key) for c in configs if c]
-        return next((v for v in values if v is not None), None)
+    # What kind of study the runs were configured as, and its settings (cnnexp.studies).
+    kind: studies.Study = field(default_factory=studies.Study)
 
 
 # --- reading runs ------------------------------------------------------------------------------
@@ -115,7 +111,9 @@ def find_runs(path: Path) -> list[Path]:
         return [path]
     runs = [p.parent for p in path.rglob(".hydra") if p.is_dir() and is_run(p.parent)]
     runs += [p.parent for p in path.rglob(METRICS) if p.parent not in runs]
-    return sorted(set(runs), key=lambda p: [int(s) if s.isdigit() else s for s in p.parts])
+    return sorted(
+        set(runs), key=lambda p: [(0, int(s), "") if s.isdigit() else (1, 0, s) for s in p.parts]
+    )
 
 
 # An absolute path inside a text: the folders before its last name are this machine's, not the
@@ -191,26 +189,22 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     baseline the study declares, and only the tuned level's runs where it tunes a key."""
     runs = pd.DataFrame(rows)
     declared = [(c.get("study") or {}) for c in runs["config"] if c]
-    name = next((s["name"] for s in declared if s.get("name")), None) or root.name
+    kind = studies.of(next((s for s in declared if s.get("role") != BUDGET_CHECK), {}))
     roles = runs["config"].map(lambda c: (c.get("study") or {}).get("role") if c else None)
     check = runs[roles == BUDGET_CHECK].reset_index(drop=True)
     runs = runs[roles != BUDGET_CHECK].reset_index(drop=True)
     fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *metric_columns()}
     factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
-    baseline = next((s["baseline"] for s in declared if s.get("baseline")), {})
-    if not baseline and any(s.get("design") == "confirm" for s in declared):
-        baseline = reference_levels(declared[0])  # a confirmation is measured from the reference
-    baseline = {k: str(v) for k, v in flatten(baseline).items() if k in factors}
+    baseline = {k: v for k, v in kind.reference().items() if k in factors}
+    if kind.answers_factors():
+        baseline = {}  # a design's arms are not compared one by one: its effects answer
+    name = kind.name or next((s["name"] for s in declared if s.get("name")), None) or root.name
     study = Study(
-        name, root, runs, factors, baseline, check=check if len(check) else None, note=note
-    )
-    tuned = study.setting("tune")
+        name, root, runs, factors, baseline, check=check if len(check) else None, note=note,
+        kind=kind,
+    )  # fmt: skip
+    tuned = kind.tuned_key()
     return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
-
-
-def reference_levels(study: dict[str, Any]) -> dict[str, str]:
-    """A design's reference configuration, by config key: every factor at its low level."""
-    return {spec["key"]: str(spec["low"]) for spec in (study.get("factors") or {}).values()}
 
 
 def with_check(study: Study, check: Study) -> Study:
@@ -362,6 +356,7 @@ def select_tuned(study: Study, key: str, metric: str = "final_val_acc") -> Study
         tuning=pd.DataFrame(rows),
         check=study.check,
         note=study.note,
+        kind=study.kind,
     )
 
 

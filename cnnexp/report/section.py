@@ -4,24 +4,22 @@ machine's load. The per-run table goes to the report's appendix (cnnexp.report.b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from hydra.utils import get_method
 
 from cnnexp import stats
+from cnnexp.errors import ConfigError
 from cnnexp.report import figures
 from cnnexp.report.answers import add_answers
 from cnnexp.report.budget import add_baseline_check, reference_study
 from cnnexp.report.curves import add_curves, add_system
 from cnnexp.report.document import Document, display_summary
-from cnnexp.report.factorial import add_factorial
 from cnnexp.report.network import add_network
-from cnnexp.report.pooling import add_pooling
 from cnnexp.report.recipe import add_recipe, describe, heading
 from cnnexp.report.runs import USABLE, Study, as_tuple, problems
-
-# The extra sections a study can ask for in its experiment config (study.sections).
-SECTIONS = {"pooling": add_pooling}
 
 
 def add_study(
@@ -43,10 +41,8 @@ def add_study(
         add_network(doc, usable["config"].iloc[0])
     add_recipe(doc, study)
     add_baseline_check(doc, reference_study(study), summary, alpha)
-    for section in study.setting("sections") or []:
-        SECTIONS[section](doc, study, tag)
-    if study.setting("design") == "factorial":
-        add_factorial(doc, study, tag, alpha)
+    for section in study.kind.report_sections():
+        _section(section)(doc, study, tag, alpha)
     add_answers(doc, study, summary, alpha)
     if not summary.empty and summary["n"].sum():
         doc.heading(3, "Test accuracy")
@@ -100,3 +96,14 @@ def accuracy_figures(
         path = figures.verdict_panels(part, factor, level, fig_dir / f"{tag}-verdicts{i}.png")
         out.append((path, f"each level against {factor}={level}{' on ' + where if where else ''}"))
     return out
+
+
+def _section(name: str) -> Callable[..., None]:
+    """A study's report section by its function's dotted name (its kind's, or study.sections')."""
+    try:
+        return get_method(name)
+    except Exception as err:  # Hydra wraps the import's own error in its message
+        raise ConfigError(
+            f"study.sections names {name!r}, which cannot be loaded ({err}); name a function "
+            "as module.name, e.g. cnnexp.report.pooling.add_pooling"
+        ) from None

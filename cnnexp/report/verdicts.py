@@ -382,10 +382,72 @@ def budget_check(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA
     if base is None:
         return None
     check = study.check[study.check["status"] == USABLE]
+    check = check[matching(check, study.baseline)]  # the baseline's own, of the arms it checks
     values = check[METRIC].astype(float).tolist()
     test = stats.welch(values, base["values"], alpha) if len(values) > 1 and base["n"] > 1 else None
     epochs = _joined(_usable_runs(study, base)["epochs"])
     return BudgetCheck(epochs, _joined(check["epochs"]), int(base["n"]), len(values), test)
+
+
+@dataclass(frozen=True)
+class BudgetEffect:
+    """One arm's difference from the baseline at the study's budget and at its check's (each
+    Welch's test alone), and the test of how the two differ (check minus study; its interval
+    at the level that makes the check's arms one Bonferroni family)."""
+
+    arm: dict[str, str]
+    now: stats.Comparison
+    later: stats.Comparison
+    change: stats.Comparison
+    epochs: str
+    check_epochs: str
+
+    @property
+    def outcome(self) -> str:
+        """'no clear change' (the two budgets' effects within seed noise of each other: not
+        proof that they are equal), or a clear change that 'flips' (the other sign), 'shrinks'
+        or 'grows' the effect."""
+        if not self.change.differs:
+            return "no clear change"
+        if self.now.diff * self.later.diff < 0:
+            return "flips"
+        return "shrinks" if abs(self.later.diff) < abs(self.now.diff) else "grows"
+
+
+def budget_effects(study: Study, alpha: float = stats.ALPHA) -> list[BudgetEffect]:
+    """Each arm the budget check trained again, with at least two usable runs of it and of the
+    baseline at both budgets: its effect at each budget and whether more training changed it."""
+    if study.check is None or not study.baseline:
+        return []
+    now = study.runs[study.runs["status"] == USABLE]
+    later = study.check[study.check["status"] == USABLE]
+    found = []
+    for levels, runs in groups(replace(study, runs=later)):
+        arm = {f: str(v) for f, v in levels.items()}
+        if not runs.empty and not matching(runs, study.baseline).all():
+            pairs = [_values(now, arm), _values(now, study.baseline)]
+            pairs += [_values(later, arm), _values(later, study.baseline)]
+            if min(map(len, pairs)) > 1 and min(np.std(v) for v in pairs[::2]) > 0:
+                found.append((arm, pairs, runs))
+    out = []
+    for arm, (a, b, c, d), runs in found:
+        first, second = stats.welch(a, b, alpha), stats.welch(c, d, alpha)
+        level = alpha / len(found)
+        change = stats.difference(_estimate(second), _estimate(first), level)
+        change = replace(
+            change, p_adjusted=min(1.0, change.p * len(found)), correction=stats.METHOD
+        )
+        epochs = _joined(now[matching(now, arm)]["epochs"])
+        out.append(BudgetEffect(arm, first, second, change, epochs, _joined(runs["epochs"])))
+    return out
+
+
+def _values(runs: pd.DataFrame, levels: dict[str, Any]) -> list[float]:
+    return runs.loc[matching(runs, levels), METRIC].astype(float).tolist()
+
+
+def _estimate(c: stats.Comparison) -> tuple[float, float, float]:
+    return c.diff, c.se, c.df
 
 
 @dataclass(frozen=True)

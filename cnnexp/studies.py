@@ -1,0 +1,296 @@
+"""The kinds of study, one class each: what a study's sweep runs (its jobs and its budget
+check's), what its differences are measured from, and which report sections and lab question
+are its own. A study's YAML (conf/experiment/) chooses its kind from conf/study/ (`study:
+factorial`) and fills in the fields below; the sweeper (hydra_plugins/cnnexp_study), the sweep's
+progress line and the report all ask the study object, never its kind's name.
+
+A new study of an existing kind is one YAML; a new kind is one subclass of `Study` (with its
+`_target_` in a YAML of conf/study/ or in the study's own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from cnnexp import design
+from cnnexp.errors import ConfigError
+
+REPLICATE = "seed"  # the key that repeats a configuration; an arm is a job without it
+BUDGET_CHECK = "budget_check"  # study.role of the check's runs
+CHECK_FOLDER = "check"  # the check's jobs, inside the study's sweep folder
+
+
+@dataclass
+class Check:
+    """The budget check: the arms the study decides trained again at `times` its epochs."""
+
+    times: int = 2
+    seeds: list[int] = field(default_factory=list)  # none: no check
+    # Arms to train again besides the baseline, as overrides ("pool=avg"); empty: every arm of
+    # a two-arm study, the baseline alone of a larger one.
+    arms: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Study:
+    """A sweep whose arms differ in the swept keys and are compared with the baseline arm. The
+    fields are the config's `study` node (conf/config.yaml says each one)."""
+
+    _target_: str = "cnnexp.studies.Study"
+    name: str | None = None
+    question: str | None = None
+    lab_question: str | None = None  # which of the lab's questions it answers: 3.1, 3.2
+    budget: str | None = None
+    baseline_reaches: float | None = None
+    baseline: dict[str, Any] = field(default_factory=dict)
+    tune: str | None = None
+    sections: list[str] = field(default_factory=list)
+    role: str | None = None
+    generators: str | None = None
+    factors: dict[str, Any] = field(default_factory=dict)
+    confirm: dict[str, Any] = field(default_factory=dict)
+    check: Check = field(default_factory=Check)
+
+    # --- what it runs ---------------------------------------------------------------------
+
+    def jobs(self, swept: list[list[str]]) -> list[list[str]]:
+        """The study's own jobs, from the sweep's (every combination of its swept values)."""
+        return swept
+
+    def reference(self) -> dict[str, str]:
+        """What differences are measured from, by config key or group: the baseline."""
+        return {key: str(value) for key, value in _flatten(self.baseline).items()}
+
+    def check_arms(self, arms: list[list[str]]) -> list[list[str]]:
+        """The arms its check trains again: every arm of a two-arm study; else the baseline
+        and those `check.arms` names."""
+        if len(arms) <= 2 and not self.check.arms:
+            return arms
+        return [arm for arm in arms if self.is_reference(arm) or set(self.check.arms) & set(arm)]
+
+    def is_reference(self, arm: list[str]) -> bool:
+        """Whether an arm (its overrides) is at every reference level it sets."""
+        given = dict(_key_value(text) for text in arm)
+        reference = self.reference()
+        return bool(reference) and all(given.get(k, v) == v for k, v in reference.items())
+
+    def check_jobs(self, jobs: list[list[str]], epochs: int) -> list[list[str]]:
+        """Its check's jobs: the check's arms x its seeds at `check.times` x `epochs`, in the
+        sweep folder's check/ subfolder."""
+        arms = _arms(jobs)
+        return [
+            [
+                *arm,
+                f"{REPLICATE}={seed}",
+                f"epochs={self.check.times * epochs}",
+                f"study.role={BUDGET_CHECK}",
+                f"hydra.sweep.subdir={CHECK_FOLDER}/${{hydra.job.num}}",
+            ]
+            for arm in self.check_arms(arms)
+            for seed in self.check.seeds
+        ]
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad key of the study."""
+        if self.role not in (None, BUDGET_CHECK):
+            raise ConfigError(
+                f"study.role={self.role!r} is not valid; choose {BUDGET_CHECK} or null"
+            )
+        if self.check.times < 1:
+            raise ConfigError(f"study.check.times={self.check.times} is not valid: use 2 or more")
+        for section in self.sections:
+            if "." not in section:
+                raise ConfigError(
+                    f"study.sections has {section!r}: name a report function as module.name, "
+                    "e.g. cnnexp.report.pooling.add_pooling"
+                )
+
+    # --- what the report and the lab make of it --------------------------------------------
+
+    def report_sections(self) -> list[str]:
+        """The report's extra sections for it: functions (module.name) called as
+        `section(doc, study, tag, alpha)`."""
+        return list(self.sections)
+
+    def answers_lab(self) -> str | None:
+        """The lab question it answers: its own, else 3.2 (which changes improve a network)
+        for a study that compares anything."""
+        return self.lab_question or ("3.2" if self.reference() else None)
+
+    def tuned_key(self) -> str | None:
+        """A key chosen per arm on the validation split, or None."""
+        return None
+
+    def answers_factors(self) -> bool:
+        """Whether its answer is the main effects of factors (a design), not arm by arm."""
+        return False
+
+    def confirms(self) -> bool:
+        """Whether its two arms confirm a design's recommendation."""
+        return False
+
+
+class Tuned(Study):
+    """A one-factor study that sweeps `tune` too and keeps, per arm, the level with the best
+    validation accuracy (the test set decides nothing)."""
+
+    def tuned_key(self) -> str | None:
+        return self.tune
+
+
+class Factorial(Study):
+    """A two-level fractional factorial design: its jobs are the design's points (`generators`,
+    one column per factor) x the sweep's seeds; its answer is each factor's main effect; its
+    check trains the reference configuration (every factor low) again."""
+
+    def jobs(self, swept: list[list[str]]) -> list[list[str]]:
+        return [point + job for point in self.points() for job in swept]
+
+    def points(self) -> list[list[str]]:
+        """Each design point as overrides: [["model.kernel_size=3", "activation=relu"], ...]."""
+        coded = design.points(self.generators or "")
+        factors = list(self.factors.items())
+        if coded.shape[1] != len(factors):
+            raise ConfigError(
+                f"study.generators={self.generators!r} has {coded.shape[1]} columns but "
+                f"study.factors names {len(factors)} factors: give one column per factor"
+            )
+        return [
+            [f"{spec['key']}={spec['high'] if level > 0 else spec['low']}" for (_, spec), level in
+             zip(factors, row, strict=True)]
+            for row in coded
+        ]  # fmt: skip
+
+    def reference(self) -> dict[str, str]:
+        return {spec["key"]: str(spec["low"]) for spec in self.factors.values()}
+
+    def check_arms(self, arms: list[list[str]]) -> list[list[str]]:
+        return [arm for arm in arms if self.is_reference(arm) or set(self.check.arms) & set(arm)]
+
+    def report_sections(self) -> list[str]:
+        return ["cnnexp.report.factorial.add_factorial", *self.sections]
+
+    def answers_factors(self) -> bool:
+        return True
+
+    def validate(self) -> None:
+        """One factor (key, low, high) per column, and the generators."""
+        super().validate()
+        if not self.factors or not self.generators:
+            raise ConfigError(
+                "a factorial study needs study.factors (name -> {key, low, high}) and "
+                "study.generators (e.g. 'a b c abc'); see conf/experiment/factorial.yaml"
+            )
+        for name, spec in self.factors.items():
+            missing = [k for k in ("key", "low", "high") if k not in spec]
+            if missing:
+                raise ConfigError(
+                    f"study.factors.{name} lacks {', '.join(missing)}: give key, low, high"
+                )
+
+
+class Confirm(Factorial):
+    """A design's recommendation confirmed by runs: two arms, the reference configuration
+    (every factor low) and the one `confirm` names (factor -> level)."""
+
+    def points(self) -> list[list[str]]:
+        reference = {name: spec["low"] for name, spec in self.factors.items()}
+        arms = [reference, {**reference, **self.confirm}]
+        return [[f"{self.factors[n]['key']}={v}" for n, v in arm.items()] for arm in arms]
+
+    def check_arms(self, arms: list[list[str]]) -> list[list[str]]:
+        return arms
+
+    def report_sections(self) -> list[str]:
+        return list(self.sections)
+
+    def answers_factors(self) -> bool:
+        return False
+
+    def confirms(self) -> bool:
+        return True
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.confirm:
+            raise ConfigError(
+                "study=confirm trains the reference configuration against the one in "
+                "study.confirm (factor -> level, e.g. +study.confirm.activation=gelu): give it"
+            )
+        for name, level in self.confirm.items():
+            spec = self.factors.get(name)
+            if spec is None:
+                raise ConfigError(
+                    f"study.confirm.{name}: no such factor; choose from {', '.join(self.factors)}"
+                )
+            if str(level) not in (str(spec["low"]), str(spec["high"])):
+                raise ConfigError(
+                    f"study.confirm.{name}={level}: the factor's levels are {spec['low']} and "
+                    f"{spec['high']}"
+                )
+
+
+# Runs written before studies had a kind name it by study.design (and study.tune), and their
+# report sections by name.
+LEGACY = {"factorial": Factorial, "reference": Factorial, "confirm": Confirm}
+LEGACY_SECTIONS = {"pooling": ("cnnexp.report.pooling.add_pooling", "3.1")}
+
+
+def of(node: Mapping[str, Any] | DictConfig | None) -> Study:
+    """The study a config's `study` node describes (a run's saved config, or the composed one)."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    node = dict(node or {})
+    legacy = node.pop("design", None)
+    target = node.pop("_target_", None)
+    kind = get_class(target) if target else LEGACY.get(legacy, Tuned if node.get("tune") else Study)
+    for old in [name for name in node.get("sections") or [] if name in LEGACY_SECTIONS]:
+        section, node["lab_question"] = LEGACY_SECTIONS[old]
+        node["sections"] = [section if name == old else name for name in node["sections"]]
+    known = {f.name for f in fields(Study)}
+    values = {k: v for k, v in node.items() if k in known}
+    values["check"] = Check(**(values.get("check") or {}))
+    return kind(**values)
+
+
+def sweep_jobs(config: DictConfig, overrides: list[str]) -> list[list[str]]:
+    """Every job of a sweep, as overrides: the study's own jobs, then its check's."""
+    (swept,) = BasicSweeper.split_arguments(
+        OverridesParser.create().parse_overrides(overrides), None
+    )
+    study = of(config.study)
+    study.validate()
+    jobs = study.jobs(swept)
+    return jobs + study.check_jobs(jobs, int(config.epochs))
+
+
+def _arms(jobs: list[list[str]]) -> list[list[str]]:
+    """The distinct arms of these jobs: their overrides without the replicate, in job order."""
+    arms: list[list[str]] = []
+    for job in jobs:
+        arm = [text for text in job if _key_value(text)[0] != REPLICATE]
+        if arm not in arms:
+            arms.append(arm)
+    return arms
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, _, value = text.lstrip("+~").partition("=")
+    return key, value
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
