@@ -1,0 +1,87 @@
+"""A study is one object: a new study of an existing kind is one YAML, a new kind one class and
+one YAML, and each gets its jobs and its report section from that alone."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from conftest import REPO, run_cli
+
+from cnnexp.report import main as report_main
+
+TINY = ["data=synthetic", "data.synthetic.train_size=256", "data.synthetic.test_size=128",
+        "data.synthetic.noise=3.0", "device=cpu", "progress=false", "epochs=3", "batch_size=16", "tracking.graph=false",
+        "tracking.misclassified=0", "tracking.images_every=0",
+        "tracking.monitor_interval=0"]  # fmt: skip
+TESTS = Path(__file__).resolve().parent
+
+
+def _write_experiment(text: str) -> str:
+    """A study YAML in conf/experiment/ under a fresh name (the caller removes it)."""
+    name = f"test_{uuid.uuid4().hex[:8]}"
+    (REPO / "conf" / "experiment" / f"{name}.yaml").write_text(text)
+    return name
+
+
+def _sweep(name: str, root: Path, *args: str):
+    env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    return run_cli("-m", f"+experiment={name}", *TINY, *args, f"hydra.sweep.dir={root}",
+                   cwd=REPO, env=env)  # fmt: skip
+
+
+def test_a_new_study_of_an_existing_kind_is_one_yaml(tmp_path):
+    name = _write_experiment(
+        "# @package _global_\n"
+        "study:\n"
+        "  name: smoothing\n"
+        "  question: Does label smoothing help LeNet-5?\n"
+        "  baseline: {label_smoothing: 0.0}\n"
+        "  check: {seeds: [0, 1]}\n"
+        "hydra:\n"
+        "  sweeper:\n"
+        "    params:\n"
+        "      label_smoothing: 0.0,0.1\n"
+        "      seed: 0,1\n"
+    )
+    try:
+        result = _sweep(name, tmp_path / "sweep")
+    finally:
+        (REPO / "conf" / "experiment" / f"{name}.yaml").unlink()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "job 8 of 8" in result.stdout  # 2 arms x 2 seeds, and its check: both arms again
+    assert len(list((tmp_path / "sweep" / "check").glob("*/metrics.json"))) == 4
+    assert report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Does label smoothing help LeNet-5?" in text
+    assert "label_smoothing=0.1 against label_smoothing=0.0" in text
+    assert "Does the answer hold with more training?" in text
+
+
+def test_a_new_kind_of_study_is_one_class_and_one_yaml(tmp_path):
+    name = _write_experiment(
+        "# @package _global_\n"
+        "study:\n"
+        "  _target_: toy_study.Doubled\n"
+        "  name: doubled\n"
+        "hydra:\n"
+        "  sweeper:\n"
+        "    params:\n"
+        "      pool: max,avg\n"
+        "      seed: 0\n"
+    )
+    try:
+        result = _sweep(name, tmp_path / "sweep")
+    finally:
+        (REPO / "conf" / "experiment" / f"{name}.yaml").unlink()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "job 4 of 4" in result.stdout  # the kind's own jobs: each arm at seeds 0 and 1
+    seeds = sorted(
+        p.read_text().count("seed=1") for p in (tmp_path / "sweep").glob("*/.hydra/overrides.yaml")
+    )
+    assert seeds == [0, 0, 1, 1]
+    assert report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "### The toy kind's section" in text
+    assert "4 runs of the doubled study doubled." in text
