@@ -12,8 +12,8 @@ from conftest import REPO, run_cli
 from cnnexp.report import main as report_main
 
 TINY = ["data=synthetic", "data.synthetic.train_size=256", "data.synthetic.test_size=128",
-        "data.synthetic.noise=3.0", "device=cpu", "progress=false", "epochs=3", "batch_size=16", "tracking.graph=false",
-        "tracking.misclassified=0", "tracking.images_every=0",
+        "data.synthetic.noise=3.0", "device=cpu", "progress=false", "epochs=3", "batch_size=16",
+        "tracking.graph=false", "tracking.misclassified=0", "tracking.images_every=0",
         "tracking.monitor_interval=0"]  # fmt: skip
 TESTS = Path(__file__).resolve().parent
 
