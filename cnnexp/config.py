@@ -125,6 +125,7 @@ class Synthetic:
 @dataclass
 class Data:
     name: str
+    title: str  # the data set's own name, as reports give it
     source: str
     root: str | None
     folder: str | None

@@ -3,16 +3,20 @@ our Dataset subclass and the on-device loader."""
 
 from __future__ import annotations
 
+import json
+import pickle
 import struct
 
+import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA, TINY, make_config
+from conftest import REPO, SHARED_DATA, TINY, make_config, run_cli
 from PIL import Image
 
 from cnnexp.data import ImageTensorDataset, load_folder, load_torchvision, make_synthetic
 from cnnexp.errors import DataError
 from cnnexp.loader import DeviceLoader, translate
+from cnnexp.report import main as report_main
 from cnnexp.train import _datasets, train
 
 
@@ -82,8 +86,10 @@ def write_idx(path, array: torch.Tensor):
     path.write_bytes(header + array.numpy().tobytes())
 
 
-def write_mnist(root, n_train=20, n_test=10, truncate=False):
-    raw = root / "MNIST" / "raw"
+def write_mnist(root, n_train=20, n_test=10, truncate=False, folder="MNIST"):
+    """MNIST's IDX files as torchvision keeps them (Fashion-MNIST's are the same, in
+    FashionMNIST/raw)."""
+    raw = root / folder / "raw"
     raw.mkdir(parents=True)
     gen = torch.Generator().manual_seed(0)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
@@ -123,6 +129,53 @@ def test_mnist_config_pads_to_lenets_32x32(tmp_path):
         border[:, :, 2:30, 2:30] = 0
         assert not border.any()  # a 2-pixel frame of zeros around each digit
     assert torch.equal(train_set.images[:, :, 2:30, 2:30], raw.images)
+
+
+def write_cifar100(root, n_train=20, n_test=10):
+    """CIFAR-100's python pickles as torchvision keeps them under cifar-100-python."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", n_train), ("test", n_test)):
+        entry = {
+            "data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
+            "fine_labels": [i % 100 for i in range(n)],
+            "coarse_labels": [i % 20 for i in range(n)],
+        }
+        (folder / name).write_bytes(pickle.dumps(entry))
+    names = {"fine_label_names": [f"kind{i}" for i in range(100)]}
+    (folder / "meta").write_bytes(pickle.dumps(names))
+    return root
+
+
+def test_fashion_mnist_files_are_read_and_a_network_trains_on_them(tmp_path):
+    root = write_mnist(tmp_path / "data", n_train=256, folder="FashionMNIST")
+    train_set, test_set = load_torchvision("fashion_mnist", str(root), download=False)
+    assert train_set.images.shape == (256, 1, 28, 28) and len(test_set) == 10
+    assert train_set.class_names[0] == "T-shirt/top"  # torchvision's own names
+    cfg = make_config(*TINY, "data=fashion_mnist", f"data.root={root}", "epochs=1")
+    assert cfg.data.title == "Fashion-MNIST"
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["status"] == "completed" and metrics["train_images"] == 256
+    assert metrics["class_names"][0] == "T-shirt/top"
+
+
+def test_cifar100_files_are_read_and_a_network_trains_on_them(tmp_path, monkeypatch):
+    # The pickles written here are not the official ones, so torchvision's checksum of each
+    # file (it knows the official MD5s) is the one thing left out of the real path.
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args: True)
+    root = write_cifar100(tmp_path / "data", n_train=128)
+    train_set, test_set = load_torchvision("cifar100", str(root), download=False)
+    assert train_set.images.shape == (128, 3, 32, 32) and len(test_set) == 10
+    assert len(train_set.class_names) == 100 and train_set.labels.max() == 99
+    cfg = make_config(*TINY, "data=cifar100", f"data.root={root}", "epochs=1")
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["status"] == "completed" and metrics["train_images"] == 128
+
+
+def test_a_missing_data_set_says_where_its_files_belong(tmp_path):
+    with pytest.raises(DataError, match="cifar-100-python/{train,test}"):
+        load_torchvision("cifar100", str(tmp_path), download=False)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "MNIST" / "raw").is_dir(), reason="no shared MNIST copy")
@@ -190,3 +243,20 @@ def test_jobs_of_a_sweep_read_a_dataset_once(tmp_path):
     _read_splits.cache_clear()
     with pytest.raises(DataError):
         load_splits(data)  # forgotten: read again, from a folder that is now empty
+
+
+def test_a_study_runs_end_to_end_on_fashion_mnist_files(tmp_path):
+    """The pooling study of LeNet-5 on Fashion-MNIST read from torchvision's files: the data set
+    is one choice of the study, and the report names it by its own name."""
+    root = write_mnist(tmp_path / "data", n_train=256, n_test=64, folder="FashionMNIST")
+    sweep = tmp_path / "sweep"
+    result = run_cli("-m", "+experiment=pooling_mnist", "data=fashion_mnist", f"data.root={root}",
+                     "device=cpu", "progress=false", "epochs=1", "batch_size=32", "seed=0",
+                     "study.check.seeds=[]", "tracking.images_every=0", "tracking.graph=false",
+                     f"hydra.sweep.dir={sweep}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    assert [r["overrides"]["pool"] for r in records] == ["max", "avg"]
+    assert {r["class_names"][0] for r in records} == {"T-shirt/top"}
+    assert report_main([str(sweep), "--out", str(tmp_path / "report")]) == 0
+    assert "## pooling: Fashion-MNIST" in (tmp_path / "report" / "report.md").read_text()

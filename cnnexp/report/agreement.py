@@ -14,7 +14,7 @@ from cnnexp import stats
 from cnnexp.report.answers import p_text
 from cnnexp.report.factorial import fitted_design
 from cnnexp.report.recipe import recipe
-from cnnexp.report.runs import USABLE, Study, flatten
+from cnnexp.report.runs import USABLE, Study, data_title, flatten
 
 # The recipe items that tell two settings apart for a reader (not paths, times or seeds).
 SETTING_ITEMS = (
@@ -140,10 +140,13 @@ def _where(study: Study) -> set:
 
 
 def named(study: Study) -> str:
-    """'the pooling study (ConvNet on cifar10)'."""
+    """'the pooling study (ConvNet on CIFAR-10)'."""
     data, model = sorted(_where(study), key=str)[0]
     network = str(model).rsplit(".", 1)[-1]
-    return f"the {study.name} study ({network} on {data})"
+    titles = {
+        data_title(c) for c in study.runs["config"] if c and flatten(c).get("data.name") == data
+    }
+    return f"the {study.name} study ({network} on {titles.pop() if len(titles) == 1 else data})"
 
 
 def _test(one: Estimate, other: Estimate, alpha: float, family: int) -> Agreement:

@@ -56,11 +56,16 @@ Summarised = tuple[Study, pd.DataFrame]  # a study and its summary (verdicts.sum
 
 def question_of(study: Study) -> str:
     """Which lab question a study answers: its own (pooling studies 3.1, other comparisons 3.2),
-    else single runs 1 on MNIST and 2 on CIFAR-10."""
+    else single runs 1 on gray digits or clothes (MNIST, Fashion-MNIST) and 2 on colour images
+    (CIFAR-10, CIFAR-100)."""
     if number := study.kind.answers_lab():
         return number
-    data = {str(flatten(c).get("data.name")) for c in study.runs["config"] if c}
-    return {"mnist": "1", "cifar10": "2"}.get(data.pop() if len(data) == 1 else "", OTHER)
+    configs = [flatten(c) for c in study.runs["config"] if c]
+    data = {(c.get("data.channels"), c.get("data.source")) for c in configs}
+    if len(data) != 1:
+        return OTHER
+    ((channels, source),) = data
+    return OTHER if source == "synthetic" else {1: "1", 3: "2"}.get(channels, OTHER)
 
 
 def add_questions(

@@ -13,6 +13,7 @@ from cnnexp.report.runs import (
     INCOMPLETE,
     REPLICATE,
     Study,
+    data_title,
     flatten,
     groups,
     jobs_at_a_time,
@@ -249,7 +250,7 @@ def describe(study: Study) -> str:
 
 def heading(study: Study) -> str:
     """The study's name, with its data set where the runs name one."""
-    data = {str(flatten(c).get("data.name")) for c in study.runs["config"] if c}
+    data = {str(data_title(c)) for c in study.runs["config"] if c}
     if len(data) == 1 and "None" not in data:
         return f"{study.name}: {data.pop()}"
     experiments = set(study.runs["experiment"].dropna()) if "experiment" in study.runs else set()

@@ -412,6 +412,13 @@ def problems(study: Study) -> pd.DataFrame:
     return shown.where(shown.notna(), "")
 
 
+def data_title(config: dict[str, Any] | None) -> str | None:
+    """The data set's own name (data.title: CIFAR-100), or its config name for a run from before
+    data configs had a title."""
+    data = (config or {}).get("data") or {}
+    return data.get("title") or data.get("name")
+
+
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'a.b': value} for every leaf of a nested config."""
     flat: dict[str, Any] = {}
