@@ -284,6 +284,16 @@ def headings() -> dict[str, str]:
     return {**finals, **own}
 
 
+# The headline numbers the report decides on, by their metrics.json keys (final_<Epoch field>).
+TEST_ACC, TRAIN_LOSS, VAL_ACC = "final_test_acc", "final_train_loss", "final_val_acc"
+assert {TEST_ACC, TRAIN_LOSS, VAL_ACC} <= set(headline_columns()), "a headline key was renamed"
+
+
+def without_key(option: str) -> str:
+    """The headline key of the test accuracy of a run's last epoch with `option` turned off."""
+    return FINAL + WITHOUT[option]
+
+
 def hparam_metrics() -> list[str]:
     """The headline numbers logged to TensorBoard's HParams view."""
     return [FINAL + f.name for f in fields(Epoch) if f.metadata.get("hparam")]

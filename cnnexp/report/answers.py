@@ -30,6 +30,7 @@ from cnnexp.report.verdicts import (
     within_run_pairs,
     without_run,
 )
+from cnnexp.schema import TEST_ACC, TRAIN_LOSS
 
 TESTS = {"welch": "Welch", "paired t": "paired t"}
 
@@ -270,8 +271,8 @@ def _not_trained(study: Study, row: pd.Series) -> str:
     """The numbers of a group's runs that did not train: their losses and accuracies."""
     mask = study.runs["status"] == NOT_TRAINED
     bad = study.runs[mask & matching(study.runs, levels_of(study, row))]
-    losses = ", ".join(f"{v:.3f}" for v in bad["final_train_loss"].astype(float))
-    accs = ", ".join(pct(v) for v in bad["final_test_acc"].astype(float))
+    losses = ", ".join(f"{v:.3f}" for v in bad[TRAIN_LOSS].astype(float))
+    accs = ", ".join(pct(v) for v in bad[TEST_ACC].astype(float))
     return (
         f"{len(bad)} of {int(row['runs'])} runs: final training loss {losses}, test accuracy "
         f"{accs}; {bad['error'].iloc[0]}"

@@ -11,9 +11,10 @@ from cnnexp import design, stats
 from cnnexp.report import figures
 from cnnexp.report.document import Document
 from cnnexp.report.runs import USABLE, Study, flatten
+from cnnexp.schema import TEST_ACC
 from cnnexp.stats import ALPHA
 
-RESPONSE = "final_test_acc"
+RESPONSE = TEST_ACC
 
 
 def coded_runs(study: Study) -> tuple[pd.DataFrame, list[str]]:

@@ -27,6 +27,7 @@ from cnnexp.report.recipe import budget_phrase, heading
 from cnnexp.report.runs import USABLE, Study, flatten
 from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row
+from cnnexp.schema import TEST_ACC, without_key
 
 # The lab's questions (../shared/LAB.md): number -> (title, what the lab asks).
 QUESTIONS = {
@@ -206,7 +207,7 @@ def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
     network = network_name(study)
     images = run.get("test_images")
     on = f" on the {int(images):,} test images" if pd.notna(images) else ""
-    text = f"{network} reached {pct(usable['final_test_acc'].mean())} test accuracy{on} ({who}; "
+    text = f"{network} reached {pct(usable[TEST_ACC].mean())} test accuracy{on} ({who}; "
     text += (
         f"{budget_phrase(study)}; {times.mean():.0f} s of training on the "
         f"{run['device']} in {run['precision']})."
@@ -220,7 +221,7 @@ def _evaluation_only(study: Study, usable: pd.DataFrame) -> list[str]:
     choices = usable["choices"].iloc[0] if "choices" in usable else None
     said = []
     for option, what in (("tta", "test-time augmentation"), ("ema", "a weight average")):
-        column = f"final_test_acc_without_{option}"
+        column = without_key(option)
         # tta is a group (its choice names it), ema a value; older runs had tta as a value
         setting = (choices or {}).get(option, config.get(option))
         if setting in (None, "none", False) or column not in usable:

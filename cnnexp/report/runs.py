@@ -32,6 +32,9 @@ from cnnexp.schema import (
     METRICS,
     RUNNING,
     SYSTEM,
+    TEST_ACC,
+    TRAIN_LOSS,
+    VAL_ACC,
     Run,
     chance_reason,
     headline_columns,
@@ -321,7 +324,7 @@ def table_of_runs(study: Study) -> pd.DataFrame:
     return table.assign(study=study.name, study_root=str(study.root))
 
 
-def select_tuned(study: Study, key: str, metric: str = "final_val_acc") -> Study:
+def select_tuned(study: Study, key: str, metric: str = VAL_ACC) -> Study:
     """Keep, for each combination of the other factors, only the runs of the level of `key`
     (a learning rate, say) with the best mean validation accuracy over its usable seeds: each
     variant is then compared at its own best setting, chosen without looking at the test set."""
@@ -407,7 +410,7 @@ def problems(study: Study) -> pd.DataFrame:
     """Runs that are not in the means: did not train, diverged, failed, incomplete or
     unreadable; blank where a run has no number."""
     bad = study.runs[study.runs["status"] != USABLE]
-    columns = ["run", *study.factors, "status", "final_test_acc", "final_train_loss", "error"]
+    columns = ["run", *study.factors, "status", TEST_ACC, TRAIN_LOSS, "error"]
     shown = bad[[c for c in columns if c in bad]].astype(object)
     return shown.where(shown.notna(), "")
 

@@ -25,7 +25,7 @@ from cnnexp.report.runs import (
     levels_of,
     matching,
 )
-from cnnexp.schema import WITHOUT
+from cnnexp.schema import FINAL, TEST_ACC, TRAIN_LOSS, WITHOUT, without_key
 
 # The verdicts, defined once.
 BETTER, WORSE, UNCLEAR = "better", "worse", "no clear difference"
@@ -33,7 +33,7 @@ DID_NOT_TRAIN = "did not train"
 TOO_FEW = "too few seeds for a verdict"
 NO_NOISE = "no verdict: every seed gave the same accuracy, so the noise is unknown"
 DECIDED = (BETTER, WORSE)
-METRIC = "final_test_acc"
+METRIC = TEST_ACC
 COMPARISON = [
     "diff",
     "se",
@@ -230,7 +230,7 @@ def same_networks(study: Study, arm: pd.Series, control: pd.Series) -> bool:
         runs = _usable_runs(study, row)
         if REPLICATE not in runs or runs[REPLICATE].duplicated().any():
             return False
-        losses[row.name] = runs.set_index(REPLICATE)[["final_train_loss", "parameters"]]
+        losses[row.name] = runs.set_index(REPLICATE)[[TRAIN_LOSS, "parameters"]]
     mine, theirs = losses[arm.name], losses[control.name]
     if len(mine) < 2 or set(mine.index) != set(theirs.index):
         return False
@@ -318,7 +318,7 @@ def _unstable(arm: str, runs: pd.DataFrame, position: int, p: float) -> Unstable
 def _first_epoch(history: Any) -> float | None:
     if not isinstance(history, list) or not history:
         return None
-    value = history[0].get(METRIC.removeprefix("final_"))
+    value = history[0].get(METRIC.removeprefix(FINAL))
     return float(value) if value is not None else None
 
 
@@ -350,8 +350,8 @@ def within_run_pairs(study: Study, alpha: float = stats.ALPHA) -> list[WithinRun
         runs = runs[matching(runs, study.baseline)]
         where = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
     out = []
-    for option, key in WITHOUT.items():
-        column = f"final_{key}"
+    for option in WITHOUT:
+        column = without_key(option)
         if column not in runs:
             continue
         both = runs.dropna(subset=[column, METRIC])
