@@ -34,13 +34,13 @@ from scipy import stats
 from cnnexp.report.runs import (
     USABLE,
     Study,
-    flatten,
     groups,
     jobs_at_a_time,
     load_studies,
     matching,
 )
 from cnnexp.stats import pooled_fit
+from cnnexp.studies import flatten
 
 Z = stats.norm.isf(0.025)  # a two-sided 95% interval with many residual degrees of freedom
 

@@ -66,7 +66,7 @@ class Study:
 
     def reference(self) -> dict[str, str]:
         """What differences are measured from, by config key or group: the baseline."""
-        return {key: str(value) for key, value in _flatten(self.baseline).items()}
+        return {key: str(value) for key, value in flatten(self.baseline).items()}
 
     def check_arms(self, arms: list[list[str]]) -> list[list[str]]:
         """The arms its check trains again: every arm of a two-arm study; else the baseline
@@ -286,11 +286,12 @@ def _key_value(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a.b': value} for every leaf of a nested config."""
     flat: dict[str, Any] = {}
     for key, value in node.items():
         if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

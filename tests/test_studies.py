@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 from cnnexp import CONF_DIR
 from cnnexp.models import build_model, count_macs
 from cnnexp.report import main as report_main
-from cnnexp.report.runs import flatten, load_study
+from cnnexp.report.runs import load_study
+from cnnexp.studies import flatten
 
 STUDIES = ["architecture", "architecture_mnist", "architecture_gpu", "pooling", "pooling_mnist",
            "pooling_gpu", "ablation", "ablation_gpu"]  # fmt: skip

@@ -4,6 +4,7 @@ one YAML, and each gets its jobs and its report section from that alone."""
 from __future__ import annotations
 
 import os
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -21,34 +22,35 @@ TESTS = Path(__file__).resolve().parent
 def _write_experiment(text: str) -> str:
     """A study YAML in conf/experiment/ under a fresh name (the caller removes it)."""
     name = f"test_{uuid.uuid4().hex[:8]}"
-    (REPO / "conf" / "experiment" / f"{name}.yaml").write_text(text)
+    (REPO / "conf" / "experiment" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
     return name
 
 
-def _sweep(name: str, root: Path, *args: str):
+def _sweep(study: str, root: Path):
+    """Run the study its YAML text describes, from conf/experiment/ (removed after), with the
+    tests' folder on the path for a kind defined there."""
+    name = _write_experiment(study)
     env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    return run_cli("-m", f"+experiment={name}", *TINY, *args, f"hydra.sweep.dir={root}",
-                   cwd=REPO, env=env)  # fmt: skip
+    try:
+        return run_cli("-m", f"+experiment={name}", *TINY, f"hydra.sweep.dir={root}",
+                       cwd=REPO, env=env)  # fmt: skip
+    finally:
+        (REPO / "conf" / "experiment" / f"{name}.yaml").unlink()
 
 
 def test_a_new_study_of_an_existing_kind_is_one_yaml(tmp_path):
-    name = _write_experiment(
-        "# @package _global_\n"
-        "study:\n"
-        "  name: smoothing\n"
-        "  question: Does label smoothing help LeNet-5?\n"
-        "  baseline: {label_smoothing: 0.0}\n"
-        "  check: {seeds: [0, 1]}\n"
-        "hydra:\n"
-        "  sweeper:\n"
-        "    params:\n"
-        "      label_smoothing: 0.0,0.1\n"
-        "      seed: 0,1\n"
-    )
-    try:
-        result = _sweep(name, tmp_path / "sweep")
-    finally:
-        (REPO / "conf" / "experiment" / f"{name}.yaml").unlink()
+    study = """
+        # @package _global_
+        study:
+          name: smoothing
+          question: Does label smoothing help LeNet-5?
+          baseline: {label_smoothing: 0.0}
+          check: {seeds: [0, 1]}
+        hydra:
+          sweeper:
+            params: {label_smoothing: "0.0,0.1", seed: "0,1"}
+    """
+    result = _sweep(study, tmp_path / "sweep")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "job 8 of 8" in result.stdout  # 2 arms x 2 seeds, and its check: both arms again
     assert len(list((tmp_path / "sweep" / "check").glob("*/metrics.json"))) == 4
@@ -60,21 +62,14 @@ def test_a_new_study_of_an_existing_kind_is_one_yaml(tmp_path):
 
 
 def test_a_new_kind_of_study_is_one_class_and_one_yaml(tmp_path):
-    name = _write_experiment(
-        "# @package _global_\n"
-        "study:\n"
-        "  _target_: toy_study.Doubled\n"
-        "  name: doubled\n"
-        "hydra:\n"
-        "  sweeper:\n"
-        "    params:\n"
-        "      pool: max,avg\n"
-        "      seed: 0\n"
-    )
-    try:
-        result = _sweep(name, tmp_path / "sweep")
-    finally:
-        (REPO / "conf" / "experiment" / f"{name}.yaml").unlink()
+    study = """
+        # @package _global_
+        study: {_target_: toy_study.Doubled, name: doubled}
+        hydra:
+          sweeper:
+            params: {pool: "max,avg", seed: "0"}
+    """
+    result = _sweep(study, tmp_path / "sweep")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "job 4 of 4" in result.stdout  # the kind's own jobs: each arm at seeds 0 and 1
     seeds = sorted(

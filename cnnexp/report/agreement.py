@@ -14,7 +14,8 @@ from cnnexp import stats
 from cnnexp.report.answers import p_text
 from cnnexp.report.factorial import fitted_design
 from cnnexp.report.recipe import recipe
-from cnnexp.report.runs import USABLE, Study, data_title, flatten
+from cnnexp.report.runs import USABLE, Study, data_title
+from cnnexp.studies import flatten
 
 # The recipe items that tell two settings apart for a reader (not paths, times or seeds).
 SETTING_ITEMS = (

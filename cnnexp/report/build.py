@@ -22,7 +22,6 @@ from cnnexp.report.runs import (
     REPLICATE,
     Study,
     environment_of,
-    flatten,
     is_check,
     load_studies,
     or_warn,
@@ -33,6 +32,7 @@ from cnnexp.report.runs import (
 from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import summarise
 from cnnexp.schema import headings
+from cnnexp.studies import flatten
 
 ENV_KEYS = [
     "gpus",

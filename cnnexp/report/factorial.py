@@ -10,9 +10,10 @@ import pandas as pd
 from cnnexp import design, stats
 from cnnexp.report import figures
 from cnnexp.report.document import Document
-from cnnexp.report.runs import USABLE, Study, flatten
+from cnnexp.report.runs import USABLE, Study
 from cnnexp.schema import TEST_ACC
 from cnnexp.stats import ALPHA
+from cnnexp.studies import flatten
 
 RESPONSE = TEST_ACC
 

@@ -24,10 +24,11 @@ from cnnexp.report.budget import check_phrase
 from cnnexp.report.document import INTERVAL_KINDS, Document
 from cnnexp.report.factorial import best_point_sentence, design_of, effects_answer, pooling_effect
 from cnnexp.report.recipe import budget_phrase, heading
-from cnnexp.report.runs import USABLE, Study, flatten
+from cnnexp.report.runs import USABLE, Study
 from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row
 from cnnexp.schema import TEST_ACC, without_key
+from cnnexp.studies import flatten
 
 # The lab's questions (../shared/LAB.md): number -> (title, what the lab asks).
 QUESTIONS = {

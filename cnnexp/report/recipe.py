@@ -14,11 +14,11 @@ from cnnexp.report.runs import (
     REPLICATE,
     Study,
     data_title,
-    flatten,
     groups,
     jobs_at_a_time,
     label,
 )
+from cnnexp.studies import flatten
 
 RECIPE = {  # the report's name -> where it is in a run's config
     "data set": "data.name",

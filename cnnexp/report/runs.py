@@ -422,17 +422,6 @@ def data_title(config: dict[str, Any] | None) -> str | None:
     return data.get("title") or data.get("name")
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a.b': value} for every leaf of a nested config."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def environment_of(run: Path) -> dict[str, Any]:
     """env.json of a run, or {}."""
     return or_warn(read_json, Path(run) / ENVIRONMENT, SKIPPED) or {}
