@@ -201,11 +201,8 @@ def sweep_size(config: DictConfig) -> int | None:
     sweeper = config.hydra.sweeper
     if sweeper.get("n_trials"):
         return int(sweeper.n_trials)
-    params = {k: f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()}
-    for text in config.hydra.overrides.task:
-        params[text.split("=", 1)[0]] = text
     try:
-        return len(sweep_jobs(config, list(params.values())))
+        return len(sweep_jobs(config))
     except (OverrideParseException, CnnexpError):  # no estimate, no harm: the jobs still run
         return None
 

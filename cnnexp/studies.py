@@ -57,6 +57,9 @@ class Study:
     factors: dict[str, Any] = field(default_factory=dict)
     confirm: dict[str, Any] = field(default_factory=dict)
     check: Check = field(default_factory=Check)
+    # What each budget of the study changes (config key -> value; a value with commas is swept);
+    # study.budget picks one, for its sweep.
+    budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # --- what it runs ---------------------------------------------------------------------
 
@@ -102,6 +105,11 @@ class Study:
         if self.role not in (None, BUDGET_CHECK):
             raise ConfigError(
                 f"study.role={self.role!r} is not valid; choose {BUDGET_CHECK} or null"
+            )
+        if self.budgets and self.budget not in self.budgets:
+            raise ConfigError(
+                f"study.budget={self.budget} is not one of this study's budgets; choose "
+                f"{', '.join(self.budgets)}"
             )
         if self.check.times < 1:
             raise ConfigError(f"study.check.times={self.check.times} is not valid: use 2 or more")
@@ -260,15 +268,63 @@ def of(node: Mapping[str, Any] | DictConfig | None) -> Study:
     return kind(**values)
 
 
-def sweep_jobs(config: DictConfig, overrides: list[str]) -> list[list[str]]:
-    """Every job of a sweep, as overrides: the study's own jobs, then its check's."""
-    (swept,) = BasicSweeper.split_arguments(
-        OverridesParser.create().parse_overrides(overrides), None
-    )
-    study = of(config.study)
+def sweep_jobs(config: DictConfig) -> list[list[str]]:
+    """Every job of a sweep, as overrides: the study's own jobs, then its check's. Each job's
+    overrides are the sweep's params (the study's YAML), then its budget's
+    (study.budgets[study.budget]), then the command line's: a later value of a key wins."""
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    arguments = list(config.hydra.overrides.task)
+    budget = budget_overrides(config.study)
+    texts = _last_of_each([*params, *budget, *arguments])
+    (swept,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(texts), None)
+    study = of(_budgeted(config.study, {_key_value(t)[0] for t in arguments}))
     study.validate()
     jobs = study.jobs(swept)
-    return jobs + study.check_jobs(jobs, int(config.epochs))
+    epochs = next((v for k, v in map(_key_value, reversed(texts)) if k == "epochs"), None)
+    return jobs + study.check_jobs(jobs, int(epochs or config.epochs))
+
+
+def budget_overrides(study: DictConfig) -> list[str]:
+    """The chosen budget's settings as overrides (`setup=convnet_cifar10`, `epochs=30`); none
+    for a study without budgets."""
+    budgets = study.get("budgets") or {}
+    if not budgets:
+        return []
+    if study.budget not in budgets:
+        raise ConfigError(
+            f"study.budget={study.budget} is not one of this study's budgets; choose "
+            f"{', '.join(budgets)}"
+        )
+    return [f"{key}={_text(value)}" for key, value in budgets[study.budget].items()]
+
+
+def _budgeted(study: DictConfig, given: set[str]) -> DictConfig:
+    """The study node as its jobs see it: with its budget's study.* settings, except those the
+    command line gives."""
+    node = OmegaConf.create(OmegaConf.to_container(study, resolve=True))
+    for key, value in ((study.get("budgets") or {}).get(study.budget) or {}).items():
+        if key.startswith("study.") and key not in given:
+            OmegaConf.update(node, key.removeprefix("study."), value, force_add=True)
+    return node
+
+
+def _text(value: Any) -> str:
+    """A value as Hydra's override grammar writes it: null, true, [32,64], 0.05,0.1 (a sweep)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple) or OmegaConf.is_list(value):
+        return "[" + ",".join(_text(v) for v in value) + "]"
+    if isinstance(value, Mapping) or OmegaConf.is_dict(value):
+        return "{" + ",".join(f"{k}:{_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _last_of_each(texts: list[str]) -> list[str]:
+    """The overrides with only the last of each key, in the order of those last ones."""
+    last = {_key_value(text)[0]: text for text in texts}
+    return [text for text in texts if last[_key_value(text)[0]] is text]
 
 
 def _arms(jobs: list[list[str]]) -> list[list[str]]:

@@ -8,15 +8,10 @@
 #   bash docs/make.sh report factorial-cifar10   # one of them
 #   bash docs/make.sh lab       # the lab report only, from the run folders here or else the
 #                               # runs.csv of each study's report in docs/
-#   bash docs/make.sh factorial-cifar10   # the lab's factors on CIFAR-10: the factorial study,
-#                               # its budget check and confirmation, then its report (one to
-#                               # two hours on two AVX2 cores)
-#   bash docs/make.sh factorial-mnist   # the factorial study on MNIST, its budget check and
-#                               # the confirmation of the network it predicts best, then its
-#                               # report (about 20 minutes on two CPU cores)
-#   bash docs/make.sh ablation-factorial   # the factorial ablation of cifar10_cpu's recipe,
-#                               # its budget check and confirmation, then its report (about an
-#                               # hour on two AVX2 cores)
+#   bash docs/make.sh factorial-cifar10   # the lab's factors on CIFAR-10: the factorial study
+#                               # with its budget check, its confirmation, then its report
+#   bash docs/make.sh factorial-mnist   # the same on MNIST (study.budget=mnist_cpu)
+#   bash docs/make.sh ablation-factorial   # the factorial ablation of cifar10_cpu's recipe
 #   bash docs/make.sh tables    # the reports again from the runs.csv each report here keeps
 #                               # (no run folders needed; final numbers only for tables written
 #                               # before the tables kept configs and curves)
@@ -67,14 +62,12 @@ cifar10_cpu_fit() {
 
 runs() {
   clean_tree
-  # The one-factor studies at their CPU budgets, each with its budget check (the baseline again
-  # at twice the epochs) beside it; then the single runs of the lab report. `time` prints each
-  # one's wall time.
-  for study in architecture:architecture-cifar10 pooling:pooling-cifar10 \
-      pooling_mnist:pooling-mnist; do
-    sweep "${study%%:*}" "multirun/docs/${study#*:}"
-    sweep "${study%%:*}_check" "multirun/docs/${study#*:}-check"
-  done
+  # The one-factor studies at their CPU budgets, each with its budget check in its own sweep
+  # (the arms it decides again at twice the epochs, in check/); then the single runs of the lab
+  # report. `time` prints each one's wall time.
+  sweep architecture multirun/docs/architecture-cifar10
+  sweep pooling multirun/docs/pooling-cifar10
+  sweep pooling multirun/docs/pooling-mnist study.budget=mnist_cpu
   at_this_commit outputs/docs/lenet_mnist_default
   time $py -m cnnexp hydra.run.dir=outputs/docs/lenet_mnist_default
   at_this_commit outputs/docs/cifar10_cpu
@@ -98,10 +91,10 @@ title_of() {  # $1: a report's folder name
   done
 }
 
-report() {  # $1: the folder under multirun/docs/ and docs/: the study with its budget check and
-  # confirmation, where they are
+report() {  # $1: the folder under multirun/docs/ and docs/: the study (its budget check inside)
+  # and its confirmation, where there is one
   local root="multirun/docs/$1" inputs=()
-  for folder in "$root" "$root-check" "$root-confirm"; do
+  for folder in "$root" "$root-confirm"; do
     [ -d "$folder" ] && inputs+=("$folder")
   done
   rm -rf "docs/$1/figures"
@@ -124,9 +117,7 @@ lab() {
       factorial-mnist ablation-factorial; do
     if [ -d "multirun/docs/$name" ]; then
       inputs+=("multirun/docs/$name")
-      for part in check confirm; do
-        [ -d "multirun/docs/$name-$part" ] && inputs+=("multirun/docs/$name-$part")
-      done
+      [ -d "multirun/docs/$name-confirm" ] && inputs+=("multirun/docs/$name-confirm")
     elif [ -f "docs/$name/runs.csv" ]; then
       inputs+=("docs/$name/runs.csv")
     fi
@@ -148,19 +139,18 @@ tables() {  # from the runs tables the reports here keep (each is read before it
       --title "cnnexp lab report"
 }
 
-# A factorial study (two jobs at a time, one core each: faster than one job on two cores), its
-# budget check, and the confirmation its report asks for: the configuration the main effects
-# predict best against the reference, with fresh seeds. The report that names the confirmation
-# is written outside the tree: one in docs/ would leave the tree changed, and the runs after it
-# would record uncommitted changes.
-factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and docs/
+# A factorial study (two jobs at a time, one core each: faster than one job on two cores) with
+# its budget check in its sweep, and the confirmation its report asks for: the configuration
+# the main effects predict best against the reference, with fresh seeds. The report that names
+# the confirmation is written outside the tree: one in docs/ would leave the tree changed, and
+# the runs after it would record uncommitted changes.
+factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and docs/, $3: budget
   clean_tree
   local root="multirun/docs/$2" plan confirm
-  sweep "$1" "$root"
-  sweep "$1_check" "$root-check"
+  sweep "$1" "$root" study.budget="$3"
   plan=$(mktemp -d)
-  $py -m cnnexp.report "$root" "$root-check" --out "$plan"
-  confirm=$(grep -o 'study.design=confirm[^`]*' "$plan/report.md" | head -n1 |
+  $py -m cnnexp.report "$root" --out "$plan"
+  confirm=$(grep -o 'study.budget=[^`]*study=confirm[^`]*' "$plan/report.md" | head -n1 |
       sed 's/ hydra.sweep.dir=[^ ]*//')
   rm -rf "$plan"
   if [ -n "$confirm" ]; then
@@ -169,9 +159,9 @@ factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and doc
   fi
 }
 
-factorial_cifar10() { factorial factorial factorial-cifar10; }
-factorial_mnist() { factorial factorial_mnist factorial-mnist; }
-ablation_factorial() { factorial ablation_factorial ablation-factorial; }
+factorial_cifar10() { factorial factorial factorial-cifar10 cifar10_cpu; }
+factorial_mnist() { factorial factorial factorial-mnist mnist_cpu; }
+ablation_factorial() { factorial ablation_factorial ablation-factorial cifar10_cpu; }
 
 case "$what" in
   factorial-cifar10) factorial_cifar10; report factorial-cifar10 ;;

@@ -28,6 +28,30 @@ def make_config(*overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def budget_settings(study: str, budget: str) -> tuple[list[str], dict[str, str]]:
+    """What a study's budget changes, as (fixed overrides, {swept key: its values}): the
+    overrides its sweep gives every job (cnnexp.studies.budget_overrides)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from cnnexp.studies import budget_overrides
+
+    base = make_config(f"+experiment={study}", f"study.budget={budget}")
+    fixed, swept = [f"study.budget={budget}"], {}
+    for text in budget_overrides(base.study):
+        (override,) = OverridesParser.create().parse_overrides([text])
+        if override.is_sweep_override():
+            swept[override.key_or_group] = text.partition("=")[2]
+        else:
+            fixed.append(text)
+    return fixed, swept
+
+
+def study_config(study: str, budget: str, *overrides: str) -> DictConfig:
+    """A study's config as a job of its sweep at `budget` gets it (swept keys as `overrides` or
+    the YAML set them)."""
+    return make_config(f"+experiment={study}", *budget_settings(study, budget)[0], *overrides)
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None):
     """Run `python -m cnnexp ARGS` in `cwd`; returns the CompletedProcess."""
     return subprocess.run(

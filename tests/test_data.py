@@ -250,7 +250,8 @@ def test_a_study_runs_end_to_end_on_fashion_mnist_files(tmp_path):
     is one choice of the study, and the report names it by its own name."""
     root = write_mnist(tmp_path / "data", n_train=256, n_test=64, folder="FashionMNIST")
     sweep = tmp_path / "sweep"
-    result = run_cli("-m", "+experiment=pooling_mnist", "data=fashion_mnist", f"data.root={root}",
+    result = run_cli("-m", "+experiment=pooling", "study.budget=mnist_cpu", "data=fashion_mnist",
+                     f"data.root={root}",
                      "device=cpu", "progress=false", "epochs=1", "batch_size=32", "seed=0",
                      "study.check.seeds=[]", "tracking.images_every=0", "tracking.graph=false",
                      f"hydra.sweep.dir={sweep}", cwd=REPO)  # fmt: skip

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from conftest import REPO, make_config, run_cli
+from conftest import REPO, run_cli, study_config
 
 from cnnexp import design, studies
 from cnnexp.errors import ConfigError
@@ -169,32 +169,33 @@ def test_a_design_with_too_few_factors_for_its_generators_is_refused():
 
 
 @pytest.mark.parametrize(
-    "experiment",
+    ("experiment", "budget"),
     [
-        "factorial",
-        "factorial_mnist",
-        "factorial_gpu",
-        "ablation_factorial",
-        "ablation_factorial_gpu",
+        ("factorial", "cifar10_cpu"),
+        ("factorial", "mnist_cpu"),
+        ("factorial", "cifar10_gpu"),
+        ("ablation_factorial", "cifar10_cpu"),
+        ("ablation_factorial", "cifar10_gpu"),
     ],
 )
-def test_every_design_point_of_each_factorial_study_composes_and_builds(experiment):
+def test_every_design_point_of_each_factorial_study_composes_and_builds(experiment, budget):
     """The design's corners and a middle point of each study compose, validate and build a
     network (the end-to-end test above runs all 16 of the CIFAR-10 study)."""
     from cnnexp.config import validate
     from cnnexp.models import build_model
 
-    points = studies.of(make_config(f"+experiment={experiment}").study).points()
+    points = studies.of(study_config(experiment, budget).study).points()
     assert len(points) == 16 and len({tuple(p) for p in points}) == 16
     for point in (points[0], points[7], points[-1]):
-        cfg = make_config(f"+experiment={experiment}", *point)
+        cfg = study_config(experiment, budget, *point)
         validate(cfg)
         assert sum(p.numel() for p in build_model(cfg).parameters()) > 0
 
 
 def test_a_confirmation_trains_the_reference_against_the_levels_it_names():
-    study = make_config(
-        "+experiment=factorial_mnist",
+    study = study_config(
+        "factorial",
+        "mnist_cpu",
         "study=confirm",
         "+study.confirm.activation=gelu",
         "+study.confirm.width=1.0",
@@ -207,7 +208,7 @@ def test_a_confirmation_trains_the_reference_against_the_levels_it_names():
         o for o in best if "activation" not in o and "width" not in o
     ]
     # The design's budget check: the reference alone, at twice the epochs, in check/.
-    design = studies.of(make_config("+experiment=factorial_mnist").study)
+    design = studies.of(study_config("factorial", "mnist_cpu").study)
     checks = design.check_jobs(design.jobs([["seed=0"], ["seed=1"]]), epochs=3)
     assert [job[: len(reference)] for job in checks] == [reference] * 3
     assert {"epochs=6", "study.role=budget_check"} <= set(checks[0])
@@ -223,7 +224,7 @@ def test_a_confirmation_trains_the_reference_against_the_levels_it_names():
     ],
 )
 def test_a_confirmation_of_levels_the_design_lacks_is_refused(confirm, message):
-    study = make_config("+experiment=factorial_mnist", "study=confirm", *confirm).study
+    study = study_config("factorial", "mnist_cpu", "study=confirm", *confirm).study
     with pytest.raises(ConfigError, match=message):
         studies.of(study).validate()
 
@@ -283,7 +284,7 @@ def test_the_lab_answers_pooling_and_changes_from_a_factorial_and_names_the_conf
     from cnnexp.report.runs import make_study
     from cnnexp.report.verdicts import summarise
 
-    spec = make_config("+experiment=factorial_mnist").study
+    spec = study_config("factorial", "mnist_cpu").study
     factors = {n: {"key": s.key, "low": s.low, "high": s.high} for n, s in spec.factors.items()}
     declared = {"name": "factorial_mnist", "design": "factorial", "factors": factors,
                 "generators": spec.generators}  # fmt: skip
@@ -352,7 +353,7 @@ def test_two_studies_of_one_comparison_are_tested_for_agreement():
     from cnnexp.report.runs import make_study
     from cnnexp.report.verdicts import summarise
 
-    spec = make_config("+experiment=factorial_mnist").study
+    spec = study_config("factorial", "mnist_cpu").study
     factors = {n: {"key": s.key, "low": s.low, "high": s.high} for n, s in spec.factors.items()}
     declared = {"name": "factorial_mnist", "design": "factorial", "factors": factors,
                 "generators": spec.generators}  # fmt: skip

@@ -79,7 +79,8 @@ def lab(tmp_path_factory):
     for name, overrides in runs.items():
         result = run_cli(*overrides, f"hydra.run.dir={root / name}", cwd=REPO)
         assert result.returncode == 0, result.stderr[-3000:]
-    result = run_cli("-m", "+experiment=pooling_mnist", *TINY_RUN, "seed=0,1",
+    result = run_cli("-m", "+experiment=pooling", "study.budget=mnist_cpu", *TINY_RUN, "seed=0,1",
+                     "study.check.seeds=[]",
                      f"hydra.sweep.dir={root / 'pooling'}", cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     # Given in another order than the lab's: the report puts them in the lab's.

@@ -7,25 +7,28 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_config, run_cli
+from conftest import REPO, budget_settings, make_config, run_cli, study_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from cnnexp import CONF_DIR
+from cnnexp import CONF_DIR, studies
 from cnnexp.models import build_model, count_macs
 from cnnexp.report import main as report_main
 from cnnexp.report.runs import load_study
 from cnnexp.studies import flatten
 
-STUDIES = ["architecture", "architecture_mnist", "architecture_gpu", "pooling", "pooling_mnist",
-           "pooling_gpu", "ablation", "ablation_gpu"]  # fmt: skip
 CPU_STUDIES = ["architecture", "pooling", "ablation"]
+# Every budget of every one-factor study: each is one YAML, its budgets options of it.
+STUDIES = [(study, budget) for study in CPU_STUDIES
+           for budget in make_config(f"+experiment={study}").study.budgets]  # fmt: skip
 
 
-def sweep_params(study: str) -> dict[str, str]:
+def sweep_params(study: str, budget: str | None = None) -> dict[str, str]:
+    """The swept keys and their values, as the study's YAML and its budget give them."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"+experiment={study}"], return_hydra_config=True)
-    return dict(cfg.hydra.sweeper.params)
+    params = {k: str(v) for k, v in cfg.hydra.sweeper.params.items()}
+    return {**params, **(budget_settings(study, budget)[1] if budget else {})}
 
 
 def arm_key(study: str) -> str:
@@ -40,17 +43,18 @@ def model_of(cfg):
     return build_model(cfg)
 
 
-@pytest.mark.parametrize("study", STUDIES)
-def test_each_arm_is_the_change_it_names(study):
-    """Every arm composes, builds a network that fits the data, and differs from the baseline in
-    exactly the keys its name says (or, for architecture arms, in the model it builds)."""
+@pytest.mark.parametrize(("study", "budget"), STUDIES)
+def test_each_arm_is_the_change_it_names(study, budget):
+    """Every arm at every budget composes, builds a network that fits the data, and differs from
+    the baseline in exactly the keys its name says (or, for architecture arms, in the model it
+    builds)."""
     key = arm_key(study)
-    base_cfg = make_config(f"+experiment={study}")
+    arms = sweep_params(study, budget)[key].split(",")
+    base_cfg = study_config(study, budget, f"{key}={arms[0]}")
     base = flat(base_cfg)
-    assert base_cfg.study.budget in ("cpu", "gpu")
-    assert str(base_cfg.study.baseline[key]) == sweep_params(study)[key].split(",")[0]
-    for arm in sweep_params(study)[key].split(",")[1:]:
-        cfg = make_config(f"+experiment={study}", f"{key}={arm}")
+    assert str(base_cfg.study.baseline[key]) == arms[0]
+    for arm in arms[1:]:
+        cfg = study_config(study, budget, f"{key}={arm}")
         changed = {k for k, v in flat(cfg).items() if base.get(k) != v}
         assert changed, f"{key}={arm} leaves the config as the baseline's"
         shape = (cfg.data.channels, cfg.data.size, cfg.data.size)
@@ -61,16 +65,16 @@ def test_each_arm_is_the_change_it_names(study):
 
 
 def test_cpu_budgets_fix_one_number_format_and_gpu_budgets_tune_or_lengthen():
-    for study in ("architecture", "pooling", "ablation", "architecture_mnist", "pooling_mnist"):
-        assert make_config(f"+experiment={study}").precision == "fp32", study
-    cpu, gpu = make_config("+experiment=architecture"), make_config("+experiment=architecture_gpu")
-    assert gpu.study.tune == "optimizer.lr" and gpu.data.validation > 0
-    assert "optimizer.lr" in sweep_params("architecture_gpu")
+    for study, budget in STUDIES:
+        if budget.endswith("_cpu"):
+            assert study_config(study, budget).precision == "fp32", (study, budget)
+    cpu = study_config("architecture", "cifar10_cpu")
+    gpu = study_config("architecture", "cifar10_gpu", "optimizer.lr=0.1")
+    assert studies.of(gpu.study).tuned_key() == "optimizer.lr" and gpu.data.validation > 0
+    assert "optimizer.lr" in sweep_params("architecture", "cifar10_gpu")
     assert gpu.epochs > cpu.epochs
-    assert (
-        make_config("+experiment=ablation_gpu").epochs
-        == make_config("+experiment=cifar10_fast").epochs
-    )
+    ablation_gpu = study_config("ablation", "cifar10_gpu")
+    assert ablation_gpu.epochs == make_config("+experiment=cifar10_fast").epochs
 
 
 TINY_STUDY = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=256",
@@ -183,10 +187,12 @@ def test_pooling_report_shows_first_epochs_and_feature_maps(tmp_path):
 
 @pytest.mark.slow  # eight runs with a validation split, 23 s
 def test_a_tuned_study_compares_each_variant_at_its_best_validation_lr(tmp_path):
-    """architecture_gpu tunes the learning rate per variant on the validation split: the report
-    keeps, per variant, only the runs of the lr with the best mean validation accuracy."""
+    """The architecture study's GPU budget tunes the learning rate per variant on the validation
+    split: the report keeps, per variant, only the runs of the lr with the best mean validation
+    accuracy."""
     root = tmp_path / "tuned"
-    result = run_cli("-m", "+experiment=architecture_gpu", *TINY_STUDY, "data.validation=64",
+    result = run_cli("-m", "+experiment=architecture", "study.budget=cifar10_gpu", *TINY_STUDY,
+                     "data.validation=64",
                      "arch=baseline,stride-2", "optimizer.lr=0.01,0.1", "seed=0,1",
                      "epochs=2", "data.synthetic.train_size=512",
                      "precision=fp32", "model.widths=[8,16,32]",
@@ -214,21 +220,22 @@ def test_a_tuned_study_compares_each_variant_at_its_best_validation_lr(tmp_path)
 
 # The other budgets and data sets, each run end to end on its first two arms (a network small
 # enough for the suite where the study's own is a GPU's).
-OTHER_STUDIES = {
-    "pooling_mnist": [],
-    "architecture_mnist": [],
-    "pooling_gpu": ["model.widths=[8,16,32]", "precision=fp32"],
-    "ablation_gpu": ["model.widths=[8,16,16]", "precision=fp32", "batch_size=128"],
+OTHER_BUDGETS = {
+    ("pooling", "mnist_cpu"): [],
+    ("architecture", "mnist_cpu"): [],
+    ("pooling", "cifar10_gpu"): ["model.widths=[8,16,32]", "precision=fp32"],
+    ("ablation", "cifar10_gpu"): ["model.widths=[8,16,16]", "precision=fp32", "batch_size=128"],
 }
 
 
 @pytest.mark.slow  # 30 s together: they keep the default suite near 5 minutes
-@pytest.mark.parametrize("study", OTHER_STUDIES)
-def test_other_budgets_run_end_to_end(study, tmp_path):
+@pytest.mark.parametrize(("study", "budget"), OTHER_BUDGETS)
+def test_other_budgets_run_end_to_end(study, budget, tmp_path):
     key = arm_key(study)
-    arms = sweep_params(study)[key].split(",")[:2]
+    arms = sweep_params(study, budget)[key].split(",")[:2]
     root = tmp_path / study
-    result = run_cli("-m", f"+experiment={study}", *TINY_STUDY, *OTHER_STUDIES[study], "seed=0",
+    result = run_cli("-m", f"+experiment={study}", f"study.budget={budget}", *TINY_STUDY,
+                     *OTHER_BUDGETS[(study, budget)], "seed=0",
                      f"{key}={','.join(arms)}", "tracking.images_every=0",
                      f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]

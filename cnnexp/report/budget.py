@@ -11,7 +11,7 @@ import pandas as pd
 
 from cnnexp import stats
 from cnnexp.report.document import Document
-from cnnexp.report.runs import Study, label
+from cnnexp.report.runs import Study, experiment_of, label
 from cnnexp.report.verdicts import (
     BudgetCheck,
     BudgetEffect,
@@ -114,7 +114,7 @@ def outcome(c: stats.Comparison) -> str:
 
 def again(study: Study) -> str:
     """The command that runs the study with its budget check, into a folder of its own."""
-    experiment = _experiment(study)
+    experiment = experiment_of(study)
     start = (
         f"python -m cnnexp -m +experiment={experiment}" if experiment else "its sweep again with"
     )
@@ -122,13 +122,6 @@ def again(study: Study) -> str:
         f"{start} 'study.check.seeds=[0,1,2]' hydra.sweep.dir=<a new folder>, then name that "
         "folder beside this one"
     )
-
-
-def _experiment(study: Study) -> str | None:
-    if "experiment" not in study.runs:
-        return None
-    names = study.runs["experiment"].dropna().unique()
-    return str(names[0]) if len(names) == 1 else None
 
 
 def reference_study(study: Study) -> Study:

@@ -10,7 +10,7 @@ import pandas as pd
 from cnnexp import design, stats
 from cnnexp.report import figures
 from cnnexp.report.document import Document
-from cnnexp.report.runs import USABLE, Study
+from cnnexp.report.runs import USABLE, Study, experiment_of
 from cnnexp.schema import TEST_ACC
 from cnnexp.stats import ALPHA
 from cnnexp.studies import flatten
@@ -192,7 +192,8 @@ def prediction_sentence(fitted: design.FactorialFit, spec, study: Study) -> str:
         return (
             f"Predicted best: the reference configuration (every factor low): {why}.{open_choices}"
         )
-    experiment = study.kind.name or "factorial"
+    experiment = experiment_of(study) or study.kind.name or "factorial"
+    budget = f" study.budget={study.kind.budget}" if study.kind.budgets else ""
     what = ", ".join(f"{f}={spec[f]['high']}" for f in best.changed)
     levels = " ".join(f"+study.confirm.{f}={spec[f]['high']}" for f in best.changed)
     return (
@@ -201,8 +202,8 @@ def prediction_sentence(fitted: design.FactorialFit, spec, study: Study) -> str:
         f"the interactions aliased with them, the design supports {range_phrase(best)} (a "
         f"prediction, not a measurement).{open_choices} Only runs confirm it: train it "
         "against the reference configuration with fresh seeds, `python -m cnnexp -m "
-        f"+experiment={experiment} study=confirm {levels} "
-        f"study.name={experiment}_confirm seed=10,11,12,13,14 "
+        f"+experiment={experiment}{budget} study=confirm {levels} "
+        f"study.name={study.kind.name or experiment}_confirm seed=10,11,12,13,14 "
         f"hydra.sweep.dir=multirun/{experiment}_confirm`, and report its folder beside this "
         "study's."
     )

@@ -189,7 +189,9 @@ def budget_line(study: Study) -> str:
     name = study.kind.budget
     if name is None:
         return "Budget: not named (a sweep of its own, not one of the studies in conf/experiment/)."
-    return f"Budget: {BUDGETS.get(str(name), str(name))}. {time_taken(study, str(name))}"
+    kind = str(name).rsplit("_", 1)[-1]  # cifar10_cpu -> cpu
+    said = BUDGETS[kind].replace(kind, str(name), 1) if kind in BUDGETS else str(name)
+    return f"Budget: {said}. {time_taken(study, kind)}"
 
 
 def time_taken(study: Study, budget: str) -> str:

@@ -363,6 +363,14 @@ def select_tuned(study: Study, key: str, metric: str = VAL_ACC) -> Study:
     )
 
 
+def experiment_of(study: Study) -> str | None:
+    """The conf/experiment/ YAML its runs were made from (+experiment=...), where they name one."""
+    if "experiment" not in study.runs:
+        return None
+    names = study.runs["experiment"].dropna().unique()
+    return str(names[0]) if len(names) == 1 else None
+
+
 def as_tuple(levels: object) -> tuple:
     return levels if isinstance(levels, tuple) else (levels,)
 

@@ -19,6 +19,6 @@ class StudySweeper(BasicSweeper):
     def split_arguments(  # an instance method here: it needs the study
         self, overrides: list[Override], max_batch_size: int | None
     ) -> list[list[list[str]]]:
-        jobs = sweep_jobs(self.config, [o.input_line for o in overrides])
+        jobs = sweep_jobs(self.config)  # from the sweep's config: its params, budget, overrides
         size = max_batch_size or len(jobs)
         return [jobs[i : i + size] for i in range(0, len(jobs), size)]
