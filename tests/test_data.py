@@ -168,7 +168,9 @@ def test_cifar100_files_are_read_and_a_network_trains_on_them(tmp_path, monkeypa
     train_set, test_set = load_torchvision("cifar100", str(root), download=False)
     assert train_set.images.shape == (128, 3, 32, 32) and len(test_set) == 10
     assert len(train_set.class_names) == 100 and train_set.labels.max() == 99
-    cfg = make_config(*TINY, "data=cifar100", f"data.root={root}", "epochs=1")
+    quiet = ["tracking.images_every=0", "tracking.confusion=false", "tracking.misclassified=0",
+             "tracking.graph=false", "tracking.histograms_every=0"]  # fmt: skip
+    cfg = make_config(*TINY, "data=cifar100", f"data.root={root}", "epochs=1", *quiet)
     metrics = train(cfg, tmp_path / "run")
     assert metrics["status"] == "completed" and metrics["train_images"] == 128
 
@@ -245,6 +247,7 @@ def test_jobs_of_a_sweep_read_a_dataset_once(tmp_path):
         load_splits(data)  # forgotten: read again, from a folder that is now empty
 
 
+@pytest.mark.slow  # two runs and a report, 10 s
 def test_a_study_runs_end_to_end_on_fashion_mnist_files(tmp_path):
     """The pooling study of LeNet-5 on Fashion-MNIST read from torchvision's files: the data set
     is one choice of the study, and the report names it by its own name."""
