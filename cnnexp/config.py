@@ -7,6 +7,8 @@ key without a value in YAML is MISSING).
 `validate` then checks ranges and choices.
 """
 
+import importlib
+import pkgutil
 import types
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -32,7 +34,26 @@ from cnnexp import studies
 from cnnexp.errors import CnnexpError, ConfigError
 from cnnexp.studies import Study
 
+# Each option's schema, by group: {group: {name: dataclass}}. A schema is declared beside the
+# code it configures (a model's in its module) with @schema; `register` imports those modules.
+SCHEMAS: dict[str, dict[str, type]] = {}
 
+
+def schema(group: str, name: str) -> Any:
+    """Declare the decorated dataclass as the schema of `group`'s option `name`: its YAML takes
+    it as `defaults: [/schema/<group>/<name>@_here_]`. A `check(node)` method on it checks the
+    ranges a type cannot say."""
+
+    def declare(cls: type) -> type:
+        SCHEMAS.setdefault(group, {})[name] = cls
+        return cls
+
+    return declare
+
+
+@schema("pool", "built")
+@schema("activation", "built")
+@schema("schedule", "built")
 @dataclass
 class Built:
     """A class or function built by `hydra.utils.instantiate`, its arguments given later."""
@@ -41,11 +62,13 @@ class Built:
     _partial_: bool
 
 
+@schema("activation", "leaky_relu")
 @dataclass
 class LeakyReLU(Built):
     negative_slope: float
 
 
+@schema("optimizer", "sgd")
 @dataclass
 class SGD(Built):
     lr: float  # peak learning rate, for the mean loss of a batch
@@ -54,59 +77,11 @@ class SGD(Built):
     weight_decay: float
 
 
-@dataclass
-class Muon(SGD):
-    filter_lr: float
-    filter_momentum: float
-
-
+@schema("optimizer", "adam")
 @dataclass
 class Adam(Built):
     lr: float
     weight_decay: float
-
-
-@dataclass
-class Warmup(Built):
-    warmup: float  # fraction of all steps
-
-
-@dataclass
-class WarmupLinear(Warmup):
-    final: float  # the last step's learning rate, as a fraction of the peak
-
-
-@dataclass
-class LeNet(Built):
-    in_channels: int
-    image_size: int
-    num_classes: int
-
-
-@dataclass
-class ConvNet(LeNet):
-    widths: list[int]
-    width_mult: float
-    convs_per_stage: int
-    kernel_size: int
-    stride: int
-    fc_layers: int
-    fc_width: int
-    batch_norm: bool
-    dropout: float
-
-
-@dataclass
-class WhitenedResNet(LeNet):
-    widths: list[int]
-    width_mult: float
-    bn_momentum: float
-    head_scale: float
-    identity_init: bool
-    whiten_bias_epochs: int | None
-    whiten: bool
-    residual: bool
-    batch_norm: bool
 
 
 @dataclass
@@ -193,21 +168,24 @@ class Config:
     tracking: Tracking
 
 
-# Each option's schema, by group.
-SCHEMAS = {
-    "pool": {"built": Built},
-    "activation": {"built": Built, "leaky_relu": LeakyReLU},
-    "optimizer": {"sgd": SGD, "muon": Muon, "adam": Adam},
-    "schedule": {"built": Built, "warmup": Warmup, "warmup_linear": WarmupLinear},
-    "model": {"lenet": LeNet, "convnet": ConvNet, "whitened_resnet": WhitenedResNet},
-}
+# Where schemas are declared besides this module: every model's module, and our optimizer's and
+# schedules'.
+SCHEMA_PACKAGES = ("cnnexp.models",)
+SCHEMA_MODULES = ("cnnexp.muon", "cnnexp.schedules")
 
 
 def register() -> None:
     """Put every schema in Hydra's ConfigStore, before any config is composed: the top level's
     as `schema/config` (first in conf/config.yaml's defaults), each option's as
     `schema/<group>/<name>` (conf/model/convnet.yaml: `defaults: [/schema/model/convnet@_here_]`).
-    Under schema/, apart from the groups' own options."""
+    Under schema/, apart from the groups' own options. A new model is its module and its YAML:
+    every module of cnnexp.models is imported here, so its @schema declares itself."""
+    for package in SCHEMA_PACKAGES:
+        found = importlib.import_module(package).__path__
+        for module in pkgutil.iter_modules(found, f"{package}."):
+            importlib.import_module(module.name)
+    for module in SCHEMA_MODULES:
+        importlib.import_module(module)
     store = ConfigStore.instance()
     store.store(group="schema", name="config", node=Config)
     for group, schemas in SCHEMAS.items():
@@ -226,8 +204,6 @@ CHOICES = {
     # What a search maximises: never a test metric, so the test set decides nothing.
     "objective": ("final_val_acc", "best_val_acc"),
 }
-# Whole numbers of the network's shape, where the chosen model has them.
-MODEL_COUNTS = ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -246,7 +222,7 @@ def validate(cfg: DictConfig) -> None:
             f"data.augment.translate={cfg.data.augment.translate!r} is not valid: "
             "it must be a whole number of pixels >= 0 (0 = off)"
         )
-    _validate_model(cfg.model)
+    _check_option(cfg.model)
     if cfg.optimizer.lr <= 0:
         raise ConfigError(
             f"optimizer.lr={cfg.optimizer.lr!r} is not valid: it must be a number > 0, e.g. 0.01"
@@ -274,23 +250,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"ema={cfg.ema} is not valid: use a decay in (0, 1), e.g. 0.99, or null")
 
 
-def _validate_model(model: DictConfig) -> None:
-    """The shape keys of the chosen network: counts and widths >= 1, a positive multiplier."""
-    for key in MODEL_COUNTS:
-        if key in model and model[key] < 1:
-            raise ConfigError(
-                f"model.{key}={model[key]!r} is not valid: it must be a whole number >= 1"
-            )
-    widths = model.get("widths")
-    if widths is not None and (not widths or min(widths) < 1):
-        raise ConfigError(
-            f"model.widths={list(widths)!r} is not valid: it must be a list of "
-            "whole numbers >= 1, e.g. [32,64,128]"
-        )
-    if model.get("width_mult", 1.0) <= 0:
-        raise ConfigError(
-            f"model.width_mult={model.width_mult!r} is not valid: it must be a number > 0"
-        )
+def _check_option(node: DictConfig) -> None:
+    """The ranges its schema checks (`check`), for a group's chosen option."""
+    check = getattr(OmegaConf.get_type(node), "check", None)
+    if check is not None:
+        check(node)
 
 
 def _refuse_unknown_keys(node: DictConfig, path: str = "") -> None:
@@ -310,7 +274,7 @@ def _refuse_unknown_keys(node: DictConfig, path: str = "") -> None:
 
 def _not_a_key(key: str, schema: type) -> str:
     parent, _, _ = key.rpartition(".")
-    where = f"{parent} ({schema.__name__})" if parent else "the top level"
+    where = f"{parent} ({schema.__name__.removesuffix('Config')})" if parent else "the top level"
     names = [f.name for f in fields(schema) if not f.name.startswith("_")]
     return f"{key} is not a config key; {where} has: {', '.join(names)}"
 
@@ -474,7 +438,8 @@ def unknown_choice(args: list[str], conf: Path) -> str | None:
             continue
         if key.startswith("hydra"):  # Hydra's own groups hold its plugins' options too
             continue
-        options = sorted(p.stem for p in group.glob("*.yaml"))
+        # A name with a leading underscore is what the options share (data/_base), not one.
+        options = sorted(p.stem for p in group.glob("*.yaml") if not p.stem.startswith("_"))
         for choice in value.split(","):
             if choice != "null" and choice not in options:
                 return (

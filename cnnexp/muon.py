@@ -14,10 +14,23 @@ filter normalisation are those of KellerJordan/cifar10-airbench, airbench94_muon
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.optim import Optimizer
+
+from cnnexp.config import SGD, schema
+
+
+@schema("optimizer", "muon")
+@dataclass
+class MuonConfig(SGD):
+    """conf/optimizer/muon.yaml: SGD's keys for the rest, and the filters' own."""
+
+    filter_lr: float
+    filter_momentum: float
+
 
 # Coefficients of the quintic X <- aX + b(XX^T)X + c(XX^T)^2 X: chosen for the steepest slope at
 # zero, so that three steps lift even small singular values to about 0.5-1.5 (not exactly 1,

@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
+
+from cnnexp.config import Built, schema
+
+
+@schema("schedule", "warmup")
+@dataclass
+class WarmupConfig(Built):
+    """conf/schedule/cosine.yaml."""
+
+    warmup: float  # fraction of all steps
+
+
+@schema("schedule", "warmup_linear")
+@dataclass
+class WarmupLinearConfig(WarmupConfig):
+    """conf/schedule/onecycle.yaml."""
+
+    final: float  # the last step's learning rate, as a fraction of the peak
 
 
 def warmup_linear(optimizer: Optimizer, total_steps: int, warmup: float, final: float) -> LambdaLR:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from cnnexp.config import build
-from cnnexp.errors import ModelError
+from cnnexp.errors import ConfigError, ModelError
 
 PoolFactory = Callable[..., nn.Module]  # called as pool(kernel_size=2, stride=2)
 ActivationFactory = Callable[[], nn.Module]
@@ -46,6 +46,28 @@ class ActivatedMaxPool2d(nn.MaxPool2d):
 
     def pool_input(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(x)
+
+
+def check_counts(node: DictConfig, keys: tuple[str, ...]) -> None:
+    """Whole numbers of a network's shape: each >= 1."""
+    for key in keys:
+        if node[key] < 1:
+            raise ConfigError(
+                f"model.{key}={node[key]!r} is not valid: it must be a whole number >= 1"
+            )
+
+
+def check_widths(node: DictConfig) -> None:
+    """Stage widths: a list of whole numbers >= 1, and a positive multiplier."""
+    if not node.widths or min(node.widths) < 1:
+        raise ConfigError(
+            f"model.widths={list(node.widths)!r} is not valid: it must be a list of "
+            "whole numbers >= 1, e.g. [32,64,128]"
+        )
+    if node.width_mult <= 0:
+        raise ConfigError(
+            f"model.width_mult={node.width_mult!r} is not valid: it must be a number > 0"
+        )
 
 
 def activate_and_pool(activation: ActivationFactory, pool: PoolFactory) -> list[nn.Module]:

@@ -4,11 +4,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
-from cnnexp.models import ActivationFactory, PoolFactory, activate_and_pool, check_fits
+from cnnexp.config import schema
+from cnnexp.models import (
+    ActivationFactory,
+    PoolFactory,
+    activate_and_pool,
+    check_counts,
+    check_fits,
+    check_widths,
+)
+from cnnexp.models.lenet import LeNetConfig
+
+
+@schema("model", "convnet")
+@dataclass
+class ConvNetConfig(LeNetConfig):
+    """conf/model/convnet.yaml: every factor the lab asks about is a key."""
+
+    widths: list[int]
+    width_mult: float
+    convs_per_stage: int
+    kernel_size: int
+    stride: int
+    fc_layers: int
+    fc_width: int
+    batch_norm: bool
+    dropout: float
+
+    @staticmethod
+    def check(node: DictConfig) -> None:
+        check_counts(node, ("kernel_size", "stride", "convs_per_stage", "fc_layers", "fc_width"))
+        check_widths(node)
 
 
 class ConvNet(nn.Module):

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from cnnexp.config import Built, schema
 from cnnexp.models import ActivationFactory, PoolFactory, activate_and_pool, check_fits
+
+
+@schema("model", "lenet")
+@dataclass
+class LeNetConfig(Built):
+    """conf/model/lenet.yaml: the input's facts, from the data config."""
+
+    in_channels: int
+    image_size: int
+    num_classes: int
 
 
 class LeNet5(nn.Module):

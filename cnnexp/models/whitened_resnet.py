@@ -9,11 +9,35 @@ global max pooling and a linear head whose logits are scaled down.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
-from cnnexp.models import ActivationFactory, PoolFactory, check_fits
+from cnnexp.config import schema
+from cnnexp.models import ActivationFactory, PoolFactory, check_fits, check_widths
+from cnnexp.models.lenet import LeNetConfig
+
+
+@schema("model", "whitened_resnet")
+@dataclass
+class WhitenedResNetConfig(LeNetConfig):
+    """conf/model/whitened_resnet.yaml."""
+
+    widths: list[int]
+    width_mult: float
+    bn_momentum: float
+    head_scale: float
+    identity_init: bool
+    whiten_bias_epochs: int | None
+    whiten: bool
+    residual: bool
+    batch_norm: bool
+
+    @staticmethod
+    def check(node: DictConfig) -> None:
+        check_widths(node)
 
 
 def _batch_norm(channels: int, momentum: float | None) -> nn.Module:
