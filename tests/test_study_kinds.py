@@ -3,13 +3,16 @@ one YAML, and each gets its jobs and its report section from that alone."""
 
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import uuid
 from pathlib import Path
 
-from conftest import REPO, run_cli
+import pytest
+from conftest import REPO, run_cli, stop_when
 
+from cnnexp.errors import STOPPED
 from cnnexp.report import main as report_main
 
 TINY = ["data=synthetic", "data.synthetic.train_size=256", "data.synthetic.test_size=128",
@@ -80,3 +83,21 @@ def test_a_new_kind_of_study_is_one_class_and_one_yaml(tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     assert "### The toy kind's section" in text
     assert "4 runs of the doubled study doubled." in text
+
+
+@pytest.mark.slow  # four tiny runs, one of them stopped and resumed: 20 s
+def test_a_stopped_study_and_its_check_resume_as_one_sweep(tmp_path):
+    """Stopped in its check's first job, the same command finishes the sweep: the study's own
+    jobs are not trained again, the stopped one goes on from its checkpoint."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "+experiment=pooling", "study.budget=mnist_cpu", *TINY, "epochs=2", "seed=0",
+            "study.check.seeds=[0]", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    assert stop_when(sweep / "check" / "2" / "checkpoint.pt", *args) == STOPPED
+    done = {job: (sweep / job / "metrics.json").read_bytes() for job in ("0", "1")}
+    result = run_cli(*args, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(4 completed)" in result.stdout
+    assert {job: (sweep / job / "metrics.json").read_bytes() for job in done} == done
+    resumed = json.loads((sweep / "check" / "2" / "metrics.json").read_text())
+    assert resumed["epochs"] == 4 and len(resumed["history"]) == 4
+    assert "resuming" in (sweep / "check" / "2" / "cnnexp.log").read_text()
