@@ -380,7 +380,8 @@ def workers_throughput(kit: Kit, ks: list[int], seeds: int, epochs: int) -> None
     """The best K of hydra/launcher=workers for a study network (benchmarks/workers.py): the
     pooling study's GPU network, max and avg x `seeds`, the same sweep at each K."""
     kit.say("### Jobs at a time per GPU\n")
-    overrides = ["+experiment=pooling_gpu", f"epochs={epochs}", f"device={kit.device}"]
+    overrides = ["+experiment=pooling", "study.budget=cifar10_gpu", "study.check.seeds=[]",
+                 f"epochs={epochs}", f"device={kit.device}"]  # fmt: skip
     failed = sweep_throughput(kit.say, kit.workdir, ks, seeds, overrides + kit.data("cifar10"))
     kit.failures += [f"workers K={k}" for k in failed]
 

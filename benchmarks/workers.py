@@ -2,7 +2,8 @@
 hydra/launcher=workers (K jobs at a time per GPU, or on the CPU, the cores split between them).
 
     python benchmarks/workers.py --ks 1 2 --seeds 2 -- +experiment=factorial epochs=1
-    python benchmarks/workers.py --ks 1 4 8 --seeds 4 -- +experiment=pooling_gpu epochs=2
+    python benchmarks/workers.py --ks 1 4 8 --seeds 4 -- +experiment=pooling \
+        study.budget=cifar10_gpu 'study.check.seeds=[]' epochs=2
 
 Everything after `--` is the sweep's overrides (its study decides the jobs; `--seeds N` sets
 seed=0..N-1). Prints a markdown table: the sweep's wall time, jobs per minute, and each K's

@@ -286,16 +286,9 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
 
 def budget_overrides(study: DictConfig) -> list[str]:
     """The chosen budget's settings as overrides (`setup=convnet_cifar10`, `epochs=30`); none
-    for a study without budgets."""
-    budgets = study.get("budgets") or {}
-    if not budgets:
-        return []
-    if study.budget not in budgets:
-        raise ConfigError(
-            f"study.budget={study.budget} is not one of this study's budgets; choose "
-            f"{', '.join(budgets)}"
-        )
-    return [f"{key}={_text(value)}" for key, value in budgets[study.budget].items()]
+    for a study without budgets (a budget it lacks is refused by `Study.validate`)."""
+    chosen = (study.get("budgets") or {}).get(study.budget) or {}
+    return [f"{key}={_text(value)}" for key, value in chosen.items()]
 
 
 def _budgeted(study: DictConfig, given: set[str]) -> DictConfig:
@@ -323,8 +316,8 @@ def _text(value: Any) -> str:
 
 def _last_of_each(texts: list[str]) -> list[str]:
     """The overrides with only the last of each key, in the order of those last ones."""
-    last = {_key_value(text)[0]: text for text in texts}
-    return [text for text in texts if last[_key_value(text)[0]] is text]
+    last = {_key_value(text)[0]: i for i, text in enumerate(texts)}
+    return [text for i, text in enumerate(texts) if last[_key_value(text)[0]] == i]
 
 
 def _arms(jobs: list[list[str]]) -> list[list[str]]:

@@ -112,7 +112,7 @@ def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
     assert (loaded.runs["status"] != "failed").all(), loaded.runs[["run", "error"]]
     assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "budget: cpu" in text.lower()
+    assert "budget: cifar10_cpu: sized for two cpu cores" in text.lower()
     assert f"{key}={arms[1]}" in text
     assert "| images read from " in text and "synthetic" in text  # the recipe table's source
     if loaded.runs["config"].iloc[0]["model"].get("widths"):  # a convnet: its channels

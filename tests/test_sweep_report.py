@@ -181,3 +181,25 @@ def test_diverging_run_is_recorded_as_diverged(tmp_path):
 def test_report_without_runs_says_what_to_do(tmp_path, capsys):
     assert report_main([str(tmp_path)]) == 2
     assert "holds no runs" in capsys.readouterr().err
+
+
+def test_one_seed_per_arm_says_it_cannot_decide_and_gives_the_command_that_would(tmp_path):
+    """The design card's own command, `python -m cnnexp -m pool=max,avg`: its report compares
+    the arms with the first level, says one run per arm cannot tell them from seed noise, and
+    gives the sweep again with 5 seeds per arm and its estimated time."""
+    root = tmp_path / "sweep"
+    tiny = ["data=synthetic", "data.synthetic.train_size=1024", "data.synthetic.noise=1.0",
+            "epochs=2", "batch_size=32", "device=cpu", "progress=false", "tracking.images_every=0",
+            "tracking.graph=false"]  # fmt: skip
+    result = run_cli("-m", *tiny, "pool=max,avg", f"hydra.sweep.dir={root}", cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    conclusions = text.split("## Conclusions")[1].split("\n## ")[0]
+    assert "Against pool=max" in conclusions
+    (said,) = [line for line in conclusions.splitlines() if "one run per arm" in line]
+    assert "cannot say which arm is better" in said
+    command = said.split("`")[1]
+    assert command.startswith("python -m cnnexp -m data=synthetic ")
+    assert "pool=max,avg seed=0,1,2,3,4 hydra.sweep.dir=" in command
+    assert " on the machine that ran these)" in said  # the time it would take

@@ -13,7 +13,16 @@ from cnnexp.report.budget import check_phrase, seeds_phrase
 from cnnexp.report.document import INTERVAL_KINDS, Document
 from cnnexp.report.factorial import best_point_sentence
 from cnnexp.report.recipe import budget_phrase
-from cnnexp.report.runs import COUNT_COLUMNS, NOT_TRAINED, Study, label, levels_of, matching
+from cnnexp.report.runs import (
+    COUNT_COLUMNS,
+    NOT_TRAINED,
+    REPLICATE,
+    Study,
+    jobs_at_a_time,
+    label,
+    levels_of,
+    matching,
+)
 from cnnexp.report.verdicts import (
     BETTER,
     DECIDED,
@@ -293,7 +302,8 @@ def p_text(value: float) -> str:
 
 def conclusions(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str]:
     """Two or three generated sentences per study: what was better, worse, unclear or failed to
-    train, under which budget."""
+    train, under which budget; and, where one run per arm decides nothing, the command that
+    would."""
     lines = []
     for study, summary in zip(studies, summaries, strict=True):
         if not study.baseline or summary["verdict"].isna().all():
@@ -302,7 +312,48 @@ def conclusions(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str
             lines.append(verdict_sentences(study, summary))
         if study.kind.confirms():
             lines += [s for s in [best_point_sentence(study, summary, studies)] if s]
+        lines += [s for s in [one_seed_sentence(study, summary)] if s]
     return lines
+
+
+DECIDING_SEEDS = 5  # seeds per arm the deciding command asks for: what the pooling study runs
+
+
+def one_seed_sentence(study: Study, summary: pd.DataFrame) -> str | None:
+    """Where arms were compared but none has two usable runs: that seed noise cannot be told
+    apart from a difference, and the command that runs every arm with DECIDING_SEEDS seeds,
+    with its time estimated from these runs'."""
+    arms = summary[summary["n"] > 0]
+    if len(arms) < 2 or (arms["n"] > 1).any():
+        return None
+    command = deciding_command(study)
+    seconds = pd.to_numeric(study.runs.get("wall_seconds"), errors="coerce").dropna()
+    minutes = seconds.mean() * len(arms) * DECIDING_SEEDS / (jobs_at_a_time(study.runs) or 1) / 60
+    took = ""
+    if len(seconds):
+        took = "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
+        took = f" ({took} on the machine that ran these)"
+    return (
+        f"{study.name}: one run per arm cannot say which arm is better: it gives no measure of "
+        "how far two seeds of the same network land apart, so a difference between the arms "
+        f"may be seed noise alone. To decide, run every arm with {DECIDING_SEEDS} seeds: "
+        f"`{command}`{took}; its report then gives each difference with its interval, or how "
+        "many more seeds would decide it."
+    )
+
+
+def deciding_command(study: Study) -> str:
+    """The sweep's own command line with the factors' levels and DECIDING_SEEDS seeds, into a
+    folder of its own."""
+    first = study.runs.iloc[0]
+    given = first.get("given") if isinstance(first.get("given"), dict) else {}
+    texts = [t for k, t in given.items() if k not in (*study.factors, REPLICATE)]
+    levels = [
+        f"{f}={','.join(map(str, pd.unique(study.runs[f].astype(str))))}" for f in study.factors
+    ]
+    seeds = f"{REPLICATE}={','.join(map(str, range(DECIDING_SEEDS)))}"
+    folder = f"hydra.sweep.dir={study.root}-{DECIDING_SEEDS}-seeds"
+    return " ".join(["python -m cnnexp -m", *texts, *levels, seeds, folder])
 
 
 def _accuracy_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
@@ -324,7 +375,7 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
     base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
     question = study.kind.question or ""
     said = [
-        f"{study.name}{': ' + question if question else ''} Against {base}, under "
+        f"{study.name}:{' ' + question if question else ''} Against {base}, under "
         f"{budget_phrase(study)}:"
     ]
     for verdict in DECIDED:

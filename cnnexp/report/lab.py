@@ -62,12 +62,8 @@ def question_of(study: Study) -> str:
     (CIFAR-10, CIFAR-100)."""
     if number := study.kind.answers_lab():
         return number
-    configs = [flatten(c) for c in study.runs["config"] if c]
-    data = {(c.get("data.channels"), c.get("data.source")) for c in configs}
-    if len(data) != 1:
-        return OTHER
-    ((channels, source),) = data
-    return OTHER if source == "synthetic" else {1: "1", 3: "2"}.get(channels, OTHER)
+    channels = {flatten(c).get("data.channels") for c in study.runs["config"] if c}
+    return {1: "1", 3: "2"}.get(channels.pop(), OTHER) if len(channels) == 1 else OTHER
 
 
 def add_questions(

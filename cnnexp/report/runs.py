@@ -77,7 +77,8 @@ COUNT_COLUMNS = {
     INCOMPLETE: "incomplete",
     UNREADABLE: "unreadable",
 }
-OBJECTS = ("history", "system", "config", "choices")  # per-run objects: JSON in runs.csv
+# Per-run objects, JSON in runs.csv; `given`: the run's overrides as typed ({key: text}).
+OBJECTS = ("history", "system", "config", "choices", "given")
 HIDDEN = (*OBJECTS, "study")  # not shown as columns
 
 
@@ -156,6 +157,8 @@ def read_run(run: Path) -> dict[str, Any]:
     row["system"] = record.system or {}
     row["config"] = config
     row["choices"] = record.choices  # Hydra's group choices (tta=flip), which a config lacks
+    texts = _yaml(run / ".hydra" / "overrides.yaml", list) or []
+    row["given"] = {text.lstrip("+~").partition("=")[0]: text for text in texts}
     return row
 
 
@@ -199,6 +202,8 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *metric_columns()}
     factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
     baseline = {k: v for k, v in kind.reference().items() if k in factors}
+    if not baseline and len(factors) == 1 and not kind.name:
+        baseline = {factors[0]: str(runs[factors[0]].iloc[0])}  # a sweep's own: its first level
     if kind.answers_factors():
         baseline = {}  # a design's arms are not compared one by one: its effects answer
     name = kind.name or next((s["name"] for s in declared if s.get("name")), None) or root.name
@@ -288,7 +293,10 @@ def _table_row(row: dict[str, Any], kept: bool, path: Path) -> dict[str, Any]:
         row["history"] = row["history"] or []
     else:
         experiment = row.get("experiment")
-        row.update(history=[], system={}, choices={}, config={"study": declared_study(experiment)})
+        row.update(
+            history=[], system={}, choices={}, given={},
+            config={"study": declared_study(experiment)},
+        )  # fmt: skip
     for key in metric_columns():
         row.setdefault(key, None)
     row["data_source"] = portable(row["data_source"])
