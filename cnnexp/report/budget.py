@@ -44,21 +44,20 @@ def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame, alpha
 
 
 def add_budget_effects(doc: Document, study: Study, alpha: float) -> None:
-    """Each effect the budget check measured again: at both budgets, and whether it holds,
-    shrinks, grows or flips with more training."""
+    """Each effect the budget check measured again: at both budgets, and whether it changed
+    (shrinks, grows or flips) with more training or not clearly."""
     effects = budget_effects(study, alpha)
     if not effects:
         return
     doc.heading(3, "Does the answer hold with more training?")
-    doc.bullets([effect_sentence(study, effect, alpha) for effect in effects])
+    doc.bullets([effect_sentence(study, effect, len(effects), alpha) for effect in effects])
 
 
-def effect_sentence(study: Study, e: BudgetEffect, alpha: float = stats.ALPHA) -> str:
+def effect_sentence(study: Study, e: BudgetEffect, family: int, alpha: float = stats.ALPHA) -> str:
     """'pool=avg against pool=max: -0.55 points at 6 epochs, +0.30 at 12: it flips with more
-    training (the change +0.85 points, 95% CI ...)'."""
+    training (the change +0.85 points, 95% CI ...)', of one of `family` checked arms."""
     c = e.change
     against = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
-    arm = ", ".join(f"{k}={v}" for k, v in e.arm.items() if study.baseline.get(k) != v)
     said = {
         "no clear change": "no clear change with more training",
         "flips": "it flips with more training",
@@ -66,16 +65,18 @@ def effect_sentence(study: Study, e: BudgetEffect, alpha: float = stats.ALPHA) -
         "grows": "it grows with more training",
     }[e.outcome]
     return (
-        f"{arm} against {against}: {100 * e.now.diff:+.2f} points at {e.epochs} epochs, "
+        f"{changed(study, e)} against {against}: {100 * e.now.diff:+.2f} points at {e.epochs} "
+        "epochs, "
         f"{100 * e.later.diff:+.2f} at {e.check_epochs}: {said} (the change "
         f"{100 * c.diff:+.2f} points, {100 * (1 - alpha):.0f}% CI {100 * c.ci_low:+.2f} to "
         f"{100 * c.ci_high:+.2f}, Welch's test of the difference, Bonferroni over the "
-        f"{_arms(len(budget_effects(study, alpha)))} checked; p {c.p_adjusted:.3g})."
+        f"{'one arm' if family == 1 else f'{family} arms'} checked; p {c.p_adjusted:.3g})."
     )
 
 
-def _arms(n: int) -> str:
-    return "one arm" if n == 1 else f"{n} arms"
+def changed(study: Study, e: BudgetEffect) -> str:
+    """What a checked arm changes from the baseline: 'pool=avg'."""
+    return ", ".join(f"{k}={v}" for k, v in e.arm.items() if study.baseline.get(k) != v)
 
 
 def convergence(study: Study, check: BudgetCheck | None, alpha: float = stats.ALPHA) -> str:
@@ -115,8 +116,11 @@ def outcome(c: stats.Comparison) -> str:
 def again(study: Study) -> str:
     """The command that runs the study with its budget check, into a folder of its own."""
     experiment = experiment_of(study)
+    budget = f" study.budget={study.kind.budget}" if study.kind.budgets else ""
     start = (
-        f"python -m cnnexp -m +experiment={experiment}" if experiment else "its sweep again with"
+        f"python -m cnnexp -m +experiment={experiment}{budget}"
+        if experiment
+        else "its sweep again with"
     )
     return (
         f"{start} 'study.check.seeds=[0,1,2]' hydra.sweep.dir=<a new folder>, then name that "
@@ -154,8 +158,8 @@ def check_phrase(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA
     effects = budget_effects(study, alpha)
     if effects:
         held = "; ".join(
-            f"{', '.join(f'{k}={v}' for k, v in e.arm.items() if study.baseline.get(k) != v)}: "
-            f"{e.outcome} ({100 * e.now.diff:+.2f} then {100 * e.later.diff:+.2f} points)"
+            f"{changed(study, e)}: {e.outcome} ({100 * e.now.diff:+.2f} then "
+            f"{100 * e.later.diff:+.2f} points)"
             for e in effects
         )
         said += f"; the effect at twice the epochs: {held}"
