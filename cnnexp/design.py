@@ -1,4 +1,4 @@
-"""Two-level fractional factorial designs (`study.design: factorial`), with no prose: the design
+"""Two-level fractional factorial designs (`study: factorial`, cnnexp.studies.Factorial), with no prose: the design
 points from pyDOE3's `fracfact`, the defining relation and the alias structure it implies, and
 the effects fitted by statsmodels' OLS on the coded factors (-1 the low level, +1 the high).
 
