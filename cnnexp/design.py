@@ -1,6 +1,7 @@
-"""Two-level fractional factorial designs (`study: factorial`, cnnexp.studies.Factorial), with no prose: the design
-points from pyDOE3's `fracfact`, the defining relation and the alias structure it implies, and
-the effects fitted by statsmodels' OLS on the coded factors (-1 the low level, +1 the high).
+"""Two-level fractional factorial designs (`study: factorial`, cnnexp.studies.Factorial), with
+no prose: the design points from pyDOE3's `fracfact`, the defining relation and the alias
+structure it implies, and the effects fitted by statsmodels' OLS on the coded factors (-1 the
+low level, +1 the high).
 
 An effect is the high level's mean minus the low level's, averaged over the other factors: twice
 the OLS coefficient of its coded column. In a fractional design each estimate carries the
