@@ -32,7 +32,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from cnnexp import studies
 from cnnexp.errors import CnnexpError, ConfigError
-from cnnexp.studies import Study
 
 # Each option's schema, by group: {group: {name: dataclass}}. A schema is declared beside the
 # code it configures (a model's in its module) with @schema; `register` imports those modules.
@@ -164,7 +163,7 @@ class Config:
     objective: str
     max_loss: float
     progress: Any  # auto | true | false
-    study: Study
+    study: studies.Study
     tracking: Tracking
 
 

@@ -80,7 +80,7 @@ class Study:
 
     def is_reference(self, arm: list[str]) -> bool:
         """Whether an arm (its overrides) is at every reference level it sets."""
-        given = dict(_key_value(text) for text in arm)
+        given = dict(key_value(text) for text in arm)
         reference = self.reference()
         return bool(reference) and all(given.get(k, v) == v for k, v in reference.items())
 
@@ -277,10 +277,10 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     budget = budget_overrides(config.study)
     texts = _last_of_each([*params, *budget, *arguments])
     (swept,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(texts), None)
-    study = of(_budgeted(config.study, {_key_value(t)[0] for t in arguments}))
+    study = of(_budgeted(config.study, {key_value(t)[0] for t in arguments}))
     study.validate()
     jobs = study.jobs(swept)
-    epochs = next((v for k, v in map(_key_value, reversed(texts)) if k == "epochs"), None)
+    epochs = next((v for k, v in map(key_value, reversed(texts)) if k == "epochs"), None)
     return jobs + study.check_jobs(jobs, int(epochs or config.epochs))
 
 
@@ -316,21 +316,22 @@ def _text(value: Any) -> str:
 
 def _last_of_each(texts: list[str]) -> list[str]:
     """The overrides with only the last of each key, in the order of those last ones."""
-    last = {_key_value(text)[0]: i for i, text in enumerate(texts)}
-    return [text for i, text in enumerate(texts) if last[_key_value(text)[0]] == i]
+    last = {key_value(text)[0]: i for i, text in enumerate(texts)}
+    return [text for i, text in enumerate(texts) if last[key_value(text)[0]] == i]
 
 
 def _arms(jobs: list[list[str]]) -> list[list[str]]:
     """The distinct arms of these jobs: their overrides without the replicate, in job order."""
     arms: list[list[str]] = []
     for job in jobs:
-        arm = [text for text in job if _key_value(text)[0] != REPLICATE]
+        arm = [text for text in job if key_value(text)[0] != REPLICATE]
         if arm not in arms:
             arms.append(arm)
     return arms
 
 
-def _key_value(text: str) -> tuple[str, str]:
+def key_value(text: str) -> tuple[str, str]:
+    """An override's key (group or config key, without Hydra's +, ++ or ~) and its value text."""
     key, _, value = text.lstrip("+~").partition("=")
     return key, value
 

@@ -50,10 +50,10 @@ RECIPE = {  # the report's name -> where it is in a run's config
 OFF_WHEN_NULL = {"ema": "off", "data.subset": "all"}  # what a null means where it means something
 IGNORED_KEYS = ("tracking.", "progress", "seed", "hydra.", "device", "study.")  # not a recipe
 BUDGET_MINUTES = {"cpu": 30}  # what a budget allows the whole study, budget check included
-BUDGETS = {
-    "cpu": "cpu: sized for two CPU cores, at most 30 minutes for the whole study; networks, "
+BUDGETS = {  # by a budget name's last part: cifar10_cpu -> cpu
+    "cpu": "sized for two CPU cores, at most 30 minutes for the whole study; networks, "
     "images or epochs are cut to fit, so the answers are about this short training",
-    "gpu": "gpu: the full-length study, for a GPU",
+    "gpu": "the full-length study, for a GPU",
 }
 
 
@@ -189,8 +189,8 @@ def budget_line(study: Study) -> str:
     name = study.kind.budget
     if name is None:
         return "Budget: not named (a sweep of its own, not one of the studies in conf/experiment/)."
-    kind = str(name).rsplit("_", 1)[-1]  # cifar10_cpu -> cpu
-    said = BUDGETS[kind].replace(kind, str(name), 1) if kind in BUDGETS else str(name)
+    kind = str(name).rsplit("_", 1)[-1]
+    said = f"{name}: {BUDGETS[kind]}" if kind in BUDGETS else str(name)
     return f"Budget: {said}. {time_taken(study, kind)}"
 
 

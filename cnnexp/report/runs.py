@@ -158,7 +158,7 @@ def read_run(run: Path) -> dict[str, Any]:
     row["config"] = config
     row["choices"] = record.choices  # Hydra's group choices (tta=flip), which a config lacks
     texts = _yaml(run / ".hydra" / "overrides.yaml", list) or []
-    row["given"] = {text.lstrip("+~").partition("=")[0]: text for text in texts}
+    row["given"] = {studies.key_value(text)[0]: text for text in texts}
     return row
 
 

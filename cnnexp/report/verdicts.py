@@ -421,22 +421,24 @@ def budget_effects(study: Study, alpha: float = stats.ALPHA) -> list[BudgetEffec
         return []
     now = study.runs[study.runs["status"] == USABLE]
     later = study.check[study.check["status"] == USABLE]
-    found = []
+    measured = []  # (arm, its Welch test at the study's budget, at the check's, its check runs)
     for levels, runs in groups(replace(study, runs=later)):
         arm = {f: str(v) for f, v in levels.items()}
-        if not runs.empty and not matching(runs, study.baseline).all():
-            pairs = [_values(now, arm), _values(now, study.baseline)]
-            pairs += [_values(later, arm), _values(later, study.baseline)]
-            if min(map(len, pairs)) > 1 and min(np.std(v) for v in pairs[::2]) > 0:
-                found.append((arm, pairs, runs))
+        if runs.empty or matching(runs, study.baseline).all():
+            continue
+        groups_of = [_values(now, arm), _values(now, study.baseline)]
+        groups_of += [_values(later, arm), _values(later, study.baseline)]
+        if min(map(len, groups_of)) < 2:
+            continue
+        first = stats.welch(groups_of[0], groups_of[1], alpha)
+        second = stats.welch(groups_of[2], groups_of[3], alpha)
+        if first.se > 0 and second.se > 0:  # every seed alike measures no noise
+            measured.append((arm, first, second, runs))
+    family = len(measured)
     out = []
-    for arm, (a, b, c, d), runs in found:
-        first, second = stats.welch(a, b, alpha), stats.welch(c, d, alpha)
-        level = alpha / len(found)
-        change = stats.difference(_estimate(second), _estimate(first), level)
-        change = replace(
-            change, p_adjusted=min(1.0, change.p * len(found)), correction=stats.METHOD
-        )
+    for arm, first, second, runs in measured:
+        change = stats.difference(_estimate(second), _estimate(first), alpha / family)
+        change = replace(change, p_adjusted=min(1.0, change.p * family), correction=stats.METHOD)
         epochs = _joined(now[matching(now, arm)]["epochs"])
         out.append(BudgetEffect(arm, first, second, change, epochs, _joined(runs["epochs"])))
     return out
