@@ -60,6 +60,10 @@ class Study:
     # What each budget of the study changes (config key -> value; a value with commas is swept);
     # study.budget picks one, for its sweep.
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # study=ladder: step name -> what that step changes (config key -> value), in order; each
+    # step keeps every change before it. A job's own step is `step`.
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    step: str | None = None
 
     # --- what it runs ---------------------------------------------------------------------
 
@@ -242,6 +246,58 @@ class Confirm(Factorial):
                 raise ConfigError(
                     f"study.confirm.{name}={level}: the factor's levels are {spec['low']} and "
                     f"{spec['high']}"
+                )
+
+
+class Ladder(Study):
+    """A ladder: `steps` from a first network to a last one, one change at a time, each step
+    keeping the changes before it; each step is compared with the step before it. Its check
+    trains the first and the last step again (or the steps `check.arms` names)."""
+
+    def jobs(self, swept: list[list[str]]) -> list[list[str]]:
+        return [[*self.overrides(name), *job] for name in self.steps for job in swept]
+
+    def overrides(self, name: str) -> list[str]:
+        """A step's overrides: every change up to it, then `study.step=name`. A step that
+        chooses a config group (model=whitened_resnet) drops the earlier steps' keys inside
+        that group, which described the network it replaces."""
+        kept: dict[str, Any] = {}
+        for step, changes in self.steps.items():
+            for key, value in changes.items():
+                kept = {k: v for k, v in kept.items() if not k.startswith(f"{key}.")}
+                kept.pop(key, None)
+                kept[key] = value
+            if step == name:
+                return [*(f"{k}={_text(v)}" for k, v in kept.items()), f"study.step={name}"]
+        raise ConfigError(f"study.step={name}: no such step; choose {', '.join(self.steps)}")
+
+    def reference(self) -> dict[str, str]:
+        return {}  # each step is measured from the step before it (cnnexp.report.ladder)
+
+    def check_arms(self, arms: list[list[str]]) -> list[list[str]]:
+        named = [f"study.step={name}" for name in self.check.arms] or [
+            f"study.step={name}" for name in (*list(self.steps)[:1], *list(self.steps)[-1:])
+        ]
+        return [arm for arm in arms if set(named) & set(arm)]
+
+    def report_sections(self) -> list[str]:
+        return ["cnnexp.report.ladder.add_ladder", *self.sections]
+
+    def answers_lab(self) -> str | None:
+        return self.lab_question or "3.2"
+
+    def validate(self) -> None:
+        super().validate()
+        if len(self.steps) < 2:
+            raise ConfigError(
+                "a ladder needs study.steps: two or more steps, name -> {key: value}; see "
+                "conf/experiment/ladder.yaml"
+            )
+        for name in self.check.arms:
+            if name not in self.steps:
+                raise ConfigError(
+                    f"study.check.arms has {name!r}: a ladder's check names its steps; choose "
+                    f"from {', '.join(self.steps)}"
                 )
 
 

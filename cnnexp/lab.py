@@ -1,0 +1,371 @@
+"""`python -m cnnexp.lab`: the whole lab in one command. It plans (each study's runs and their
+minutes on this machine, from a few timed training steps of each network), runs every study as
+a sweep through the workers launcher, goes on where it stopped when started again (at the same
+commit only), and writes the lab report. The studies and budgets are conf/lab.yaml.
+
+    python -m cnnexp.lab --dry-run                 # the plan only
+    python -m cnnexp.lab --budget quick            # about half an hour on two CPU cores
+    python -m cnnexp.lab --hours 4                 # the largest budget whose plan fits 4 hours
+    python -m cnnexp.lab --budget quick -- data=synthetic   # overrides for every study
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cnnexp import CONF_DIR
+from cnnexp.environment import cpu_has_bf16, cpu_model, git_commit
+from cnnexp.errors import STOPPED
+from cnnexp.files import atomic_write_json, read_json
+from cnnexp.schema import COMPLETED, read_metrics
+from cnnexp.studies import REPLICATE, _last_of_each, key_value, sweep_jobs
+
+BUDGETS = ("quick", "standard", "full")  # from the least to the most
+LAB_FILE = "lab.json"  # in the lab's folder: the commit, budget and overrides it runs
+STARTUP_SECONDS = 10.0  # a job's start: Python, Hydra, torch, the data from its cache
+# Images in each data set's splits, for the plan (a run reads them; the plan must not).
+IMAGES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000),
+          "cifar100": (50000, 10000)}  # fmt: skip
+TIMING_BATCH = 32  # images per timed step: per image about as fast as larger batches, and quick
+EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
+
+
+@dataclass
+class Planned:
+    """One study of the lab: its sweep's overrides, its jobs and each job's estimated seconds
+    (one job alone on its share of the cores)."""
+
+    name: str
+    question: str
+    overrides: list[str]
+    jobs: list[list[str]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def minutes(self, at_a_time: int) -> float:
+        return sum(self.seconds) / at_a_time / 60
+
+
+def lab_config() -> DictConfig:
+    return OmegaConf.load(CONF_DIR / "lab.yaml")
+
+
+def hardware() -> str:
+    """gpu, cpu_bf16 (native bf16: AVX512-BF16 or AMX) or cpu_avx2."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "gpu"
+    return "cpu_bf16" if cpu_has_bf16() else "cpu_avx2"
+
+
+def studies_of(lab: DictConfig, budget: str, kind: str, extra: list[str]) -> list[Planned]:
+    """Each study's overrides: its own, this hardware's, its budget's, the command line's (the
+    last value of each key wins)."""
+    out = []
+    for name, study in lab.studies.items():
+        texts = [
+            *study.overrides,
+            *lab.hardware.get(kind, {}).get(name, []),
+            *lab.budgets[budget].studies.get(name, []),
+            *extra,
+        ]
+        out.append(Planned(name, str(study.question), _last_of_each(list(texts))))
+    return out
+
+
+def compose(overrides: list[str], hydra: bool = False) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides, return_hydra_config=hydra)
+
+
+def plan(studies: list[Planned], at_a_time: int) -> list[Planned]:
+    """Every study's jobs, and each job's seconds from its network's timed steps."""
+    timings: dict[str, tuple[float, float]] = {}
+    arms: dict[tuple[str, ...], float] = {}  # a job's seconds do not depend on its seed
+    for study in studies:
+        study.jobs = sweep_jobs(sweep_config(study.overrides))
+        for job in study.jobs:
+            arm = tuple(t for t in _job_overrides(job) if key_value(t)[0] != REPLICATE)
+            if arm not in arms:
+                arms[arm] = job_seconds(compose(list(arm)), timings, at_a_time)
+            study.seconds.append(arms[arm])
+    return studies
+
+
+def sweep_config(overrides: list[str]) -> DictConfig:
+    """The config a sweep of these overrides starts from, as `python -m cnnexp -m` composes
+    it: the values swept (seed=0,1,2) left out of the composition, and every override in
+    hydra.overrides.task, where the sweeper reads them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    config = compose(fixed, hydra=True)
+    with open_dict(config):
+        config.hydra.overrides.task = list(overrides)
+    return config
+
+
+def _job_overrides(job: list[str]) -> list[str]:
+    """A job's overrides without Hydra's own keys (a folder), which a plain compose refuses."""
+    return [text for text in job if not key_value(text)[0].startswith("hydra.")]
+
+
+def job_seconds(cfg: DictConfig, timings: dict[str, tuple[float, float]], at_a_time: int) -> float:
+    """A job's start, then per epoch its training images and its test images, at its network's
+    timed seconds per image; test-time augmentation's passes at the last epoch."""
+    train_images, test_images = images(cfg)
+    per_train, per_test = network_seconds(cfg, timings, at_a_time)
+    passes = {"flip": 2, "flip_translate": 6}.get(_tta(cfg), 1)
+    epoch = train_images * per_train + test_images * per_test
+    return STARTUP_SECONDS + cfg.epochs * epoch + (passes - 1) * test_images * per_test
+
+
+def _tta(cfg: DictConfig) -> str:
+    target = str((cfg.get("tta") or {}).get("_target_", "")) if OmegaConf.is_dict(cfg.tta) else ""
+    return {"MirrorTranslate": "flip_translate", "Mirror": "flip"}.get(target.rsplit(".")[-1], "")
+
+
+def images(cfg: DictConfig) -> tuple[int, int]:
+    """(training images, test images) a run of this config reads."""
+    data = cfg.data
+    if data.name == "synthetic":
+        train, test = data.synthetic.train_size, data.synthetic.test_size
+    else:
+        train, test = IMAGES.get(data.name, IMAGES["cifar10"])
+    train -= data.validation or 0
+    return min(train, data.subset or train), test
+
+
+def network_seconds(
+    cfg: DictConfig, timings: dict[str, tuple[float, float]], at_a_time: int
+) -> tuple[float, float]:
+    """Seconds per training image and per test image of this config's network, timed on a few
+    steps of random images at its batch size and precision, with this job's share of the
+    cores; each network timed once."""
+    import torch
+
+    from cnnexp.models import build_model
+    from cnnexp.precision import _seconds_per_step, choose
+    from cnnexp.train import resolve_device
+
+    key = json.dumps(
+        [OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "pool", "activation")]
+        + [cfg.precision, str(cfg.channels_last), cfg.data.channels, cfg.data.size],
+        sort_keys=True,
+    )
+    if key in timings:
+        return timings[key]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // at_a_time))
+    try:
+        device = resolve_device(cfg.device)
+        model = build_model(cfg).to(device)
+        size = (TIMING_BATCH, cfg.data.channels, cfg.data.size, cfg.data.size)
+        example = torch.randn(size, device=device)
+        if str(cfg.channels_last).lower() in ("true", "auto"):
+            model = model.to(memory_format=torch.channels_last)
+            example = example.contiguous(memory_format=torch.channels_last)
+
+        def seconds(name: str) -> float:
+            return _seconds_per_step(model, example, name, warmup=1, repeats=2)
+
+        # As the run decides: on a CPU with native bf16, auto times both formats.
+        measured = {}
+        precision = choose(cfg.precision, device, lambda: measured.update(
+            fp32=seconds("fp32"), bf16=seconds("bf16")) or measured)  # fmt: skip
+        per_image = (measured.get(precision.name) or seconds(precision.name)) / TIMING_BATCH
+    finally:
+        torch.set_num_threads(threads)
+    timings[key] = (per_image, per_image * EVAL_COST)
+    return timings[key]
+
+
+def choose_budget(lab: DictConfig, args: argparse.Namespace, kind: str) -> tuple[str, list]:
+    """The budget asked for, or with --hours the largest whose plan fits."""
+    if args.hours is None:
+        studies = plan(studies_of(lab, args.budget, kind, args.overrides), args.at_a_time)
+        return args.budget, studies
+    fits = None
+    for budget in BUDGETS:
+        studies = plan(studies_of(lab, budget, kind, args.overrides), args.at_a_time)
+        total = sum(s.minutes(args.at_a_time) for s in studies) / 60
+        print(f"lab: --budget {budget} would take about {_duration(total * 3600)}")
+        if total <= args.hours:
+            fits = (budget, studies)
+    if fits is None:
+        print(f"lab: no budget fits {args.hours} hours; the quick one is the smallest")
+        return "quick", plan(studies_of(lab, "quick", kind, args.overrides), args.at_a_time)
+    return fits
+
+
+def print_plan(budget: str, studies: list[Planned], lab: DictConfig, kind: str, k: int) -> None:
+    where = "a GPU" if kind == "gpu" else f"{cpu_model()} ({kind}), {os.cpu_count()} cores"
+    print(f"lab plan: --budget {budget} ({lab.budgets[budget].description}) on {where}, "
+          f"{k} jobs at a time")  # fmt: skip
+    for study in studies:
+        print(
+            f"  {study.question:>4}  {study.name:<14} {len(study.jobs):>3} runs  "
+            f"about {_duration(study.minutes(k) * 60):>9}   {' '.join(study.overrides)}"
+        )
+    total = sum(s.minutes(k) for s in studies) * 60
+    runs = sum(len(s.jobs) for s in studies)
+    print(f"  total: {runs} runs, about {_duration(total)}")
+
+
+def _duration(seconds: float) -> str:
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def check_commit(out: Path, budget: str, extra: list[str]) -> str | None:
+    """None when `out` is new or holds this commit's lab of this budget (it is then recorded);
+    else the one line that refuses to mix."""
+    commit = git_commit() or "unknown"
+    mine = {"commit": commit, "budget": budget, "overrides": extra}
+    path = out / LAB_FILE
+    if path.exists():
+        theirs = read_json(path, "remove it to start this lab folder over")
+        if theirs != mine:
+            return (
+                f"{out} holds a lab of commit {theirs.get('commit')}, --budget "
+                f"{theirs.get('budget')}, overrides {theirs.get('overrides')}; this is commit "
+                f"{commit}, --budget {budget}, overrides {extra}. Run it at that commit and "
+                "budget to go on, or give another --out"
+            )
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(mine, path)
+    return None
+
+
+def runs_done(folder: Path) -> int:
+    """Completed runs under a folder (their records say so)."""
+    done = 0
+    for path in folder.rglob("metrics.json"):
+        try:
+            done += (read_metrics(path.parent) or {}).get("status") == COMPLETED
+        except Exception:  # a damaged record is the sweep's to report; here it is not done
+            continue
+    return done
+
+
+def run_studies(studies: list[Planned], out: Path, k: int) -> int:
+    """Each study's sweep in turn, a line before each for the whole lab; stops at a signal."""
+    total_runs = sum(len(s.jobs) for s in studies)
+    started = time.monotonic()
+    failed = []
+    for i, study in enumerate(studies, 1):
+        done = sum(runs_done(out / s.name) for s in studies)
+        left = sum(
+            s.minutes(k) * 60 * (1 - min(1.0, runs_done(out / s.name) / max(1, len(s.jobs))))
+            for s in studies
+        )
+        print(
+            f"lab: study {i} of {len(studies)} ({study.name}, question {study.question}); "
+            f"{done} of {total_runs} runs done, about {_duration(left)} left",
+            flush=True,
+        )
+        status = sweep(study, out, k)
+        if status in (STOPPED, 130, -signal.SIGTERM, -signal.SIGINT):
+            print(
+                f"lab: stopped in {study.name} after {_duration(time.monotonic() - started)}; "
+                "the same command goes on where it stopped",
+                flush=True,
+            )
+            return STOPPED
+        if status != 0:
+            failed.append(study.name)
+    if failed:
+        print(f"lab: some runs of {', '.join(failed)} failed; their reports say which and why")
+    return 1 if failed else 0
+
+
+def sweep(study: Planned, out: Path, k: int) -> int:
+    """One study's sweep in a process of its own; a SIGTERM to the lab is passed on to it (a
+    Ctrl-C reaches it from the terminal)."""
+    command = [
+        sys.executable, "-m", "cnnexp", "-m", "hydra/launcher=workers",
+        f"hydra.launcher.per_device={k}", *study.overrides, f"hydra.sweep.dir={out / study.name}",
+    ]  # fmt: skip
+    child = subprocess.Popen(command)
+
+    def pass_on(signum, _frame):
+        child.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, pass_on)
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                continue  # the child got the same Ctrl-C and stops; wait for it
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def report(studies: list[Planned], out: Path, budget: str) -> int:
+    """The lab report of every study's folder, with TensorBoard's pages where Chromium is."""
+    from cnnexp.report.shots import INSTALL, browser
+
+    folders = [str(out / s.name) for s in studies if (out / s.name).is_dir()]
+    shots = ["--tensorboard-shots"] if browser() else []
+    if not shots:
+        print(f"lab: the report has no TensorBoard screenshots: {INSTALL}")
+    title = f"Convolutional networks lab: LeNet-5, our CIFAR-10 network ({budget} budget)"
+    command = [sys.executable, "-m", "cnnexp.report", *folders, "--lab", *shots,
+               "--out", str(out / "report"), "--title", title]  # fmt: skip
+    status = subprocess.call(command)
+    if status == 0:
+        print(f"lab report: {out / 'report' / 'report.html'}")
+    return status
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m cnnexp.lab",
+        description="The whole lab: plan by this machine, run every study, write the lab report.",
+    )
+    parser.add_argument("--budget", choices=BUDGETS, default="standard")
+    parser.add_argument("--hours", type=float, help="the largest budget whose plan fits")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan only")
+    parser.add_argument("--out", type=Path, help="the lab's folder (default multirun/lab-BUDGET)")
+    parser.add_argument("--at-a-time", type=int, default=2, help="jobs at a time (workers)")
+    parser.add_argument("overrides", nargs="*", help="after --: overrides for every study")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    lab, kind = lab_config(), hardware()
+    budget, studies = choose_budget(lab, args, kind)
+    print_plan(budget, studies, lab, kind, args.at_a_time)
+    if args.dry_run:
+        return 0
+    out = args.out or Path("multirun") / f"lab-{budget}"
+    refused = check_commit(out, budget, args.overrides)
+    if refused:
+        print(f"error: {refused}", file=sys.stderr)
+        return 2
+    status = run_studies(studies, out, args.at_a_time)
+    if status == STOPPED:
+        return status
+    return report(studies, out, budget) or status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

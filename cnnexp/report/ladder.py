@@ -1,0 +1,210 @@
+"""A ladder's section (study=ladder, cnnexp.studies.Ladder): each step's accuracy over its seeds,
+its gain over the step before it with a family-wise interval, its size and its minutes, then
+what test-time augmentation adds to the last step (the same runs, scored twice)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cnnexp import stats  # noqa: E402
+from cnnexp.report.document import Document  # noqa: E402
+from cnnexp.report.figures import WIDTH, _save  # noqa: E402
+from cnnexp.report.runs import REPLICATE, USABLE, Study  # noqa: E402
+from cnnexp.schema import TEST_ACC, without_key  # noqa: E402
+
+STEP = "study.step"  # the override that names a ladder job's step
+TTA = "test-time augmentation"
+NO_TTA = without_key("tta")  # a run's test accuracy without its test-time augmentation
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rung: its seeds' test accuracies (without test-time augmentation), its size and
+    time, and its gain over the step before it (None for the first)."""
+
+    name: str
+    change: str
+    values: tuple[float, ...]
+    parameters: float
+    macs: float
+    minutes: float
+    gain: stats.Comparison | None
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values) if self.values else math.nan
+
+    @property
+    def verdict(self) -> str:
+        if self.gain is None:
+            return ""
+        if not self.gain.se > 0:
+            return "no verdict (no spread)"
+        if not self.gain.differs:
+            return "no clear difference"
+        return "gains" if self.gain.diff > 0 else "loses"
+
+
+def steps(study: Study, alpha: float = stats.ALPHA) -> tuple[list[Step], stats.Comparison | None]:
+    """The ladder's steps in order, each gain one of a family (Bonferroni over every gain and
+    the test-time augmentation pair, so all its intervals hold together at 1 - alpha), and the
+    last step's test-time augmentation gain, measured in pairs on its own runs."""
+    runs = study.runs[study.runs["status"] == USABLE]
+    names = [n for n in study.kind.steps if STEP in runs and (runs[STEP] == n).any()]
+    metric = NO_TTA if NO_TTA in runs and runs[NO_TTA].notna().all() else TEST_ACC
+    last = runs[runs[STEP] == names[-1]] if names else runs.iloc[:0]
+    tta_pair = metric == NO_TTA and len(last) > 1
+    level = alpha / max(1, len(names) - 1 + tta_pair)
+    out: list[Step] = []
+    for name in names:
+        mine = runs[runs[STEP] == name]
+        values = tuple(float(v) for v in mine[metric])
+        gain = None
+        if out and len(values) > 1 and len(out[-1].values) > 1:
+            gain = stats.welch(values, out[-1].values, level)
+        out.append(
+            Step(
+                name,
+                _change(study.kind.steps[name]),
+                values,
+                float(mine["parameters"].astype(float).mean()),
+                float(mine["macs"].astype(float).mean()),
+                float(mine["wall_seconds"].astype(float).mean()) / 60,
+                gain,
+            )
+        )
+    tta = None
+    if tta_pair:
+        by_seed = last.sort_values(REPLICATE) if REPLICATE in last else last
+        tta = stats.paired(
+            by_seed[TEST_ACC].astype(float).tolist(), by_seed[NO_TTA].astype(float).tolist(), level
+        )
+    return out, tta
+
+
+def _change(changes: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in changes.items())
+
+
+def table(ladder: list[Step], tta: stats.Comparison | None) -> pd.DataFrame:
+    """One row a step: what it changes, accuracy, gain and its interval, size and time."""
+    rows = []
+    for step in ladder:
+        gain = step.gain
+        rows.append(
+            {
+                "step": step.name,
+                "what it changes": step.change,
+                "seeds": len(step.values),
+                "test acc (%)": f"{100 * step.mean:.2f}",
+                "gain (points)": f"{100 * gain.diff:+.2f}" if gain else "",
+                "95% interval": _interval(gain),
+                "verdict": step.verdict,
+                "parameters": f"{step.parameters:,.0f}",
+                "multiply-accumulates": f"{step.macs:,.0f}",
+                "minutes a run": f"{step.minutes:.1f}",
+            }
+        )
+    if tta is not None:
+        rows.append(
+            {
+                "step": "tta",
+                "what it changes": f"{TTA} (the last step's runs scored again)",
+                "seeds": len(ladder[-1].values),
+                "test acc (%)": f"{100 * (ladder[-1].mean + tta.diff):.2f}",
+                "gain (points)": f"{100 * tta.diff:+.2f}",
+                "95% interval": _interval(tta),
+                "verdict": "gains" if tta.differs and tta.diff > 0 else "",
+                "parameters": "",
+                "multiply-accumulates": "",
+                "minutes a run": "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _interval(gain: stats.Comparison | None) -> str:
+    if gain is None or not gain.se > 0:
+        return ""
+    return f"{100 * gain.ci_low:+.2f} to {100 * gain.ci_high:+.2f}"
+
+
+def figure(ladder: list[Step], path: Path) -> Path:
+    """Accuracy per step (each seed a dot, the mean a bar) over minutes a run per step."""
+    fig, (acc, minutes) = plt.subplots(
+        2, 1, figsize=(WIDTH, 6.0), sharex=True, height_ratios=(3, 1.3), layout="constrained"
+    )
+    x = range(len(ladder))
+    acc.bar(x, [100 * s.mean for s in ladder], color="#9ecae1", label="mean over seeds")
+    for i, step in enumerate(ladder):
+        acc.plot([i] * len(step.values), [100 * v for v in step.values], "k.", ms=5)
+    acc.set_ylabel("test accuracy (%)")
+    low = min(100 * min(s.values) for s in ladder if s.values)
+    acc.set_ylim(max(0.0, low - 5), 100)
+    acc.set_title(f"From {ladder[0].name} to {ladder[-1].name}, one change at a time")
+    acc.legend(loc="lower right")
+    minutes.bar(x, [s.minutes for s in ladder], color="#fdae6b")
+    minutes.set_ylabel("minutes a run")
+    minutes.set_xticks(list(x), [s.name for s in ladder], rotation=35, ha="right")
+    return _save(fig, path)
+
+
+def answer(study: Study, alpha: float = stats.ALPHA) -> str:
+    """3.2 in words: from the first step to the last, then the steps that decided a gain or a
+    loss, then those that did not."""
+    ladder, tta = steps(study, alpha)
+    if len(ladder) < 2:
+        return f"{study.name}: the ladder has fewer than two steps with usable runs."
+    first, last = ladder[0], ladder[-1]
+    said = (
+        f"One change at a time, {first.name} ({100 * first.mean:.2f}%) became {last.name} "
+        f"({100 * last.mean:.2f}%), {100 * (last.mean - first.mean):+.2f} points in "
+        f"{len(ladder) - 1} steps"
+    )
+    gains = [s for s in ladder if s.verdict == "gains"]
+    losses = [s for s in ladder if s.verdict == "loses"]
+    said += ". Clear gains: " + (_listed(gains) or "none")
+    said += ". Clear losses: " + (_listed(losses) or "none")
+    unclear = [s.name for s in ladder[1:] if s.verdict not in ("gains", "loses")]
+    if unclear:
+        said += f". Not decided with these seeds: {', '.join(unclear)}"
+    if tta is not None:
+        said += f". Test-time augmentation adds {100 * tta.diff:+.2f} points to the last step"
+    return said + " (each gain against the step before it; intervals that hold together at 95%)."
+
+
+def _listed(chosen: list[Step]) -> str:
+    return ", ".join(f"{s.name} ({100 * s.gain.diff:+.2f})" for s in chosen if s.gain)
+
+
+def add_ladder(doc: Document, study: Study, tag: str, alpha: float) -> None:
+    """The ladder's figure, then its table, then how its gains were decided."""
+    ladder, tta = steps(study, alpha)
+    if len(ladder) < 2:
+        doc.para("The ladder has fewer than two steps with usable runs: nothing to compare.")
+        return
+    doc.heading(3, "The ladder, step by step")
+    doc.para(answer(study, alpha))
+    path = figure(ladder, doc.out / "figures" / f"{tag}-ladder.png")
+    doc.image(
+        path,
+        f"test accuracy (each seed a dot) and minutes a run at each of the {len(ladder)} steps, "
+        f"from {ladder[0].name} to {ladder[-1].name}",
+    )
+    doc.table(table(ladder, tta))
+    m = len(ladder) - 1 + (tta is not None)
+    doc.para(
+        f"Each gain is the step's mean minus the step before it, over their seeds, without "
+        f"test-time augmentation. Its interval is Welch's at level {alpha}/{m} (Bonferroni "
+        f"over the {m} gains), so all of them hold together 95% of the time; a gain whose "
+        "interval excludes zero is decided. The test-time augmentation row compares the last "
+        "step's runs with and without it, seed by seed (paired t)."
+    )
