@@ -69,11 +69,15 @@ def hardware() -> str:
     return "cpu_bf16" if cpu_has_bf16() else "cpu_avx2"
 
 
-def studies_of(lab: DictConfig, budget: str, kind: str, extra: list[str]) -> list[Planned]:
+def studies_of(
+    lab: DictConfig, budget: str, kind: str, extra: list[str], only: list[str] | None = None
+) -> list[Planned]:
     """Each study's overrides: its own, this hardware's, its budget's, the command line's (the
     last value of each key wins)."""
     out = []
     for name, study in lab.studies.items():
+        if only and name not in only:
+            continue
         texts = [
             *study.overrides,
             *lab.hardware.get(kind, {}).get(name, []),
@@ -197,19 +201,22 @@ def network_seconds(
 
 def choose_budget(lab: DictConfig, args: argparse.Namespace, kind: str) -> tuple[str, list]:
     """The budget asked for, or with --hours the largest whose plan fits."""
+
+    def planned(budget: str) -> list[Planned]:
+        return plan(studies_of(lab, budget, kind, args.overrides, args.only), args.at_a_time)
+
     if args.hours is None:
-        studies = plan(studies_of(lab, args.budget, kind, args.overrides), args.at_a_time)
-        return args.budget, studies
+        return args.budget, planned(args.budget)
     fits = None
     for budget in BUDGETS:
-        studies = plan(studies_of(lab, budget, kind, args.overrides), args.at_a_time)
+        studies = planned(budget)
         total = sum(s.minutes(args.at_a_time) for s in studies) / 60
         print(f"lab: --budget {budget} would take about {_duration(total * 3600)}")
         if total <= args.hours:
             fits = (budget, studies)
     if fits is None:
         print(f"lab: no budget fits {args.hours} hours; the quick one is the smallest")
-        return "quick", plan(studies_of(lab, "quick", kind, args.overrides), args.at_a_time)
+        return "quick", planned("quick")
     return fits
 
 
@@ -344,14 +351,22 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hours", type=float, help="the largest budget whose plan fits")
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
     parser.add_argument("--out", type=Path, help="the lab's folder (default multirun/lab-BUDGET)")
+    parser.add_argument("--only", help="these studies of conf/lab.yaml only (comma-separated)")
     parser.add_argument("--at-a-time", type=int, default=2, help="jobs at a time (workers)")
     parser.add_argument("overrides", nargs="*", help="after --: overrides for every study")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.only = args.only.split(",") if args.only else None
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     lab, kind = lab_config(), hardware()
+    unknown = [name for name in args.only or [] if name not in lab.studies]
+    if unknown:
+        print(f"error: --only {','.join(unknown)}: no such study; choose from "
+              f"{', '.join(lab.studies)}", file=sys.stderr)  # fmt: skip
+        return 2
     budget, studies = choose_budget(lab, args, kind)
     print_plan(budget, studies, lab, kind, args.at_a_time)
     if args.dry_run:

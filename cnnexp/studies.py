@@ -25,6 +25,7 @@ from cnnexp.errors import ConfigError
 REPLICATE = "seed"  # the key that repeats a configuration; an arm is a job without it
 BUDGET_CHECK = "budget_check"  # study.role of the check's runs
 CHECK_FOLDER = "check"  # the check's jobs, inside the study's sweep folder
+STEP = "study.step"  # the key that names a ladder job's step
 
 
 @dataclass
@@ -148,6 +149,14 @@ class Study:
         """Whether its two arms confirm a design's recommendation."""
         return False
 
+    def climbs(self) -> bool:
+        """Whether its arms are a ladder's steps, each measured from the one before it."""
+        return False
+
+    def arm_keys(self, varied: list[str]) -> list[str]:
+        """The keys that name its arms in the report, from those its runs vary."""
+        return varied
+
 
 class Tuned(Study):
     """A one-factor study that sweeps `tune` too and keeps, per arm, the level with the best
@@ -268,16 +277,15 @@ class Ladder(Study):
                 kept.pop(key, None)
                 kept[key] = value
             if step == name:
-                return [*(f"{k}={_text(v)}" for k, v in kept.items()), f"study.step={name}"]
+                return [*(f"{k}={_text(v)}" for k, v in kept.items()), f"{STEP}={name}"]
         raise ConfigError(f"study.step={name}: no such step; choose {', '.join(self.steps)}")
 
     def reference(self) -> dict[str, str]:
         return {}  # each step is measured from the step before it (cnnexp.report.ladder)
 
     def check_arms(self, arms: list[list[str]]) -> list[list[str]]:
-        named = [f"study.step={name}" for name in self.check.arms] or [
-            f"study.step={name}" for name in (*list(self.steps)[:1], *list(self.steps)[-1:])
-        ]
+        names = self.check.arms or [*list(self.steps)[:1], *list(self.steps)[-1:]]
+        named = [f"{STEP}={name}" for name in names]
         return [arm for arm in arms if set(named) & set(arm)]
 
     def report_sections(self) -> list[str]:
@@ -285,6 +293,12 @@ class Ladder(Study):
 
     def answers_lab(self) -> str | None:
         return self.lab_question or "3.2"
+
+    def climbs(self) -> bool:
+        return True
+
+    def arm_keys(self, varied: list[str]) -> list[str]:
+        return [STEP] if STEP in varied else varied  # one name a step, not its many keys
 
     def validate(self) -> None:
         super().validate()

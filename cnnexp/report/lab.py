@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from cnnexp import stats
+from cnnexp.report import ladder
 from cnnexp.report.agreement import agreements, sentence
 from cnnexp.report.answers import (
     POWER,
@@ -76,6 +77,8 @@ def add_questions(
     by_question: dict[str, list[tuple[int, Study, pd.DataFrame]]] = {}
     for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
         by_question.setdefault(question_of(study), []).append((i, study, summary))
+    for members in by_question.values():  # a ladder opens its question
+        members.sort(key=lambda member: not member[1].kind.climbs())
     # A factorial design with a pooling factor answers 3.1 too (its section stays under 3.2).
     designs = [s for s in studies if s.kind.answers_factors()]
     tested = agreements(studies, summaries)
@@ -135,6 +138,8 @@ def change_answer(study: Study, summary: pd.DataFrame, pairs: list[Summarised]) 
     """3.2 from one study: a factorial's main effects, a confirmation's measured gain of the
     network the effects recommend, or a one-factor study's verdicts."""
     alpha = summary.attrs.get("alpha", stats.ALPHA)
+    if study.kind.climbs():
+        return f"{ladder.answer(study, alpha)} Under {budget_phrase(study)}."
     if study.kind.answers_factors():
         check = check_phrase(study, summary, alpha)
         return f"{effects_answer(study, _setting(study), alpha)} Budget check: {check}."

@@ -14,13 +14,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cnnexp import stats  # noqa: E402
+from cnnexp import stats, studies  # noqa: E402
 from cnnexp.report.document import Document  # noqa: E402
 from cnnexp.report.figures import WIDTH, _save  # noqa: E402
 from cnnexp.report.runs import REPLICATE, USABLE, Study  # noqa: E402
 from cnnexp.schema import TEST_ACC, without_key  # noqa: E402
 
-STEP = "study.step"  # the override that names a ladder job's step
+STEP = studies.STEP  # the override that names a ladder job's step
 TTA = "test-time augmentation"
 NO_TTA = without_key("tta")  # a run's test accuracy without its test-time augmentation
 
@@ -33,6 +33,7 @@ class Step:
     name: str
     change: str
     values: tuple[float, ...]
+    runs: int  # its runs, usable or not
     parameters: float
     macs: float
     minutes: float
@@ -44,6 +45,8 @@ class Step:
 
     @property
     def verdict(self) -> str:
+        if not self.values:
+            return f"did not train ({self.runs} runs)"
         if self.gain is None:
             return ""
         if not self.gain.se > 0:
@@ -57,8 +60,9 @@ def steps(study: Study, alpha: float = stats.ALPHA) -> tuple[list[Step], stats.C
     """The ladder's steps in order, each gain one of a family (Bonferroni over every gain and
     the test-time augmentation pair, so all its intervals hold together at 1 - alpha), and the
     last step's test-time augmentation gain, measured in pairs on its own runs."""
-    runs = study.runs[study.runs["status"] == USABLE]
-    names = [n for n in study.kind.steps if STEP in runs and (runs[STEP] == n).any()]
+    every = study.runs
+    runs = every[every["status"] == USABLE]
+    names = [n for n in study.kind.steps if STEP in every and (every[STEP] == n).any()]
     metric = NO_TTA if NO_TTA in runs and runs[NO_TTA].notna().all() else TEST_ACC
     last = runs[runs[STEP] == names[-1]] if names else runs.iloc[:0]
     tta_pair = metric == NO_TTA and len(last) > 1
@@ -75,9 +79,10 @@ def steps(study: Study, alpha: float = stats.ALPHA) -> tuple[list[Step], stats.C
                 name,
                 _change(study.kind.steps[name]),
                 values,
-                float(mine["parameters"].astype(float).mean()),
-                float(mine["macs"].astype(float).mean()),
-                float(mine["wall_seconds"].astype(float).mean()) / 60,
+                int((every[STEP] == name).sum()),
+                _mean(mine, "parameters"),
+                _mean(mine, "macs"),
+                _mean(mine, "wall_seconds") / 60,
                 gain,
             )
         )
@@ -91,7 +96,11 @@ def steps(study: Study, alpha: float = stats.ALPHA) -> tuple[list[Step], stats.C
 
 
 def _change(changes: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in changes.items())
+    return ", ".join(f"{k}={studies._text(v)}" for k, v in changes.items())
+
+
+def _mean(runs: pd.DataFrame, column: str) -> float:
+    return float(pd.to_numeric(runs[column], errors="coerce").mean()) if len(runs) else math.nan
 
 
 def table(ladder: list[Step], tta: stats.Comparison | None) -> pd.DataFrame:
@@ -104,13 +113,13 @@ def table(ladder: list[Step], tta: stats.Comparison | None) -> pd.DataFrame:
                 "step": step.name,
                 "what it changes": step.change,
                 "seeds": len(step.values),
-                "test acc (%)": f"{100 * step.mean:.2f}",
+                "test acc (%)": f"{100 * step.mean:.2f}" if step.values else "",
                 "gain (points)": f"{100 * gain.diff:+.2f}" if gain else "",
                 "95% interval": _interval(gain),
                 "verdict": step.verdict,
-                "parameters": f"{step.parameters:,.0f}",
-                "multiply-accumulates": f"{step.macs:,.0f}",
-                "minutes a run": f"{step.minutes:.1f}",
+                "parameters": _number(step.parameters, ",.0f"),
+                "multiply-accumulates": _number(step.macs, ",.0f"),
+                "minutes a run": _number(step.minutes, ".2f"),
             }
         )
     if tta is not None:
@@ -131,6 +140,10 @@ def table(ladder: list[Step], tta: stats.Comparison | None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _number(value: float, form: str) -> str:
+    return "" if math.isnan(value) else format(value, form)
+
+
 def _interval(gain: stats.Comparison | None) -> str:
     if gain is None or not gain.se > 0:
         return ""
@@ -143,7 +156,8 @@ def figure(ladder: list[Step], path: Path) -> Path:
         2, 1, figsize=(WIDTH, 6.0), sharex=True, height_ratios=(3, 1.3), layout="constrained"
     )
     x = range(len(ladder))
-    acc.bar(x, [100 * s.mean for s in ladder], color="#9ecae1", label="mean over seeds")
+    means = [100 * s.mean if s.values else 0.0 for s in ladder]  # no bar: it did not train
+    acc.bar(x, means, color="#9ecae1", label="mean over seeds")
     for i, step in enumerate(ladder):
         acc.plot([i] * len(step.values), [100 * v for v in step.values], "k.", ms=5)
     acc.set_ylabel("test accuracy (%)")
@@ -151,7 +165,7 @@ def figure(ladder: list[Step], path: Path) -> Path:
     acc.set_ylim(max(0.0, low - 5), 100)
     acc.set_title(f"From {ladder[0].name} to {ladder[-1].name}, one change at a time")
     acc.legend(loc="lower right")
-    minutes.bar(x, [s.minutes for s in ladder], color="#fdae6b")
+    minutes.bar(x, [0.0 if math.isnan(s.minutes) else s.minutes for s in ladder], color="#fdae6b")
     minutes.set_ylabel("minutes a run")
     minutes.set_xticks(list(x), [s.name for s in ladder], rotation=35, ha="right")
     return _save(fig, path)
@@ -163,17 +177,23 @@ def answer(study: Study, alpha: float = stats.ALPHA) -> str:
     ladder, tta = steps(study, alpha)
     if len(ladder) < 2:
         return f"{study.name}: the ladder has fewer than two steps with usable runs."
-    first, last = ladder[0], ladder[-1]
+    trained = [s for s in ladder if s.values]
+    if len(trained) < 2:
+        return f"{study.name}: fewer than two of the ladder's steps trained."
+    first, last = trained[0], trained[-1]
     said = (
         f"One change at a time, {first.name} ({100 * first.mean:.2f}%) became {last.name} "
         f"({100 * last.mean:.2f}%), {100 * (last.mean - first.mean):+.2f} points in "
         f"{len(ladder) - 1} steps"
     )
+    failed = [s.name for s in ladder if not s.values]
+    if failed:
+        said += f" ({', '.join(failed)} did not train under this recipe)"
     gains = [s for s in ladder if s.verdict == "gains"]
     losses = [s for s in ladder if s.verdict == "loses"]
     said += ". Clear gains: " + (_listed(gains) or "none")
     said += ". Clear losses: " + (_listed(losses) or "none")
-    unclear = [s.name for s in ladder[1:] if s.verdict not in ("gains", "loses")]
+    unclear = [s.name for s in ladder[1:] if s.values and s.verdict not in ("gains", "loses")]
     if unclear:
         said += f". Not decided with these seeds: {', '.join(unclear)}"
     if tta is not None:

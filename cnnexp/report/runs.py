@@ -200,7 +200,10 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     check = runs[roles == BUDGET_CHECK].reset_index(drop=True)
     runs = runs[roles != BUDGET_CHECK].reset_index(drop=True)
     fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *metric_columns()}
-    factors = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
+    for column in [c for c in runs.columns if c not in fixed]:  # [6,16]: a level, as its text
+        runs[column] = runs[column].map(lambda v: studies._text(v) if _listed(v) else v)
+    varied = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
+    factors = kind.arm_keys(varied)
     baseline = {k: v for k, v in kind.reference().items() if k in factors}
     if not baseline and len(factors) == 1 and not kind.name:
         baseline = {factors[0]: str(runs[factors[0]].iloc[0])}  # a sweep's own: its first level
@@ -213,6 +216,10 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     )  # fmt: skip
     tuned = kind.tuned_key()
     return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
+
+
+def _listed(value: Any) -> bool:
+    return isinstance(value, list | dict)
 
 
 def with_check(study: Study, check: Study) -> Study:
