@@ -22,17 +22,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnexp import CONF_DIR
 from cnnexp.environment import cpu_has_bf16, cpu_model, git_commit
-from cnnexp.errors import STOPPED
+from cnnexp.errors import STOPPED, CnnexpError
 from cnnexp.files import atomic_write_json, read_json
 from cnnexp.schema import COMPLETED, read_metrics
 from cnnexp.studies import REPLICATE, _last_of_each, key_value, sweep_jobs
 
 BUDGETS = ("quick", "standard", "full")  # from the least to the most
 LAB_FILE = "lab.json"  # in the lab's folder: the commit, budget and overrides it runs
+INTERRUPTED = 130  # the exit status of a process Ctrl-C stopped (128 + 2)
 STARTUP_SECONDS = 10.0  # a job's start: Python, Hydra, torch, the data from its cache
 # Images in each data set's splits, for the plan (a run reads them; the plan must not).
 IMAGES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000),
@@ -288,13 +290,13 @@ def run_studies(studies: list[Planned], out: Path, k: int) -> int:
             flush=True,
         )
         status = sweep(study, out, k)
-        if status in (STOPPED, 130, -signal.SIGTERM, -signal.SIGINT):
+        if status in (STOPPED, INTERRUPTED, -signal.SIGTERM, -signal.SIGINT):
             print(
                 f"lab: stopped in {study.name} after {_duration(time.monotonic() - started)}; "
                 "the same command goes on where it stopped",
                 flush=True,
             )
-            return STOPPED
+            return INTERRUPTED if status in (INTERRUPTED, -signal.SIGINT) else STOPPED
         if status != 0:
             failed.append(study.name)
     if failed:
@@ -334,8 +336,10 @@ def report(studies: list[Planned], out: Path, budget: str) -> int:
     if not shots:
         print(f"lab: the report has no TensorBoard screenshots: {INSTALL}")
     title = f"Convolutional networks lab: LeNet-5, our CIFAR-10 network ({budget} budget)"
+    caveat = lab_config().budgets[budget].get("caveat")
     command = [sys.executable, "-m", "cnnexp.report", *folders, "--lab", *shots,
-               "--out", str(out / "report"), "--title", title]  # fmt: skip
+               "--out", str(out / "report"), "--title", title,
+               *(["--caveat", caveat] if caveat else [])]  # fmt: skip
     status = subprocess.call(command)
     if status == 0:
         print(f"lab report: {out / 'report' / 'report.html'}")
@@ -360,7 +364,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    try:
+        return run(parse(argv))
+    except (CnnexpError, HydraException) as err:  # a bad override or key: one line, no traceback
+        print(f"error: {err}".splitlines()[0], file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
     lab, kind = lab_config(), hardware()
     unknown = [name for name in args.only or [] if name not in lab.studies]
     if unknown:
@@ -377,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {refused}", file=sys.stderr)
         return 2
     status = run_studies(studies, out, args.at_a_time)
-    if status == STOPPED:
+    if status in (STOPPED, INTERRUPTED):
         return status
     return report(studies, out, budget) or status
 

@@ -3,11 +3,12 @@
 # must be clean: `git status` empty). Needs the datasets: CNNEXP_DATA=../shared/data.
 #   bash docs/make.sh           # every run below, then every report (about four hours on two
 #                               # AVX2-only cores; a stopped one started again goes on)
-#   bash docs/make.sh runs      # the one-factor studies and the lab report's single runs only
+#   bash docs/make.sh runs      # the one-factor studies only
 #   bash docs/make.sh reports   # the reports only, from the run folders already there
 #   bash docs/make.sh report factorial-cifar10   # one of them
-#   bash docs/make.sh lab       # the lab report only, from the run folders here or else the
-#                               # runs.csv of each study's report in docs/
+#   bash docs/make.sh lab       # the whole lab: python -m cnnexp.lab --budget standard (its
+#                               # plan and estimate first; BUDGET=quick for a short one), and
+#                               # its lab report copied to docs/lab-report/
 #   bash docs/make.sh factorial-cifar10   # the lab's factors on CIFAR-10: the factorial study
 #                               # with its budget check, its confirmation, then its report
 #   bash docs/make.sh factorial-mnist   # the same on MNIST (study.budget=mnist_cpu)
@@ -54,25 +55,14 @@ sweep() {  # $1: the experiment, $2: its folder; then overrides
   time $py -m cnnexp -m "$workers" +experiment="$experiment" "$@" hydra.sweep.dir="$root"
 }
 
-# cifar10_cpu's width and length for a CPU without native bf16 (the preset's comment: 20
-# minutes on two AVX2-only cores); none where the CPU has it.
-cifar10_cpu_fit() {
-  grep -qsm1 -e avx512_bf16 -e amx_bf16 /proc/cpuinfo || echo "model.width_mult=0.5 epochs=6"
-}
-
 runs() {
   clean_tree
   # The one-factor studies at their CPU budgets, each with its budget check in its own sweep
-  # (the arms it decides again at twice the epochs, in check/); then the single runs of the lab
-  # report. `time` prints each one's wall time.
+  # (the arms it decides again at twice the epochs, in check/). `time` prints each one's wall
+  # time. (The lab report's own runs are the lab's: `lab`.)
   sweep architecture multirun/docs/architecture-cifar10
   sweep pooling multirun/docs/pooling-cifar10
   sweep pooling multirun/docs/pooling-mnist study.budget=mnist_cpu
-  at_this_commit outputs/docs/lenet_mnist_default
-  time $py -m cnnexp hydra.run.dir=outputs/docs/lenet_mnist_default
-  at_this_commit outputs/docs/cifar10_cpu
-  # shellcheck disable=SC2046  # the fit's overrides, one word each
-  time $py -m cnnexp +experiment=cifar10_cpu $(cifar10_cpu_fit) hydra.run.dir=outputs/docs/cifar10_cpu
 }
 
 TITLES=(
@@ -101,30 +91,19 @@ report() {  # $1: the folder under multirun/docs/ and docs/: the study (its budg
   $py -m cnnexp.report "${inputs[@]}" --out "docs/$1" --title "$(title_of "$1")"
 }
 
-reports() {  # from the run folders: every study here, then the lab report
+reports() {  # from the run folders: every study here (the lab report is the lab's: `lab`)
   for entry in "${TITLES[@]}"; do
     [ -d "multirun/docs/${entry%%:*}" ] && report "${entry%%:*}"
   done
-  lab
 }
 
-# The lab report, ordered by the lab's questions, with TensorBoard's pages of the single runs
-# (needs Chromium). Each study from its run folders where they are here, else from the runs
-# table its report in docs/ keeps.
+# The lab report: the whole lab at the standard budget by its one command (python -m
+# cnnexp.lab; a stopped one started again goes on, at this commit only), its report copied here.
 lab() {
-  local inputs=(outputs/docs/lenet_mnist_default outputs/docs/cifar10_cpu)
-  for name in pooling-mnist pooling-cifar10 architecture-cifar10 factorial-cifar10 \
-      factorial-mnist ablation-factorial; do
-    if [ -d "multirun/docs/$name" ]; then
-      inputs+=("multirun/docs/$name")
-      [ -d "multirun/docs/$name-confirm" ] && inputs+=("multirun/docs/$name-confirm")
-    elif [ -f "docs/$name/runs.csv" ]; then
-      inputs+=("docs/$name/runs.csv")
-    fi
-  done
-  rm -rf docs/lab-report/figures
-  $py -m cnnexp.report "${inputs[@]}" --lab --tensorboard-shots --out docs/lab-report \
-      --title "cnnexp lab report"
+  clean_tree
+  $py -m cnnexp.lab --budget "${BUDGET:-standard}" --out multirun/docs/lab
+  rm -rf docs/lab-report
+  cp -r multirun/docs/lab/report docs/lab-report
 }
 
 tables() {  # from the runs tables the reports here keep (each is read before it is rewritten)
@@ -172,6 +151,6 @@ case "$what" in
   report) report "${2:?which report: one of the folders under multirun/docs/}" ;;
   tables) tables ;;
   lab) lab ;;
-  all) factorial_cifar10; runs; factorial_mnist; ablation_factorial; reports ;;
+  all) factorial_cifar10; runs; factorial_mnist; ablation_factorial; reports; lab ;;
   *) echo "docs/make.sh: unknown step '$what': use runs, reports, report NAME, tables, lab, factorial-cifar10, factorial-mnist, ablation-factorial or all" >&2; exit 2 ;;
 esac

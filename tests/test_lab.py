@@ -165,4 +165,26 @@ def test_a_stopped_lab_goes_on_where_it_stopped_without_training_a_run_again(tmp
     assert "3 of 13 runs done" in result.stdout  # the lenet study's, kept
     assert {p: p.stat().st_mtime_ns for p in done} == done  # not trained again
     assert len(list((out / "pooling_lenet").rglob("metrics.json"))) == 10
+    text = (out / "report" / "report.md").read_text()
+    # The quick budget's caveat opens both answers (1 and 3.1; the others have no runs here).
+    assert text.count("**Answer.**\n- Starved: this is the lab's quick budget") == 2
     assert (out / "report" / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        ("device=cuda", "device=cuda but PyTorch sees no CUDA GPU here"),
+        ("epochz=3", "epochz"),
+    ],
+)
+def test_a_bad_override_or_a_missing_gpu_is_one_line(extra, said):
+    if extra == "device=cuda" and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = subprocess.run(
+        [sys.executable, "-m", "cnnexp.lab", "--dry-run", "--only", "lenet", "--", extra],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and said in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1

@@ -208,10 +208,11 @@ def build_report(
     method: str = stats.METHOD,
     lab_order: bool = False,
     tensorboard: bool = False,
+    caveat: str | None = None,
 ) -> Path:
     """Write the report for `paths` into `out`; returns the markdown file. `lab_order` orders
     it by the lab's questions; `tensorboard` adds screenshots of TensorBoard's pages of each
-    single run (needs Chromium)."""
+    single run (needs Chromium); `caveat` opens every answer of the lab's questions."""
     studies = gather(paths)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     doc = Document(out)
@@ -224,7 +225,7 @@ def build_report(
     summaries = [summarise(study, alpha=alpha, method=method) for study in studies]
     taken = take_shots(studies, out / "figures") if tensorboard else {}
     if lab_order:
-        lab.add_questions(doc, studies, summaries, taken)
+        lab.add_questions(doc, studies, summaries, taken, caveat)
         add_environments(doc, studies)
         doc.heading(2, "Procedure")
         doc.bullets([*PROCEDURE, *commands(studies)])
@@ -249,11 +250,12 @@ def build_report(
 
 
 def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path, str]]]:
-    """TensorBoard's Scalars and Images pages of every study that is a single run with events."""
+    """TensorBoard's Scalars and Images pages of every study of one arm (a single run, or one
+    network at several seeds: its first run) with events."""
     taken = {}
     for study in studies:
         run = Path(study.runs["run"].iloc[0])
-        if len(study.runs) == 1 and (run / "tb").is_dir():
+        if not study.factors and (run / "tb").is_dir():
             name = study.name.replace("/", "_")
             taken[study.name] = or_warn(shots.tensorboard_shots, run, fig_dir, name) or []
     return taken
@@ -316,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
         help="start TensorBoard on each single run and save screenshots of its Scalars and "
         "Images pages into the report (needs Chromium)",
     )
+    parser.add_argument(
+        "--caveat",
+        help="with --lab: a sentence that opens every answer (the lab's quick budget says its "
+        "networks are starved)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         parser.error(f"--alpha {args.alpha} is not a level: use a number between 0 and 1")
@@ -331,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         title = args.title or ("cnnexp report" if len(paths) == 1 else "cnnexp lab report")
         report = build_report(
-            paths, out, title, args.alpha, args.method, args.lab, args.tensorboard_shots
-        )
+            paths, out, title, args.alpha, args.method, args.lab, args.tensorboard_shots,
+            args.caveat,
+        )  # fmt: skip
     except (CnnexpError, FileNotFoundError, ValueError, RuntimeError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -72,8 +72,10 @@ def add_questions(
     studies: list[Study],
     summaries: list[pd.DataFrame],
     shots: dict[str, list[tuple[Path, str]]],
+    caveat: str | None = None,
 ) -> None:
-    """One section per lab question, in the lab's order, then the runs that answer none."""
+    """One section per lab question, in the lab's order, then the runs that answer none;
+    `caveat` opens every answer."""
     by_question: dict[str, list[tuple[int, Study, pd.DataFrame]]] = {}
     for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
         by_question.setdefault(question_of(study), []).append((i, study, summary))
@@ -94,9 +96,14 @@ def add_questions(
         if not said:
             doc.answer("Not answered here: no runs for this question were given to the report.")
             continue
-        doc.answer(said)
+        doc.answer([caveat, *said] if caveat else said)
         if number == "3.1" and members:
             doc.table(side_by_side([(s, summary) for _, s, summary in members]), as_text=True)
+        for i, study, summary in members:  # a ladder's figure opens its answer
+            if study.kind.climbs():
+                ladder.add_figure(
+                    doc, study, _tag(i, study), summary.attrs.get("alpha", stats.ALPHA)
+                )
         for i, study, summary in members:
             _evidence(doc, number, i, study, summary, shots.get(study.name, []))
     if OTHER in by_question:
@@ -113,10 +120,16 @@ def _question_of(agreement) -> str:
 def _evidence(doc, number, index, study, summary, shots) -> None:
     doc.shift = 1  # the study's own headings nest under the question
     try:
-        tag = f"{index}-{study.name}".replace("/", "_")
-        add_study(doc, study, summary, tag, network=number in ("1", "2"), shots=shots)
+        add_study(
+            doc, study, summary, _tag(index, study), network=number in ("1", "2"), shots=shots
+        )
     finally:
         doc.shift = 0
+
+
+def _tag(index: int, study: Study) -> str:
+    """The prefix of a study's figure files in the lab report."""
+    return f"{index}-{study.name}".replace("/", "_")
 
 
 def answer(

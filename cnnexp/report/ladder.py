@@ -213,12 +213,7 @@ def add_ladder(doc: Document, study: Study, tag: str, alpha: float) -> None:
         return
     doc.heading(3, "The ladder, step by step")
     doc.para(answer(study, alpha))
-    path = figure(ladder, doc.out / "figures" / f"{tag}-ladder.png")
-    doc.image(
-        path,
-        f"test accuracy (each seed a dot) and minutes a run at each of the {len(ladder)} steps, "
-        f"from {ladder[0].name} to {ladder[-1].name}",
-    )
+    add_figure(doc, study, tag, alpha)
     doc.table(table(ladder, tta))
     m = len(ladder) - 1 + (tta is not None)
     doc.para(
@@ -227,4 +222,20 @@ def add_ladder(doc: Document, study: Study, tag: str, alpha: float) -> None:
         f"over the {m} gains), so all of them hold together 95% of the time; a gain whose "
         "interval excludes zero is decided. The test-time augmentation row compares the last "
         "step's runs with and without it, seed by seed (paired t)."
+    )
+
+
+def add_figure(doc: Document, study: Study, tag: str, alpha: float = stats.ALPHA) -> None:
+    """The ladder's figure, once in a document: the lab report shows it under its answer,
+    before the ladder's own section."""
+    ladder, _ = steps(study, alpha)
+    path = doc.out / "figures" / f"{tag}-ladder.png"
+    if len([s for s in ladder if s.values]) < 2 or any(
+        block[:2] == ("img", path) for block in doc.blocks
+    ):
+        return
+    doc.image(
+        figure(ladder, path),
+        f"test accuracy (each seed a dot) and minutes a run at each of the {len(ladder)} steps, "
+        f"from {ladder[0].name} to {ladder[-1].name}",
     )
