@@ -222,3 +222,16 @@ def test_an_answer_from_several_studies_is_a_list_with_one_item_each(tmp_path):
         '<div class="answer"><b>Answer.</b><ul><li>On MNIST: no clear difference.</li>'
         "<li>On CIFAR-10: average pooling better.</li></ul></div>"
     ) in page
+
+
+def test_a_page_fits_a_phone_and_shows_no_markdown_and_no_missing_value_markers(tmp_path):
+    doc = Document(tmp_path)
+    doc.para("Run `python -m cnnexp.lab` again.")
+    frame = pd.DataFrame({"arm": ["a", "b"], "runs": [3.0, float("nan")], "acc": [0.5, None]})
+    doc.table(frame)
+    page, md = doc.html("t"), doc.markdown()
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in page
+    assert "Run <code>python -m cnnexp.lab</code> again." in page and "`" not in page
+    for marker in ("NaN", "&lt;NA&gt;", ">nan<"):
+        assert marker not in page
+    assert "<NA>" not in md and "nan" not in md

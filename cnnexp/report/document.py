@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -113,7 +114,9 @@ class Document:
         if kind == "ul":
             return "\n".join(f"- {item}" for item in block[1])
         if kind == "table":
-            return block[1].to_markdown(index=False, floatfmt=".4g", disable_numparse=block[2])
+            return _missing_as_none(block[1]).to_markdown(
+                index=False, floatfmt=".4g", disable_numparse=block[2], missingval=""
+            )
         if kind == "img":
             return f"![{block[2]}]({block[1].relative_to(self.out).as_posix()})"
         if kind == "code":
@@ -123,14 +126,18 @@ class Document:
                 return f"**Answer.** {block[1][0]}"
             return "**Answer.**\n" + "\n".join(f"- {part}" for part in block[1])
         if kind == "details":
-            table = block[2].to_markdown(index=False, floatfmt=".4g")
+            table = _missing_as_none(block[2]).to_markdown(
+                index=False, floatfmt=".4g", missingval=""
+            )
             return f"<details><summary>{html.escape(block[1])}</summary>\n\n{table}\n\n</details>"
         return block[1]
 
     def html(self, title: str) -> str:
         body = "".join(self._html(block) for block in self.blocks)
         return (
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            "<!doctype html><html><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}"
             f"</title><style>{STYLE}</style></head><body>{body}</body></html>\n"
         )
 
@@ -139,13 +146,13 @@ class Document:
         if kind == "h":
             return f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>"
         if kind == "ul":
-            return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in block[1]) + "</ul>"
+            return "<ul>" + "".join(f"<li>{inline(i)}</li>" for i in block[1]) + "</ul>"
         if kind == "table":
             return _html_table(block[1])
         if kind == "answer":
             if len(block[1]) == 1:
-                return f'<p class="answer"><b>Answer.</b> {html.escape(block[1][0])}</p>'
-            items = "".join(f"<li>{html.escape(part)}</li>" for part in block[1])
+                return f'<p class="answer"><b>Answer.</b> {inline(block[1][0])}</p>'
+            items = "".join(f"<li>{inline(part)}</li>" for part in block[1])
             return f'<div class="answer"><b>Answer.</b><ul>{items}</ul></div>'
         if kind == "details":
             return (
@@ -161,12 +168,25 @@ class Document:
             )
         if kind == "code":
             return f"<pre>{html.escape(block[1])}</pre>"
-        return f"<p>{html.escape(block[1])}</p>"
+        return f"<p>{inline(block[1])}</p>"
+
+
+def _missing_as_none(frame: pd.DataFrame) -> pd.DataFrame:
+    """Missing values as None, which tabulate leaves empty (it prints a float NaN as nan)."""
+    return frame.astype(object).where(frame.notna(), None)
+
+
+def inline(text: str) -> str:
+    """Text as HTML, its `code` spans (Markdown's backticks) as <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def _html_table(frame: pd.DataFrame) -> str:
-    """A table that scrolls sideways on its own rather than widening the page."""
-    table = frame.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t")
+    """A table that scrolls sideways on its own rather than widening the page; a missing value
+    is an empty cell."""
+    table = frame.to_html(
+        index=False, float_format=lambda v: f"{v:.4g}", border=0, classes="t", na_rep=""
+    )
     return f'<div class="scroll">{table}</div>'
 
 
@@ -205,4 +225,6 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
             whole = (values.dropna() % 1 == 0).all() and values.abs().max() >= 1
             if whole or values.abs().max() >= 1000:  # counts, or rates where decimals are noise
                 frame[col] = values.round().astype("Int64")
+                if frame[col].isna().any():  # an empty cell, not <NA>
+                    frame[col] = frame[col].astype(object).where(frame[col].notna(), "")
     return frame
