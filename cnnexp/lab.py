@@ -34,6 +34,8 @@ from cnnexp.studies import REPLICATE, _last_of_each, key_value, sweep_jobs
 
 BUDGETS = ("quick", "standard", "full")  # from the least to the most
 LAB_FILE = "lab.json"  # in the lab's folder: the commit, budget and overrides it runs
+PLAN_FILE = "lab-plan.json"  # the plan's estimates, as first printed
+TIMES_FILE = "lab-times.json"  # each study's measured sweep time (summed across sittings)
 INTERRUPTED = 130  # the exit status of a process Ctrl-C stopped (128 + 2)
 STARTUP_SECONDS = 10.0  # a job's start: Python, Hydra, torch, the data from its cache
 # Images in each data set's splits, for the plan (a run reads them; the plan must not).
@@ -289,7 +291,9 @@ def run_studies(studies: list[Planned], out: Path, k: int) -> int:
             f"{done} of {total_runs} runs done, about {_duration(left)} left",
             flush=True,
         )
+        began = time.monotonic()
         status = sweep(study, out, k)
+        note_time(out, study.name, time.monotonic() - began)
         if status in (STOPPED, INTERRUPTED, -signal.SIGTERM, -signal.SIGINT):
             print(
                 f"lab: stopped in {study.name} after {_duration(time.monotonic() - started)}; "
@@ -302,6 +306,23 @@ def run_studies(studies: list[Planned], out: Path, k: int) -> int:
     if failed:
         print(f"lab: some runs of {', '.join(failed)} failed; their reports say which and why")
     return 1 if failed else 0
+
+
+def note_plan(out: Path, studies: list[Planned], k: int) -> None:
+    """The plan as first printed for this lab folder (a resumed lab keeps it): per study its
+    runs and estimated seconds, for comparing with the measured times (lab-times.json)."""
+    path = out / PLAN_FILE
+    if not path.exists():
+        plan = {s.name: {"runs": len(s.jobs), "seconds": s.minutes(k) * 60} for s in studies}
+        atomic_write_json({"cpu": cpu_model(), "at_a_time": k, "studies": plan}, path)
+
+
+def note_time(out: Path, name: str, seconds: float) -> None:
+    """Add a study's sweep time to lab-times.json (its sittings summed across resumes)."""
+    path = out / TIMES_FILE
+    times = read_json(path, "remove it; the times of later sittings are recorded anew") or {}
+    times[name] = times.get(name, 0.0) + seconds
+    atomic_write_json(times, path)
 
 
 def sweep(study: Planned, out: Path, k: int) -> int:
@@ -387,6 +408,7 @@ def run(args: argparse.Namespace) -> int:
     if refused:
         print(f"error: {refused}", file=sys.stderr)
         return 2
+    note_plan(out, studies, args.at_a_time)
     status = run_studies(studies, out, args.at_a_time)
     if status in (STOPPED, INTERRUPTED):
         return status

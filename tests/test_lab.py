@@ -165,6 +165,9 @@ def test_a_stopped_lab_goes_on_where_it_stopped_without_training_a_run_again(tmp
     assert "3 of 13 runs done" in result.stdout  # the lenet study's, kept
     assert {p: p.stat().st_mtime_ns for p in done} == done  # not trained again
     assert len(list((out / "pooling_lenet").rglob("metrics.json"))) == 10
+    plan = json.loads((out / lab.PLAN_FILE).read_text())["studies"]
+    times = json.loads((out / lab.TIMES_FILE).read_text())
+    assert set(plan) == set(times) == {"lenet", "pooling_lenet"}  # both sittings' times summed
     text = (out / "report" / "report.md").read_text()
     # The quick budget's caveat opens both answers (1 and 3.1; the others have no runs here).
     assert text.count("**Answer.**\n- Starved: this is the lab's quick budget") == 2

@@ -18,6 +18,7 @@ from cnnexp.report import lab, shots
 from cnnexp.report.agreement import agreements, sentence
 from cnnexp.report.answers import conclusions
 from cnnexp.report.document import Document
+from cnnexp.report.glossary import add_glossary
 from cnnexp.report.runs import (
     REPLICATE,
     Study,
@@ -225,6 +226,7 @@ def build_report(
     summaries = [summarise(study, alpha=alpha, method=method) for study in studies]
     taken = take_shots(studies, out / "figures") if tensorboard else {}
     if lab_order:
+        doc.para(lab.gpu_paragraph(studies))
         lab.add_questions(doc, studies, summaries, taken, caveat)
         add_environments(doc, studies)
         doc.heading(2, "Procedure")
@@ -240,6 +242,7 @@ def build_report(
     doc.heading(2, "References")
     doc.bullets(REFERENCES)
     add_appendix(doc, studies)
+    add_glossary(doc)
     pd.concat([table_of_runs(s) for s in studies]).to_csv(out / "runs.csv", index=False)
     summary = pd.concat([s.assign(study=st.name) for s, st in zip(summaries, studies, strict=True)])
     summary["values"] = summary["values"].map(lambda v: " ".join(f"{x:.6g}" for x in v))

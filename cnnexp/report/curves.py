@@ -11,7 +11,17 @@ import pandas as pd
 from cnnexp.files import read_text
 from cnnexp.report import figures
 from cnnexp.report.document import Document
-from cnnexp.report.runs import SKIPPED, USABLE, Study, as_tuple, matching, or_warn, system_log
+from cnnexp.report.runs import (
+    REPLICATE,
+    SKIPPED,
+    USABLE,
+    Study,
+    as_tuple,
+    label,
+    matching,
+    or_warn,
+    system_log,
+)
 from cnnexp.schema import NVIDIA_SMI
 
 
@@ -87,14 +97,14 @@ def add_system(doc: Document, study: Study, tag: str) -> None:
         return
     gpu = any(c.endswith("_util_percent") for c in system.columns)
     what = "GPU utilisation and memory" if gpu else "CPU utilisation"
+    row = study.runs.iloc[0]
+    seed = f", seed {row[REPLICATE]}" if REPLICATE in row and pd.notna(row[REPLICATE]) else ""
+    levels = label(study, row) if study.factors else study.name
+    which = f"{study.name}'s first run ({levels}{seed})" if study.factors else f"{levels}{seed}"
     path = doc.out / "figures" / f"{tag}-system.png"
-    figures.system_figure(system, path, f"{what}: {first.name}")
-    doc.image(path, f"{what} over the training of {first.name}, sampled every second")
-    if not gpu:
-        doc.para(
-            "No GPU was used: this run trained on the CPU, so the figure shows the CPU's "
-            "utilisation (the whole machine, and this process where 100% is one core)."
-        )
+    figures.system_figure(system, path, f"{what}: {which}")
+    where = "" if gpu else " (100% is one core; the machine's line is every core together)"
+    doc.image(path, f"{what} over the training of {which}, sampled every second{where}")
     load = study.runs["system"].iloc[0]
     if load:
         doc.para(

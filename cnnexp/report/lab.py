@@ -57,6 +57,31 @@ OTHER = "other"  # runs that answer none of the lab's questions
 Summarised = tuple[Study, pd.DataFrame]  # a study and its summary (verdicts.summarise)
 
 
+# The lab asks for its networks trained on a GPU, with nvidia-smi's view of it.
+NO_GPU = (
+    "The GPU requirement: the lab asks for both networks trained on a GPU, with nvidia-smi "
+    "screenshots. No run in this report used a GPU: the machine that made them has none, so "
+    "every run trained on its CPU, and each study's load plot shows the CPU instead. On a "
+    "machine with an NVIDIA GPU, `python -m cnnexp.lab --budget full` trains the same studies "
+    "there; each run then keeps nvidia-smi's own table (`nvidia-smi.txt`) and its GPU "
+    "utilisation and memory every second (`system.csv`), which this report shows in place of "
+    "the CPU's."
+)
+
+
+def gpu_paragraph(studies: list[Study]) -> str:
+    """Whether the lab's GPU requirement is met here, and how to meet it where it is not."""
+    devices = {str(d) for s in studies for d in s.runs.get("device", []) if isinstance(d, str)}
+    gpu = sorted(d for d in devices if d.startswith("cuda"))
+    if not gpu:
+        return NO_GPU
+    return (
+        "The GPU requirement: these runs trained on a GPU; each question's evidence shows "
+        "nvidia-smi's own table (`nvidia-smi.txt`) and the GPU's utilisation and memory over "
+        "a run's training."
+    )
+
+
 def question_of(study: Study) -> str:
     """Which lab question a study answers: its own (pooling studies 3.1, other comparisons 3.2),
     else single runs 1 on gray digits or clothes (MNIST, Fashion-MNIST) and 2 on colour images
