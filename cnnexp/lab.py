@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.errors import HydraException
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnexp import CONF_DIR
@@ -138,14 +139,9 @@ def job_seconds(cfg: DictConfig, timings: dict[str, tuple[float, float]], at_a_t
     timed seconds per image; test-time augmentation's passes at the last epoch."""
     train_images, test_images = images(cfg)
     per_train, per_test = network_seconds(cfg, timings, at_a_time)
-    passes = {"flip": 2, "flip_translate": 6}.get(_tta(cfg), 1)
+    passes = get_class(cfg.tta._target_).passes  # forward passes per test image (conf/tta/)
     epoch = train_images * per_train + test_images * per_test
     return STARTUP_SECONDS + cfg.epochs * epoch + (passes - 1) * test_images * per_test
-
-
-def _tta(cfg: DictConfig) -> str:
-    target = str((cfg.get("tta") or {}).get("_target_", "")) if OmegaConf.is_dict(cfg.tta) else ""
-    return {"MirrorTranslate": "flip_translate", "Mirror": "flip"}.get(target.rsplit(".")[-1], "")
 
 
 def images(cfg: DictConfig) -> tuple[int, int]:

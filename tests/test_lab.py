@@ -191,3 +191,38 @@ def test_a_bad_override_or_a_missing_gpu_is_one_line(extra, said):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and said in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_a_ladder_sweep_reports_each_step_and_opens_the_lab_answer_to_3_2(tmp_path):
+    from test_study_kinds import _sweep
+
+    from cnnexp.report import main as report_main
+
+    study = """
+        # @package _global_
+        tta: flip
+        study:
+          _target_: cnnexp.studies.Ladder
+          name: ladder
+          steps:
+            lenet5: {model: lenet}
+            convnet: {model: convnet, model.widths: [8, 16], model.convs_per_stage: 1}
+            batch_norm: {model.batch_norm: true}
+          check: {seeds: [0]}
+        hydra:
+          sweeper:
+            params: {seed: "0,1"}
+    """
+    result = _sweep(study, tmp_path / "sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "job 8 of 8" in result.stdout  # 3 steps x 2 seeds, and its check: the first and last
+    out = tmp_path / "report"
+    assert report_main([str(tmp_path / "sweep"), "--lab", "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    answer = text.split("## 3.2 ")[1].split("**Answer.**")[1].split("\n\n")[0]
+    assert answer.strip().startswith("One change at a time, lenet5 (")
+    assert "ladder-ladder.png" in text.split("## 3.2 ")[1].split("### ")[0]  # under the answer
+    assert text.count("ladder-ladder.png") == 1
+    for step in ("| lenet5 ", "| convnet ", "| batch_norm ", "| tta "):
+        assert step in text

@@ -238,3 +238,25 @@ def test_a_page_fits_a_phone_and_shows_no_markdown_and_no_missing_value_markers(
     for marker in ("NaN", "&lt;NA&gt;", ">nan<"):
         assert marker not in page
     assert "<NA>" not in md and "nan" not in md
+
+
+def test_a_report_cites_only_what_its_runs_contain():
+    from cnnexp.report.build import references
+    from cnnexp.report.runs import Study as Runs
+
+    def study(*configs):
+        return Runs("s", Path("."), pd.DataFrame({"config": list(configs)}), [])
+
+    lenet = {"model": {"_target_": "cnnexp.models.lenet.LeNet5"}, "data": {"name": "mnist"},
+             "label_smoothing": 0.0, "optimizer": {"_target_": "torch.optim.SGD"}}  # fmt: skip
+    cited = " ".join(references([study(lenet)]))
+    assert "LeCun" in cited and "Welch" in cited
+    for absent in ("Muon", "Lightning", "Lookahead", "Inception", "CIFAR-10", "residual"):
+        assert absent not in cited
+    ours = {"model": {"_target_": "cnnexp.models.whitened_resnet.WhitenedResNet",
+                      "residual": True, "batch_norm": True},
+            "data": {"name": "cifar10"}, "label_smoothing": 0.2,
+            "optimizer": {"_target_": "cnnexp.muon.Muon"}}  # fmt: skip
+    cited = " ".join(references([study(lenet), study(ours)]))
+    for present in ("LeCun", "Muon", "Inception", "CIFAR-10", "residual", "airbench"):
+        assert present in cited

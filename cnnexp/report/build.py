@@ -51,50 +51,101 @@ ENV_KEYS = [
     "platform",
     "git_commit",
 ]
+# The works a report cites, each with what in the runs makes it cited (key=value or key>number
+# of any run's config, alternatives joined by |; "" for every report): only what the report
+# contains is referenced.
 REFERENCES = [
-    "Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document "
-    "recognition. Proc. IEEE 86(11), 1998: LeNet-5 (question 1) and the MNIST data set.",
-    "A. Krizhevsky. Learning multiple layers of features from tiny images. Technical report, "
-    "University of Toronto, 2009: the CIFAR-10 data set (questions 2 and 3).",
-    "S. Ioffe, C. Szegedy. Batch normalization: accelerating deep network training by reducing "
-    "internal covariate shift. ICML 2015: the batch norm of the convnets and its ablation.",
-    "K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR 2016: "
-    "the residual convs of our CIFAR-10 network.",
-    "C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna. Rethinking the Inception "
-    "architecture for computer vision. CVPR 2016: label smoothing.",
-    "M. R. Zhang, J. Lucas, G. Hinton, J. Ba. Lookahead optimizer: k steps forward, 1 step back. "
-    "NeurIPS 2019: the lookahead weight averaging of the CIFAR-10 recipe.",
-    "K. Jordan et al. Muon: an optimizer for hidden layers in neural networks. 2024, "
-    "kellerjordan.github.io/posts/muon: the Muon optimizer of the CPU CIFAR-10 recipe.",
-    "K. Jordan. 94% on CIFAR-10 in 3.29 seconds on a single GPU. arXiv:2404.00498, 2024, and "
-    "github.com/KellerJordan/cifar10-airbench: the whitening stem, scaled head, batch-norm "
-    "bias learning rate, and mirror-and-translate test-time augmentation.",
-    "D. Page. How to train your ResNet. Myrtle.ai blog, 2018: the fast CIFAR-10 recipe our "
-    "network starts from.",
-    "A. Paszke et al. PyTorch: an imperative style, high-performance deep learning library. "
-    "NeurIPS 2019: the framework every network here is written and trained in (torchvision "
-    "reads the data sets).",
-    "O. Yadan. Hydra: a framework for elegantly configuring complex applications. 2019, "
-    "github.com/facebookresearch/hydra: the configs and the multirun sweeps of every study.",
-    "TensorBoard, github.com/tensorflow/tensorboard: the event files every run writes, and "
-    "the curves and feature-map pages shown in this report.",
-    "W. Falcon and the PyTorch Lightning team. PyTorch Lightning. 2019, "
-    "github.com/Lightning-AI/pytorch-lightning: the second training loop (trainer=lightning).",
-    "A. Lyzhov et al. torchinfo, github.com/TylerYep/torchinfo: the layer tables (output "
-    "shapes, parameters, multiply-accumulates).",
-    "B. L. Welch. The generalization of 'Student's' problem when several different population "
-    "variances are involved. Biometrika 34, 1947: the test behind every verdict.",
-    "M. S. Bartlett. Properties of sufficiency and statistical tests. Proc. R. Soc. A 160, "
-    "1937: the test of equal variances that describes the seeds' noise.",
-    "D. W. Zimmerman. A note on preliminary tests of equality of variances. Br. J. Math. "
-    "Stat. Psychol. 57, 2004: why Welch's test is used unconditionally, not after a test of "
-    "equal variances.",
-    "C. E. Bonferroni. Teoria statistica delle classi e calcolo delle probabilità. 1936, and "
-    "S. Holm. A simple sequentially rejective multiple test procedure. Scand. J. Statist. 6, "
-    "1979: the corrections over a study's comparisons.",
-    "P. Virtanen et al. SciPy 1.0. Nature Methods 17, 2020, and S. Seabold, J. Perktold. "
-    "statsmodels. Proc. SciPy 2010: the tests, the pooled model and the power calculations.",
-]
+    ("model._target_=cnnexp.models.lenet.LeNet5|data.name=mnist",
+     "Y. LeCun, L. Bottou, Y. Bengio, P. Haffner. Gradient-based learning applied to document "
+     "recognition. Proc. IEEE 86(11), 1998: LeNet-5 (question 1) and the MNIST data set."),
+    ("data.name=cifar10",
+     "A. Krizhevsky. Learning multiple layers of features from tiny images. Technical report, "
+     "University of Toronto, 2009: the CIFAR-10 data set (questions 2 and 3)."),
+    ("model.batch_norm=True",
+     "S. Ioffe, C. Szegedy. Batch normalization: accelerating deep network training by reducing "
+     "internal covariate shift. ICML 2015: the batch norm of the convnets and its ablation."),
+    ("model.residual=True",
+     "K. He, X. Zhang, S. Ren, J. Sun. Deep residual learning for image recognition. CVPR 2016: "
+     "the residual convs of our CIFAR-10 network."),
+    ("label_smoothing>0",
+     "C. Szegedy, V. Vanhoucke, S. Ioffe, J. Shlens, Z. Wojna. Rethinking the Inception "
+     "architecture for computer vision. CVPR 2016: label smoothing."),
+    ("lookahead=True",
+     "M. R. Zhang, J. Lucas, G. Hinton, J. Ba. Lookahead optimizer: k steps forward, 1 step back. "
+     "NeurIPS 2019: the lookahead weight averaging of the CIFAR-10 recipe."),
+    ("optimizer._target_=cnnexp.muon.Muon",
+     "K. Jordan et al. Muon: an optimizer for hidden layers in neural networks. 2024, "
+     "kellerjordan.github.io/posts/muon: the Muon optimizer of the CPU CIFAR-10 recipe."),
+    ("model._target_=cnnexp.models.whitened_resnet.WhitenedResNet",
+     "K. Jordan. 94% on CIFAR-10 in 3.29 seconds on a single GPU. arXiv:2404.00498, 2024, and "
+     "github.com/KellerJordan/cifar10-airbench: the whitening stem, scaled head, batch-norm "
+     "bias learning rate, and mirror-and-translate test-time augmentation."),
+    ("model._target_=cnnexp.models.whitened_resnet.WhitenedResNet",
+     "D. Page. How to train your ResNet. Myrtle.ai blog, 2018: the fast CIFAR-10 recipe our "
+     "network starts from."),
+    ("",
+     "A. Paszke et al. PyTorch: an imperative style, high-performance deep learning library. "
+     "NeurIPS 2019: the framework every network here is written and trained in (torchvision "
+     "reads the data sets)."),
+    ("",
+     "O. Yadan. Hydra: a framework for elegantly configuring complex applications. 2019, "
+     "github.com/facebookresearch/hydra: the configs and the multirun sweeps of every study."),
+    ("",
+     "TensorBoard, github.com/tensorflow/tensorboard: the event files every run writes, and "
+     "the curves and feature-map pages shown in this report."),
+    ("trainer._target_=cnnexp.lightning_backend.Lightning",
+     "W. Falcon and the PyTorch Lightning team. PyTorch Lightning. 2019, "
+     "github.com/Lightning-AI/pytorch-lightning: the second training loop (trainer=lightning)."),
+    ("",
+     "A. Lyzhov et al. torchinfo, github.com/TylerYep/torchinfo: the layer tables (output "
+     "shapes, parameters, multiply-accumulates)."),
+    ("",
+     "B. L. Welch. The generalization of 'Student's' problem when several different population "
+     "variances are involved. Biometrika 34, 1947: the test behind every verdict."),
+    ("",
+     "M. S. Bartlett. Properties of sufficiency and statistical tests. Proc. R. Soc. A 160, "
+     "1937: the test of equal variances that describes the seeds' noise."),
+    ("",
+     "D. W. Zimmerman. A note on preliminary tests of equality of variances. Br. J. Math. "
+     "Stat. Psychol. 57, 2004: why Welch's test is used unconditionally, not after a test of "
+     "equal variances."),
+    ("",
+     "C. E. Bonferroni. Teoria statistica delle classi e calcolo delle probabilità. 1936, and "
+     "S. Holm. A simple sequentially rejective multiple test procedure. Scand. J. Statist. 6, "
+     "1979: the corrections over a study's comparisons."),
+    ("",
+     "P. Virtanen et al. SciPy 1.0. Nature Methods 17, 2020, and S. Seabold, J. Perktold. "
+     "statsmodels. Proc. SciPy 2010: the tests, the pooled model and the power calculations."),
+]  # fmt: skip
+
+
+def references(studies: list[Study]) -> list[str]:
+    """The works cited for what these studies' runs contain."""
+    used: dict[str, set[str]] = {}
+    for study in studies:
+        for config in study.runs["config"]:
+            for key, value in flatten(config or {}).items():
+                used.setdefault(key, set()).add(str(value))
+    return [text for when, text in REFERENCES if _cited(when, used)]
+
+
+def _cited(when: str, used: dict[str, set[str]]) -> bool:
+    if not when:
+        return True
+    if "|" in when:  # any of them
+        return any(_cited(part, used) for part in when.split("|"))
+    if ">" in when:  # a number above a threshold
+        key, _, low = when.partition(">")
+        return any(_number(v) > float(low) for v in used.get(key, ()))
+    key, _, value = when.partition("=")
+    return value in used.get(key, set())
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
 
 
 # The per-run appendix: what a reader needs of each run, in this order where present: the
@@ -240,7 +291,7 @@ def build_report(
         tested = [sentence(a) for a in agreements(studies, summaries, alpha)]
         doc.bullets(conclusions(studies, summaries) + tested)
     doc.heading(2, "References")
-    doc.bullets(REFERENCES)
+    doc.bullets(references(studies))
     add_appendix(doc, studies)
     add_glossary(doc)
     pd.concat([table_of_runs(s) for s in studies]).to_csv(out / "runs.csv", index=False)
