@@ -260,3 +260,20 @@ def test_a_report_cites_only_what_its_runs_contain():
     cited = " ".join(references([study(lenet), study(ours)]))
     for present in ("LeCun", "Muon", "Inception", "CIFAR-10", "residual", "airbench"):
         assert present in cited
+
+
+def test_the_network_is_counted_as_its_run_records_it_and_says_what_is_frozen():
+    from cnnexp.models import count_macs
+    from cnnexp.report.network import counts_sentence
+
+    config = make_config("+experiment=cifar10_cpu", "model.width_mult=0.5")
+    model = build_model(config)
+    table = layer_table(model, (3, 32, 32))
+    text = counts_sentence(model, {"model": {"_target_": "x"}}, (3, 32, 32),
+                           int(table.iloc[-1]["multiply-accumulates"]))  # fmt: skip
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters()) - trainable
+    assert frozen > 0  # the whitening stem's filters
+    assert f"{trainable:,} trainable parameters (and {frozen:,} frozen" in text
+    assert f"{count_macs(model, (3, 32, 32)):,} multiply-accumulates per image" in text
+    assert "also counts each bias" in text

@@ -66,11 +66,29 @@ def add_network(doc: Document, config: dict[str, Any], level: int = 3) -> None:
     table = layer_table(model, shape)
     total = table.iloc[-1]
     doc.heading(level, f"The network: {type(model).__name__}")
-    # torchinfo counts a bias add as one more multiply-accumulate; training's log does not.
-    doc.para(
-        f"{type(model).__name__} ({config['model']['_target_']}) on {shape[0]} × {shape[1]} × "
-        f"{shape[2]} inputs: {int(total['parameters']):,} parameters and "
-        f"{int(total['multiply-accumulates']):,} multiply-accumulates per image, measured by "
-        "torchinfo on the network built from the run's saved config."
-    )
+    doc.para(counts_sentence(model, config, shape, int(total["multiply-accumulates"])))
     doc.table(table)
+
+
+def counts_sentence(model, config: dict[str, Any], shape: tuple[int, ...], table_macs: int) -> str:
+    """Its size as the run's record counts it (trainable parameters; multiply-accumulates of
+    its convs and linear layers), what is frozen, and how the table's torchinfo total differs."""
+    from cnnexp.models import count_macs, count_parameters
+
+    trainable = count_parameters(model)
+    frozen = sum(p.numel() for p in model.parameters()) - trainable
+    macs = count_macs(model, shape)
+    held = f" (and {frozen:,} frozen, set from the data before training)" if frozen else ""
+    extra = table_macs - macs
+    table = (
+        f"; the table's torchinfo total, {table_macs:,}, also counts each bias and "
+        "normalisation output"
+        if extra
+        else ""
+    )
+    return (
+        f"{type(model).__name__} ({config['model']['_target_']}) on {shape[0]} × {shape[1]} × "
+        f"{shape[2]} inputs: {trainable:,} trainable parameters{held} and {macs:,} "
+        f"multiply-accumulates per image in its convolutions and linear layers, the counts its "
+        f"run records{table}."
+    )
