@@ -277,3 +277,26 @@ def test_the_network_is_counted_as_its_run_records_it_and_says_what_is_frozen():
     assert f"{trainable:,} trainable parameters (and {frozen:,} frozen" in text
     assert f"{count_macs(model, (3, 32, 32)):,} multiply-accumulates per image" in text
     assert "also counts each bias" in text
+
+
+def test_the_procedure_gives_each_study_the_command_its_folder_recorded(tmp_path):
+    import yaml
+
+    from cnnexp.report.build import command_of
+    from cnnexp.report.runs import Study as Runs
+
+    recorded = {"hydra": {"overrides": {
+        "hydra": ["hydra/launcher=workers", f"hydra.sweep.dir={tmp_path}"],
+        "task": ["+experiment=pooling", "study.budget=mnist_cpu", "study.check.seeds=[0,1]"],
+    }}}  # fmt: skip
+    (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(recorded))
+    study = Runs("pooling", tmp_path, pd.DataFrame({"config": [{}, {}]}), [])
+    assert command_of(study) == (
+        "python -m cnnexp -m hydra/launcher=workers +experiment=pooling study.budget=mnist_cpu "
+        "'study.check.seeds=[0,1]'"
+    )
+    run = tmp_path / "one"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["+experiment=cifar10_cpu"]))
+    single = Runs("ours", run, pd.DataFrame({"config": [{}]}), [])
+    assert command_of(single) == "python -m cnnexp +experiment=cifar10_cpu"

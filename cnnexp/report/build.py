@@ -6,6 +6,7 @@ figures/*.png."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from cnnexp.report.runs import (
     runs_table,
     table_of_runs,
     with_check,
+    yaml_or_warn,
 )
 from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import summarise
@@ -316,15 +318,30 @@ def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path
 
 
 def commands(studies: list[Study]) -> list[str]:
-    """The command that makes each study's runs again, from the experiment its runs name."""
+    """The command that made each study's runs, from what its folder recorded: a sweep's own
+    overrides (Hydra's multirun.yaml), a single run's (.hydra/overrides.yaml); from the
+    experiment its runs name where neither is kept (a runs.csv)."""
     said = []
     for study in studies:
-        names = study.runs["experiment"].dropna().unique() if "experiment" in study.runs else []
-        words = ["python -m cnnexp"]
-        words += ["-m"] if len(study.runs) > 1 else []
-        words += [f"+experiment={names[0]}"] if len(names) == 1 else []
-        said.append(f"{study.name}: `{' '.join(words)}`")
+        said.append(f"{study.name}: `{command_of(study)}`")
     return said
+
+
+def command_of(study: Study) -> str:
+    recorded = yaml_or_warn(study.root / "multirun.yaml", dict)
+    if recorded:
+        hydra = recorded.get("hydra", {}).get("overrides", {})
+        launcher = [o for o in hydra.get("hydra", []) if o.startswith("hydra/launcher=")]
+        words = ["python -m cnnexp -m", *launcher, *hydra.get("task", [])]
+        return " ".join(shlex.quote(w) if w != words[0] else w for w in words)
+    single = yaml_or_warn(study.root / ".hydra" / "overrides.yaml", list)
+    if single is not None and len(study.runs) == 1:
+        return " ".join(["python -m cnnexp", *map(shlex.quote, single)])
+    names = study.runs["experiment"].dropna().unique() if "experiment" in study.runs else []
+    words = ["python -m cnnexp"]
+    words += ["-m"] if len(study.runs) > 1 else []
+    words += [f"+experiment={names[0]}"] if len(names) == 1 else []
+    return " ".join(words)
 
 
 def newest_sweep(root: Path = Path("multirun")) -> Path:

@@ -132,7 +132,7 @@ def portable(text: str | None) -> str | None:
 
 def read_run(run: Path) -> dict[str, Any]:
     """One row: the run's overrides as columns, its metrics, history, config and provenance."""
-    config = _yaml(run / ".hydra" / "config.yaml", dict) or {}
+    config = yaml_or_warn(run / ".hydra" / "config.yaml", dict) or {}
     try:
         found = read_record(run)
     except DamagedFileError as err:
@@ -157,7 +157,7 @@ def read_run(run: Path) -> dict[str, Any]:
     row["system"] = record.system or {}
     row["config"] = config
     row["choices"] = record.choices  # Hydra's group choices (tta=flip), which a config lacks
-    texts = _yaml(run / ".hydra" / "overrides.yaml", list) or []
+    texts = yaml_or_warn(run / ".hydra" / "overrides.yaml", list) or []
     row["given"] = {studies.key_value(text)[0]: text for text in texts}
     return row
 
@@ -167,7 +167,7 @@ def _overrides(run: Path, record: Run) -> dict[str, Any]:
     from Hydra's overrides.yaml."""
     if record.overrides:
         return record.overrides
-    return typed_overrides(_yaml(run / ".hydra" / "overrides.yaml", list) or [])
+    return typed_overrides(yaml_or_warn(run / ".hydra" / "overrides.yaml", list) or [])
 
 
 def load_studies(path: Path) -> list[Study]:
@@ -466,7 +466,7 @@ def system_log(run: Path) -> pd.DataFrame | None:
     return or_warn(read_csv, path, SKIPPED, ("time_s",))
 
 
-def _yaml(path: Path, form: type) -> Any:
+def yaml_or_warn(path: Path, form: type) -> Any:
     return or_warn(read_yaml, path, SKIPPED, form)
 
 
