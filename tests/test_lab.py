@@ -110,14 +110,10 @@ def test_under_no_change_a_ladder_rarely_claims_a_gain():
     assert claims / 400 <= 0.05 + 3 * 0.011
 
 
-def test_the_plan_names_each_study_its_runs_and_minutes_and_the_total():
-    result = subprocess.run(
-        [sys.executable, "-m", "cnnexp.lab", "--dry-run", "--budget", "quick",
-         "--only", "lenet,pooling_lenet", "--", *SYNTHETIC],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.splitlines()
+def test_the_plan_names_each_study_its_runs_and_minutes_and_the_total(capsys):
+    argv = ["--dry-run", "--budget", "quick", "--only", "lenet,pooling_lenet", "--", *SYNTHETIC]
+    assert lab.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("lab plan: --budget quick")
     lenet = next(line for line in lines if " lenet " in line)
     assert "3 runs" in lenet and "min" in lenet  # seed=0,1,2
@@ -181,16 +177,13 @@ def test_a_stopped_lab_goes_on_where_it_stopped_without_training_a_run_again(tmp
         ("epochz=3", "epochz"),
     ],
 )
-def test_a_bad_override_or_a_missing_gpu_is_one_line(extra, said):
+def test_a_bad_override_or_a_missing_gpu_is_one_line(extra, said, capsys):
     if extra == "device=cuda" and __import__("torch").cuda.is_available():
         pytest.skip("this machine has a GPU")
-    result = subprocess.run(
-        [sys.executable, "-m", "cnnexp.lab", "--dry-run", "--only", "lenet", "--", extra],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and said in result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+    assert lab.main(["--dry-run", "--only", "lenet", "--", extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and said in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow
