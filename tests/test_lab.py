@@ -194,7 +194,8 @@ def test_a_ladder_sweep_reports_each_step_and_opens_the_lab_answer_to_3_2(tmp_pa
 
     study = """
         # @package _global_
-        tta: flip
+        defaults:
+          - override /tta: flip
         study:
           _target_: cnnexp.studies.Ladder
           name: ladder

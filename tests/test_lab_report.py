@@ -100,6 +100,7 @@ def test_lab_report_follows_the_lab_questions_each_opening_with_its_answer(lab):
         "Procedure",
         "References",
         "Appendix: every run",
+        "Glossary",
     ]
     sections = re.split(r"^## ", text, flags=re.M)[1:]
     for section in sections[:4]:
