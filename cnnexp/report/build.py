@@ -355,7 +355,8 @@ def newest_sweep(root: Path = Path("multirun")) -> Path:
     return sweeps[-1].parent
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The report's command line."""
     doc = sys.modules["cnnexp.report"].__doc__
     parser = argparse.ArgumentParser(prog="python -m cnnexp.report", description=doc)
     parser.add_argument(
@@ -394,6 +395,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --lab: a sentence that opens every answer (the lab's quick budget says its "
         "networks are starved)",
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         parser.error(f"--alpha {args.alpha} is not a level: use a number between 0 and 1")
