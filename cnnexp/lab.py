@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cnnexp import CONF_DIR
 from cnnexp.environment import cpu_has_bf16, cpu_model, git_commit
-from cnnexp.errors import STOPPED, CnnexpError
+from cnnexp.errors import STOPPED, CnnexpError, DamagedFileError
 from cnnexp.files import atomic_write_json, read_json
 from cnnexp.schema import COMPLETED, read_metrics
 from cnnexp.studies import REPLICATE, _last_of_each, key_value, sweep_jobs
@@ -145,14 +145,11 @@ def job_seconds(cfg: DictConfig, timings: dict[str, tuple[float, float]], at_a_t
     passes = get_class(cfg.tta._target_).passes  # forward passes per test image (conf/tta/)
     epoch = train_images * per_train + test_images * per_test
     compute = cfg.epochs * epoch + (passes - 1) * test_images * per_test
-    shared = SIDE_BY_SIDE if at_a_time > 1 and not _on_gpu(cfg) else 1.0
+    from cnnexp.train import resolve_device
+
+    on_cpu = resolve_device(cfg.device).type == "cpu"
+    shared = SIDE_BY_SIDE if at_a_time > 1 and on_cpu else 1.0
     return STARTUP_SECONDS + shared * compute
-
-
-def _on_gpu(cfg: DictConfig) -> bool:
-    import torch
-
-    return cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
 
 
 def images(cfg: DictConfig) -> tuple[int, int]:
@@ -277,7 +274,7 @@ def runs_done(folder: Path) -> int:
     for path in folder.rglob("metrics.json"):
         try:
             done += (read_metrics(path.parent) or {}).get("status") == COMPLETED
-        except Exception:  # a damaged record is the sweep's to report; here it is not done
+        except DamagedFileError:  # the sweep's report names it; here it is not done
             continue
     return done
 

@@ -277,7 +277,7 @@ class Ladder(Study):
                 kept.pop(key, None)
                 kept[key] = value
             if step == name:
-                return [*(f"{k}={_text(v)}" for k, v in kept.items()), f"{STEP}={name}"]
+                return [*(f"{k}={override_text(v)}" for k, v in kept.items()), f"{STEP}={name}"]
         raise ConfigError(f"study.step={name}: no such step; choose {', '.join(self.steps)}")
 
     def reference(self) -> dict[str, str]:
@@ -358,7 +358,7 @@ def budget_overrides(study: DictConfig) -> list[str]:
     """The chosen budget's settings as overrides (`setup=convnet_cifar10`, `epochs=30`); none
     for a study without budgets (a budget it lacks is refused by `Study.validate`)."""
     chosen = (study.get("budgets") or {}).get(study.budget) or {}
-    return [f"{key}={_text(value)}" for key, value in chosen.items()]
+    return [f"{key}={override_text(value)}" for key, value in chosen.items()]
 
 
 def _budgeted(study: DictConfig, given: set[str]) -> DictConfig:
@@ -371,16 +371,16 @@ def _budgeted(study: DictConfig, given: set[str]) -> DictConfig:
     return node
 
 
-def _text(value: Any) -> str:
+def override_text(value: Any) -> str:
     """A value as Hydra's override grammar writes it: null, true, [32,64], 0.05,0.1 (a sweep)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list | tuple) or OmegaConf.is_list(value):
-        return "[" + ",".join(_text(v) for v in value) + "]"
+        return "[" + ",".join(override_text(v) for v in value) + "]"
     if isinstance(value, Mapping) or OmegaConf.is_dict(value):
-        return "{" + ",".join(f"{k}:{_text(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{k}:{override_text(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 

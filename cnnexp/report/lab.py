@@ -71,9 +71,8 @@ NO_GPU = (
 
 def gpu_paragraph(studies: list[Study]) -> str:
     """Whether the lab's GPU requirement is met here, and how to meet it where it is not."""
-    devices = {str(d) for s in studies for d in s.runs.get("device", []) if isinstance(d, str)}
-    gpu = sorted(d for d in devices if d.startswith("cuda"))
-    if not gpu:
+    devices = (str(d) for s in studies for d in s.runs.get("device", []))
+    if not any(d.startswith("cuda") for d in devices):
         return NO_GPU
     return (
         "The GPU requirement: these runs trained on a GPU; each question's evidence shows "

@@ -8,17 +8,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # its backend: Agg, set by cnnexp.report.figures
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from cnnexp import stats, studies  # noqa: E402
-from cnnexp.report.document import Document  # noqa: E402
-from cnnexp.report.figures import WIDTH, _save  # noqa: E402
-from cnnexp.report.runs import REPLICATE, USABLE, Study  # noqa: E402
-from cnnexp.schema import TEST_ACC, without_key  # noqa: E402
+from cnnexp import stats, studies
+from cnnexp.report.document import Document
+from cnnexp.report.figures import WIDTH, _save
+from cnnexp.report.runs import REPLICATE, USABLE, Study
+from cnnexp.report.verdicts import NO_NOISE, UNCLEAR
+from cnnexp.schema import TEST_ACC, without_key
 
 STEP = studies.STEP  # the override that names a ladder job's step
 TTA = "test-time augmentation"
@@ -50,9 +48,9 @@ class Step:
         if self.gain is None:
             return ""
         if not self.gain.se > 0:
-            return "no verdict (no spread)"
+            return NO_NOISE
         if not self.gain.differs:
-            return "no clear difference"
+            return UNCLEAR
         return "gains" if self.gain.diff > 0 else "loses"
 
 
@@ -96,7 +94,7 @@ def steps(study: Study, alpha: float = stats.ALPHA) -> tuple[list[Step], stats.C
 
 
 def _change(changes: dict) -> str:
-    return ", ".join(f"{k}={studies._text(v)}" for k, v in changes.items())
+    return ", ".join(f"{k}={studies.override_text(v)}" for k, v in changes.items())
 
 
 def _mean(runs: pd.DataFrame, column: str) -> float:

@@ -201,7 +201,9 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     runs = runs[roles != BUDGET_CHECK].reset_index(drop=True)
     fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *metric_columns()}
     for column in [c for c in runs.columns if c not in fixed]:  # [6,16]: a level, as its text
-        runs[column] = runs[column].map(lambda v: studies._text(v) if _listed(v) else v)
+        runs[column] = runs[column].map(
+            lambda v: studies.override_text(v) if isinstance(v, list | dict) else v
+        )
     varied = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
     factors = kind.arm_keys(varied)
     baseline = {k: v for k, v in kind.reference().items() if k in factors}
@@ -216,10 +218,6 @@ def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
     )  # fmt: skip
     tuned = kind.tuned_key()
     return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
-
-
-def _listed(value: Any) -> bool:
-    return isinstance(value, list | dict)
 
 
 def with_check(study: Study, check: Study) -> Study:
