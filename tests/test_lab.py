@@ -91,8 +91,8 @@ def test_a_ladder_decides_each_gain_against_the_step_before_it_as_one_family():
     assert tta.level == pytest.approx(0.0125) and tta.diff == pytest.approx(0.012)
     assert steps[1].gain.diff == pytest.approx(0.10)
     said = ladder.answer(study)
-    assert said.startswith("One change at a time, a (50.00%) became d (55.00%)")
-    assert "Clear gains: b (+10.00)" in said and "Clear losses: d (-5.00)" in said
+    assert said.startswith("Changing one thing at a time, step a scored 50.00% and step d 55.00%")
+    assert "Clear gains: b +10.00 points" in said and "Clear losses: d -5.00 points" in said
     table = ladder.table(steps, tta)
     assert list(table["step"]) == ["a", "b", "c", "d", "tta"]
 
@@ -215,7 +215,7 @@ def test_a_ladder_sweep_reports_each_step_and_opens_the_lab_answer_to_3_2(tmp_pa
     assert report_main([str(tmp_path / "sweep"), "--lab", "--out", str(out)]) == 0
     text = (out / "report.md").read_text()
     answer = text.split("## 3.2 ")[1].split("**Answer.**")[1].split("\n\n")[0]
-    assert answer.strip().startswith("One change at a time, lenet5 (")
+    assert answer.strip().startswith("Changing one thing at a time, step lenet5 scored")
     assert "ladder-ladder.png" in text.split("## 3.2 ")[1].split("### ")[0]  # under the answer
     assert text.count("ladder-ladder.png") == 1
     for step in ("| lenet5 ", "| convnet ", "| batch_norm ", "| tta "):

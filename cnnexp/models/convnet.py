@@ -47,6 +47,15 @@ class ConvNet(nn.Module):
     """Stages of `convs_per_stage` convs (each conv -> [batch norm] -> activation), a pool after
     each stage, then `fc_layers` fully connected layers (the last one gives the class scores)."""
 
+    # What each part is for (the lab report's words).
+    IN_WORDS = (
+        "The ConvNet is a VGG-style family (Simonyan and Zisserman 2015) in which every change "
+        "the lab asks about is one key: stages of convolutions (their number, kernel size, "
+        "stride and channels), each conv optionally batch-normalised and followed by the "
+        "activation, a 2x2 pool after each stage to halve the map, then fully connected "
+        "layers whose last one gives the class scores."
+    )
+
     # The formatter leaves this signature as it is (marked below): its arguments stay grouped,
     # a line each, by what they build.
     def __init__(

@@ -104,6 +104,22 @@ class Stage(nn.Module):
 class WhitenedResNet(nn.Module):
     """Whitening stem (2x2 patches), residual stages of `widths`, max pool, scaled linear head."""
 
+    # What each part is for, with the ideas it borrows (the lab report's words).
+    IN_WORDS = (
+        "Our network is a small residual network in the style of David Page's ResNet-9 and Keller "
+        "Jordan's airbench. Its first layer is fixed, not trained: a 2x2 convolution whose filters"
+        " are set from the training images so that it decorrelates neighbouring pixels and colours"
+        " (whitening); the later layers then learn from inputs of equal scale in every direction, "
+        "which lets a high learning rate work. Then three stages each convolve with 3x3 kernels, "
+        "halve the map with a 2x2 pool, normalise with batch norm (Ioffe and Szegedy 2015: each "
+        "channel rescaled to a steady range, so training tolerates large steps) and apply the "
+        "activation; a second 3x3 convolution is added back onto its own input (a residual "
+        "connection, He et al. 2016), so a stage can refine rather than replace what it receives. "
+        "A global max pool keeps each channel's strongest response anywhere in the image, and one "
+        "linear layer, its scores scaled down (a cooler softmax trains faster at a high learning "
+        "rate), gives the ten class scores."
+    )
+
     # The formatter leaves this signature as it is (marked below): its arguments stay grouped,
     # a line each, by what they build.
     def __init__(

@@ -274,16 +274,19 @@ def build_report(
     doc.para(
         f"Made {time.strftime('%Y-%m-%d %H:%M')} by `python -m cnnexp.report` from "
         + ", ".join(str(p) for p in paths)
-        + f" (family-wise level {alpha}, method {method})."
+        + f". Each verdict holds at {100 * (1 - alpha):.0f}% confidence for all of its "
+        f"study's comparisons together ({method}'s correction; see family-wise in the glossary)."
     )
     summaries = [summarise(study, alpha=alpha, method=method) for study in studies]
     taken = take_shots(studies, out / "figures") if tensorboard else {}
+    evidence = []
     if lab_order:
-        doc.para(lab.gpu_paragraph(studies))
-        lab.add_questions(doc, studies, summaries, taken, caveat)
+        evidence = lab.add_questions(doc, studies, summaries, taken, caveat)
         add_environments(doc, studies)
         doc.heading(2, "Procedure")
-        doc.bullets([*PROCEDURE, *commands(studies)])
+        doc.bullets(PROCEDURE)
+        with doc.folded("The command of each study, from the overrides its runs saved"):
+            doc.bullets(commands(studies))
     else:
         add_environments(doc, studies)
         for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
@@ -294,6 +297,8 @@ def build_report(
         doc.bullets(conclusions(studies, summaries) + tested)
     doc.heading(2, "References")
     doc.bullets(references(studies))
+    if evidence:
+        lab.add_evidence(doc, evidence)
     add_appendix(doc, studies)
     add_glossary(doc)
     pd.concat([table_of_runs(s) for s in studies]).to_csv(out / "runs.csv", index=False)

@@ -22,7 +22,9 @@ from cnnexp.report.runs import (
     or_warn,
     system_log,
 )
-from cnnexp.schema import NVIDIA_SMI
+from cnnexp.schema import NVIDIA_SMI, without_key
+
+NO_TTA = without_key("tta")  # a run's last test accuracy without test-time augmentation
 
 
 def curves(study: Study, key: str) -> pd.DataFrame:
@@ -73,20 +75,53 @@ def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def add_curves(doc: Document, study: Study, tag: str) -> None:
-    for key, caption in (
-        ("test_acc", "test accuracy per epoch"),
-        ("train_loss", "training loss per epoch"),
-        ("test_loss", "test loss per epoch"),
-    ):
+CURVES = {
+    "test_acc": "test accuracy per epoch",
+    "train_loss": "training loss per epoch",
+    "test_loss": "test loss per epoch",
+}
+
+
+def add_curves(doc: Document, study: Study, tag: str, keys: tuple[str, ...] = tuple(CURVES)):
+    """A figure of each per-epoch `keys` over the study's usable runs."""
+    for key in keys:
         frame = curves(study, key)
-        if not frame.empty:
-            path = doc.out / "figures" / f"{tag}-{key}.png"
-            figures.curves_figure(frame, study.factors, key, path, study.baseline)
-            by = frame.groupby(study.factors) if study.factors else frame.groupby(lambda _: 0)
-            several = by["run"].nunique().max() > 1  # as curves_figure draws a band
-            how = "mean over the usable seeds, band ± 1 std" if several else "one run per line"
-            doc.image(path, f"{caption} ({how})")
+        if frame.empty:
+            continue
+        marks = None
+        if key == "test_acc":
+            frame, marks = tta_apart(study, frame)
+        path = doc.out / "figures" / f"{tag}-{key}.png"
+        figures.curves_figure(frame, study.factors, key, path, study.baseline, marks)
+        by = frame.groupby(study.factors) if study.factors else frame.groupby(lambda _: 0)
+        several = by["run"].nunique().max() > 1  # as curves_figure draws a band
+        how = "mean over the usable seeds, band ± 1 std" if several else "one run per line"
+        apart = (
+            "; every epoch without test-time augmentation, the last one also with it (a star)"
+            if marks is not None and len(marks)
+            else ""
+        )
+        doc.image(path, f"{CURVES[key]} ({how}{apart})")
+
+
+def tta_apart(study: Study, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The test accuracy of the last epoch is measured with test-time augmentation where a run
+    has it: the curve takes that epoch's accuracy without it (measured in the same run), so
+    that every point is measured alike, and the one with it becomes a mark apart."""
+    if NO_TTA not in study.runs:
+        return frame, None
+    without = dict(
+        zip(study.runs["run"], pd.to_numeric(study.runs[NO_TTA], errors="coerce"), strict=True)
+    )
+    last = frame.groupby("run")["epoch"].transform("max") == frame["epoch"]
+    replaced = frame["run"].map(without)
+    apart = last & replaced.notna()
+    if not apart.any():
+        return frame, None
+    marks = frame[apart].copy()
+    frame = frame.copy()
+    frame.loc[apart, "test_acc"] = replaced[apart]
+    return frame, marks
 
 
 def add_system(doc: Document, study: Study, tag: str) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -90,6 +92,16 @@ class Document:
         """A table folded away under a line that says what it holds (HTML `<details>`)."""
         self.blocks.append(("details", summary, tidy(frame)))
 
+    @contextmanager
+    def folded(self, summary: str) -> Iterator[None]:
+        """Every block added inside folded away under one line (HTML `<details>`): the
+        evidence a reader opens when they want it."""
+        self.blocks.append(("fold", summary))
+        try:
+            yield
+        finally:
+            self.blocks.append(("unfold",))
+
     def bullets(self, items: list[str]) -> None:
         if items:
             self.blocks.append(("ul", items))
@@ -125,6 +137,8 @@ class Document:
             if len(block[1]) == 1:
                 return f"**Answer.** {block[1][0]}"
             return "**Answer.**\n" + "\n".join(f"- {part}" for part in block[1])
+        if kind in FOLDS:
+            return FOLDS[kind](block)
         if kind == "details":
             table = _missing_as_none(block[2]).to_markdown(
                 index=False, floatfmt=".4g", missingval=""
@@ -154,6 +168,8 @@ class Document:
                 return f'<p class="answer"><b>Answer.</b> {inline(block[1][0])}</p>'
             items = "".join(f"<li>{inline(part)}</li>" for part in block[1])
             return f'<div class="answer"><b>Answer.</b><ul>{items}</ul></div>'
+        if kind in FOLDS:
+            return FOLDS[kind](block)
         if kind == "details":
             return (
                 f"<details><summary>{html.escape(block[1])}</summary>"
@@ -169,6 +185,13 @@ class Document:
         if kind == "code":
             return f"<pre>{html.escape(block[1])}</pre>"
         return f"<p>{inline(block[1])}</p>"
+
+
+# A fold opens and closes the same way in markdown (which passes HTML through) and in HTML.
+FOLDS = {
+    "fold": lambda block: f"<details><summary>{html.escape(block[1])}</summary>\n",
+    "unfold": lambda block: "</details>",
+}
 
 
 def _missing_as_none(frame: pd.DataFrame) -> pd.DataFrame:

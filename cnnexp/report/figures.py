@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from cnnexp.report.document import PAGE_WIDTH  # noqa: E402
+from cnnexp.report.runs import matching  # noqa: E402
 
 COLOURS = plt.get_cmap("tab20").colors[0::2] + plt.get_cmap("tab20").colors[1::2]
 LINES = ("-", "--", ":", "-.")
@@ -38,11 +39,14 @@ def curves_figure(
     key: str,
     path: Path,
     baseline: dict[str, str] | None = None,
+    marks: pd.DataFrame | None = None,
 ) -> Path:
     """Mean over seeds of `key` per epoch, one line per group (colour and line style; the
     baseline black and thick), a band of +-1 std where a group has several runs, accuracies in
     %, losses on a log scale, the legend beside the axes rather than over the lines (below
-    them, one label a line, where the labels are too long to sit beside)."""
+    them, one label a line, where the labels are too long to sit beside). `marks` (the same
+    columns as `curves`) are points apart from the lines, a star each: the last epoch measured
+    with test-time augmentation, which the lines (every epoch measured alike) do not join."""
     bounded = any(b in key for b in BOUNDED)
     scale = 100.0 if bounded else 1.0
     groups = list(curves.groupby(factors, sort=False)) if factors else [((), curves)]
@@ -72,6 +76,12 @@ def curves_figure(
             ms=3,
             label=(label + " (baseline)" if is_base else label) or "all runs",
         )
+        if marks is not None and len(marks):
+            mine = marks[matching(marks, levels)] if levels else marks
+            at = scale * mine.groupby("epoch")[key].mean()
+            first = MARK_LABEL not in ax.get_legend_handles_labels()[1]
+            ax.plot(at.index, at.values, ls="none", marker="*", ms=11, color=colour,
+                    label=MARK_LABEL if first else None)  # fmt: skip
         if group["run"].nunique() > 1:
             low, high = mean_std["mean"] - mean_std["std"], mean_std["mean"] + mean_std["std"]
             low = low.clip(lower=0.0) if bounded else low.clip(lower=mean_std["mean"].min() / 10)
@@ -84,6 +94,8 @@ def curves_figure(
         ax.set_yscale("log")
     ax.set_ylabel(name + (" (%)" if bounded else "") + (" (log scale)" if "loss" in key else ""))
     ax.grid(alpha=0.3)
+    if marks is not None and len(marks) and not factors:
+        ax.legend(fontsize=8, loc="lower right")
     if factors and below:
         fig.legend(loc="outside lower center", fontsize=7, ncol=1)
     elif factors:
@@ -91,6 +103,7 @@ def curves_figure(
     return _save(fig, path)
 
 
+MARK_LABEL = "last epoch with test-time augmentation"
 LEGEND_BESIDE_CHARS = 40  # a longer label goes below the axes, where it has the page's width
 LEGEND_LINE = 0.17  # inches a legend line takes at its font size
 

@@ -37,4 +37,5 @@ GLOSSARY = {
 def add_glossary(doc: Document) -> None:
     """The glossary, as the report's last section."""
     doc.heading(2, "Glossary")
-    doc.bullets([f"{term}: {meaning}" for term, meaning in GLOSSARY.items()])
+    with doc.folded("What the statistics words of this report mean, in plain sentences"):
+        doc.bullets([f"{term}: {meaning}" for term, meaning in GLOSSARY.items()])

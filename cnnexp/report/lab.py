@@ -6,6 +6,8 @@ the machine's load, and each study's section."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,9 @@ from cnnexp.report.answers import (
 )
 from cnnexp.report.budget import check_phrase
 from cnnexp.report.document import INTERVAL_KINDS, Document
+from cnnexp.report.evidence import HOW_SURE, add_bonuses, add_network_answer
 from cnnexp.report.factorial import best_point_sentence, design_of, effects_answer, pooling_effect
+from cnnexp.report.pooling import MECHANICS, add_feature_maps
 from cnnexp.report.recipe import budget_phrase, heading
 from cnnexp.report.runs import USABLE, Study
 from cnnexp.report.section import add_study
@@ -97,43 +101,123 @@ def add_questions(
     summaries: list[pd.DataFrame],
     shots: dict[str, list[tuple[Path, str]]],
     caveat: str | None = None,
-) -> None:
-    """One section per lab question, in the lab's order, then the runs that answer none;
-    `caveat` opens every answer."""
+) -> list[Evidence]:
+    """A summary of the answers, the GPU paragraph, then one section per lab question in the
+    lab's order: its answer in plain words (`caveat` opening it), one small table and its
+    figures; then the bonuses. Returns each study's evidence, for the appendix."""
     by_question: dict[str, list[tuple[int, Study, pd.DataFrame]]] = {}
     for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
         by_question.setdefault(question_of(study), []).append((i, study, summary))
     for members in by_question.values():  # a ladder opens its question
         members.sort(key=lambda member: not member[1].kind.climbs())
-    # A factorial design with a pooling factor answers 3.1 too (its section stays under 3.2).
-    designs = [s for s in studies if s.kind.answers_factors()]
-    tested = agreements(studies, summaries)
-    pairs = list(zip(studies, summaries, strict=True))
+    answers = _answers(by_question, studies, summaries)
+    add_summary(doc, answers, caveat)
+    doc.para(gpu_paragraph(studies))
     for number, (title, ask) in QUESTIONS.items():
         doc.heading(2, f"{number} {title}")
         doc.para(f"The lab asks: {ask}")
-        members = by_question.get(number, [])
-        said = answer(number, members, pairs) + (
-            pooling_effects(designs, pairs) if number == "3.1" else []
-        )
-        said += [sentence(a) for a in tested if _question_of(a) == number]
+        said = answers[number]
         if not said:
             doc.answer("Not answered here: no runs for this question were given to the report.")
             continue
-        doc.answer([caveat, *said] if caveat else said)
-        if number == "3.1" and members:
-            doc.table(side_by_side([(s, summary) for _, s, summary in members]), as_text=True)
-        for i, study, summary in members:  # a ladder's figure opens its answer
-            if study.kind.climbs():
-                ladder.add_figure(
-                    doc, study, _tag(i, study), summary.attrs.get("alpha", stats.ALPHA)
-                )
-        for i, study, summary in members:
-            _evidence(doc, number, i, study, summary, shots.get(study.name, []))
-    if OTHER in by_question:
-        doc.heading(2, "Other runs")
-        for i, study, summary in by_question[OTHER]:
-            _evidence(doc, OTHER, i, study, summary, [])
+        shown = said if number in ("1", "2") else [plain(part) for part in said]
+        doc.answer([caveat, *shown] if caveat else shown)
+        if shown != said:
+            with doc.folded("The same answer with its numbers: seeds, intervals, tests, budgets"):
+                doc.bullets(said)
+        _main_evidence(doc, number, by_question.get(number, []), shots)
+    add_bonuses(doc, studies, shots)
+    return [
+        Evidence(number, study, summary, _tag(i, study), shots.get(study.name, []))
+        for number, members in by_question.items()
+        for i, study, summary in members
+    ]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything one study measured, for the appendix: the question it answers, its summary,
+    its figures' prefix and its TensorBoard pages."""
+
+    question: str
+    study: Study
+    summary: pd.DataFrame
+    tag: str
+    shots: list[tuple[Path, str]]
+
+
+def _answers(by_question, studies, summaries) -> dict[str, list[str]]:
+    """Each question's answer in sentences; a factorial design with a pooling factor and two
+    studies that estimate the same comparison answer 3.1 or 3.2 too."""
+    designs = [s for s in studies if s.kind.answers_factors()]
+    tested = agreements(studies, summaries)
+    pairs = list(zip(studies, summaries, strict=True))
+    answers = {}
+    for number in QUESTIONS:
+        said = answer(number, by_question.get(number, []), pairs)
+        said += pooling_effects(designs, pairs) if number == "3.1" else []
+        answers[number] = said + [sentence(a) for a in tested if _question_of(a) == number]
+    return answers
+
+
+def add_summary(doc: Document, answers: dict[str, list[str]], caveat: str | None) -> None:
+    """The four answers, each its first sentence, before any evidence."""
+    doc.heading(2, "Summary")
+    if caveat:
+        doc.para(caveat)
+    doc.bullets(
+        [
+            f"{number} {QUESTIONS[number][0]}: "
+            + " ".join(_first_sentence(plain(part)) for part in said[:2])
+            for number, said in answers.items()
+            if said
+        ]
+    )
+
+
+def _first_sentence(text: str) -> str:
+    """Up to the first full stop that ends a sentence (not one inside a number or a name)."""
+    match = re.search(r"(?<=[.!?])\s+(?=[A-Z])", text)
+    return text[: match.start()] if match else text
+
+
+def plain(text: str) -> str:
+    """A sentence without its parentheses (seeds, intervals, tests, budgets), which the table
+    under the answer and the folded full answer give."""
+    while True:
+        shorter = re.sub(r"\s*\([^()]*\)", "", text)
+        if shorter == text:
+            return text
+        text = shorter
+
+
+def _main_evidence(doc, number, members, shots) -> None:
+    """One small table and the figures a grader looks at, beside a question's answer."""
+    if number in ("1", "2"):
+        for i, study, _ in members:
+            add_network_answer(doc, study, _tag(i, study), shots.get(study.name, []))
+        return
+    if number == "3.1" and members:
+        doc.bullets(MECHANICS)
+        doc.table(side_by_side([(s, summary) for _, s, summary in members]), as_text=True)
+        doc.para(HOW_SURE)
+        for i, study, _ in members:
+            add_feature_maps(doc, study, _tag(i, study))
+    for i, study, summary in members:  # a ladder's figure and table open 3.2's evidence
+        if study.kind.climbs():
+            alpha = summary.attrs.get("alpha", stats.ALPHA)
+            ladder.add_figure(doc, study, _tag(i, study), alpha)
+            doc.table(ladder.table(*ladder.steps(study, alpha)), as_text=True)
+            doc.para(HOW_SURE)
+
+
+def add_evidence(doc: Document, evidence: list[Evidence]) -> None:
+    """Each study's whole section, folded: its network's layers, recipe, budget check,
+    accuracy tables, curves and the machine's load."""
+    doc.heading(2, "Appendix: the evidence of each study")
+    for item in evidence:
+        with doc.folded(f"{item.question}: {heading(item.study)}"):
+            _evidence(doc, item.question, item.study, item.summary, item.tag, item.shots)
 
 
 def _question_of(agreement) -> str:
@@ -141,12 +225,10 @@ def _question_of(agreement) -> str:
     return "3.1" if agreement.one.key == "pool" else "3.2"
 
 
-def _evidence(doc, number, index, study, summary, shots) -> None:
-    doc.shift = 1  # the study's own headings nest under the question
+def _evidence(doc, number, study, summary, tag, shots) -> None:
+    doc.shift = 1  # the study's own headings nest under the appendix
     try:
-        add_study(
-            doc, study, summary, _tag(index, study), network=number in ("1", "2"), shots=shots
-        )
+        add_study(doc, study, summary, tag, network=number in ("1", "2"), shots=shots)
     finally:
         doc.shift = 0
 

@@ -12,15 +12,15 @@ import matplotlib.pyplot as plt  # its backend: Agg, set by cnnexp.report.figure
 import pandas as pd
 
 from cnnexp import stats, studies
+from cnnexp.report.curves import NO_TTA
 from cnnexp.report.document import Document
 from cnnexp.report.figures import WIDTH, _save
 from cnnexp.report.runs import REPLICATE, USABLE, Study
 from cnnexp.report.verdicts import NO_NOISE, UNCLEAR
-from cnnexp.schema import TEST_ACC, without_key
+from cnnexp.schema import TEST_ACC
 
 STEP = studies.STEP  # the override that names a ladder job's step
 TTA = "test-time augmentation"
-NO_TTA = without_key("tta")  # a run's test accuracy without its test-time augmentation
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,13 @@ def answer(study: Study, alpha: float = stats.ALPHA) -> str:
         return f"{study.name}: fewer than two of the ladder's steps trained."
     first, last = trained[0], trained[-1]
     said = (
-        f"One change at a time, {first.name} ({100 * first.mean:.2f}%) became {last.name} "
-        f"({100 * last.mean:.2f}%), {100 * (last.mean - first.mean):+.2f} points in "
-        f"{len(ladder) - 1} steps"
+        f"Changing one thing at a time, step {first.name} scored {100 * first.mean:.2f}% and "
+        f"step {last.name} {100 * last.mean:.2f}%: {100 * (last.mean - first.mean):+.2f} points "
+        f"over {len(ladder) - 1} steps"
     )
     failed = [s.name for s in ladder if not s.values]
     if failed:
-        said += f" ({', '.join(failed)} did not train under this recipe)"
+        said += f"; {', '.join(failed)} did not train under this recipe"
     gains = [s for s in ladder if s.verdict == "gains"]
     losses = [s for s in ladder if s.verdict == "loses"]
     said += ". Clear gains: " + (_listed(gains) or "none")
@@ -200,7 +200,7 @@ def answer(study: Study, alpha: float = stats.ALPHA) -> str:
 
 
 def _listed(chosen: list[Step]) -> str:
-    return ", ".join(f"{s.name} ({100 * s.gain.diff:+.2f})" for s in chosen if s.gain)
+    return ", ".join(f"{s.name} {100 * s.gain.diff:+.2f} points" for s in chosen if s.gain)
 
 
 def add_ladder(doc: Document, study: Study, tag: str, alpha: float) -> None:

@@ -15,31 +15,36 @@ from cnnexp.report.curves import first_epochs
 from cnnexp.report.document import Document
 from cnnexp.report.runs import REPLICATE, SKIPPED, USABLE, Study, or_warn
 from cnnexp.schema import BEFORE_POOL
+from cnnexp.studies import flatten
 
-POOLING_EXPLAINED = (
-    "Max pooling passes on the strongest response in each window, and in back-propagation its "
-    "gradient reaches only that one input: it keeps sharp, sparse features and gives a little "
-    "invariance to small shifts. Average pooling passes on the mean of the window and spreads "
-    "the gradient evenly over it: it smooths, and dilutes a strong local feature with its weak "
-    "neighbours. Which is better is an empirical question, answered below with the numbers."
-)
-FEATURE_MAPS_READ = (
-    "Each row is one test image, each tile one channel. Both pools halve the map. After max "
-    "pooling a stroke comes out thicker and blockier, since each output takes the strongest "
-    "response of its window; after average pooling it comes out softer, since each output is "
-    "the window's mean. The channels differ between the two rows of pictures: each network "
-    "learned its own filters, from the same seed's initial weights and order of images."
-)
+# What differs between the two, in three lines: what each passes on, its gradients, its maps.
+MECHANICS = [
+    "What each passes on: max pooling the strongest response in each 2x2 window, average "
+    "pooling the window's mean.",
+    "Gradients: max pooling sends a window's whole gradient to the one input that won, the "
+    "other three get none; average pooling splits it equally among all four.",
+    "Feature maps: after max pooling a strong feature survives whole, sharp and a little "
+    "thicker, and a small shift of the image changes little; after average pooling it comes "
+    "out softer, diluted by its weak neighbours.",
+]
+# What a feature-map figure shows, by the images' channels (one grey, or colour)
+SHOWN = {1: "a stroke of the digit or garment", 3: "an edge or a patch of colour"}
 
 
 def add_pooling(doc: Document, study: Study, tag: str, alpha: float) -> None:
     """What differs between max and average pooling beyond the final accuracy."""
     doc.heading(3, "What differs between max and average pooling")
-    doc.para(POOLING_EXPLAINED)
+    doc.bullets(MECHANICS)
     early = first_epochs(study)
     if not early.empty:
         doc.para("The first epochs (means over the usable seeds): how fast each kind learns.")
         doc.table(early)
+    add_feature_maps(doc, study, tag)
+
+
+def add_feature_maps(doc: Document, study: Study, tag: str) -> None:
+    """The feature maps of the same test images around the first pool, one row of pictures
+    per kind of pooling, from the lowest seed's runs, and how to read them."""
     rows = {}
     for kind, runs in study.runs[study.runs["status"] == USABLE].groupby("pool", sort=False):
         run = Path(runs.sort_values(REPLICATE)["run"].iloc[0]) if REPLICATE in runs else None
@@ -51,16 +56,21 @@ def add_pooling(doc: Document, study: Study, tag: str, alpha: float) -> None:
                 (f"{name} ({what})", picture)
                 for (name, picture), what in zip(pair, names, strict=False)
             ]
-    if rows and all(rows.values()):
-        path = figures.picture_grid(rows, doc.out / "figures" / f"{tag}-feature-maps.png")
-        doc.image(
-            path,
-            "feature maps of the same test images after the last epoch, from the networks of "
-            "the same seed (the lowest) for each kind of pooling: the first stage after its "
-            "activation, then the same stage after its pool (one row per image, one tile per "
-            "channel, each tile scaled to its own range)",
-        )
-        doc.para(FEATURE_MAPS_READ)
+    if not rows or not all(rows.values()):
+        return
+    path = figures.picture_grid(rows, doc.out / "figures" / f"{tag}-feature-maps.png")
+    data = flatten(study.runs["config"].iloc[0])
+    what = SHOWN.get(data.get("data.channels"), "a feature")
+    doc.image(
+        path,
+        f"{data.get('data.title', 'the data')}: the same test images' feature maps in the first "
+        "stage, after its activation and then after its pool, for each kind of pooling (the "
+        "networks of the lowest seed, after the last epoch; one row per image, one tile per "
+        f"channel). After max pooling {what} comes out thicker and blockier, each output the "
+        "strongest response of its window; after average pooling softer, each output the "
+        "window's mean. The channels differ between the kinds: each network learned its own "
+        "filters.",
+    )
 
 
 def feature_map_images(run: Path) -> list[tuple[str, Any]]:

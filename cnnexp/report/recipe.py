@@ -275,3 +275,76 @@ def _joined(column: pd.Series | None) -> str:
     if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
         values = values.astype(int)
     return ", ".join(sorted({str(v) for v in values}))
+
+
+def in_words(config: dict[str, Any], choices: dict[str, str] | None) -> str:
+    """How a run was trained, in a few sentences from its saved config: the data pipeline, the
+    loss, the optimizer and the schedule (what a lab report's procedure describes)."""
+    c, chose = flatten(config), choices or {}
+    return " ".join(
+        (_data_words(c), _loss_words(c), _optimizer_words(c, chose), _schedule_words(c, chose))
+    )
+
+
+def _data_words(c: dict[str, Any]) -> str:
+    subset = c.get("data.subset")
+    images = f"{subset:,} of the training images" if subset else "all the training images"
+    shifts = []
+    if c.get("data.augment.flip"):
+        shifts.append("mirrored at random")
+    if c.get("data.augment.translate"):
+        shifts.append(f"shifted by up to {c['data.augment.translate']} pixels at random")
+    augmented = f"; every epoch each image is {' and '.join(shifts)}" if shifts else ""
+    return (
+        f"Data: {images} of {c.get('data.title', c.get('data.name'))}, read once into one "
+        "tensor by our own Dataset (`ImageTensorDataset`, cnnexp/data.py), normalised per "
+        f"channel and shuffled into batches of {c.get('batch_size')}{augmented}."
+    )
+
+
+def _loss_words(c: dict[str, Any]) -> str:
+    smoothing = c.get("label_smoothing") or 0
+    if not smoothing:
+        return "Loss: cross-entropy."
+    return (
+        f"Loss: cross-entropy with label smoothing {smoothing} (the target gives the right class "
+        f"{1 - smoothing + smoothing / c.get('data.classes', 10):.2f}, not 1, which keeps the "
+        "network from growing over-confident)."
+    )
+
+
+def _optimizer_words(c: dict[str, Any], chose: dict[str, str]) -> str:
+    name = chose.get("optimizer") or str(c.get("optimizer._target_", "")).rsplit(".", 1)[-1]
+    decay = (
+        f", weight decay {c['optimizer.weight_decay']:g}" if c.get("optimizer.weight_decay") else ""
+    )
+    if name.lower() == "muon":
+        return (
+            "Optimizer: Muon for the conv filters (each update orthogonalised, so every "
+            f"direction of a layer learns at the same pace; step {c.get('optimizer.filter_lr')} "
+            "of the filter's size) and Nesterov SGD for the biases, batch norm and head "
+            f"(learning rate {c.get('optimizer.lr')}{decay})."
+        )
+    momentum = c.get("optimizer.momentum")
+    nesterov = "Nesterov " if c.get("optimizer.nesterov") else ""
+    with_momentum = f" with {nesterov}momentum {momentum}" if momentum else ""
+    name = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}.get(name, name)
+    return f"Optimizer: {name}{with_momentum}, peak learning rate {c.get('optimizer.lr')}{decay}."
+
+
+def _schedule_words(c: dict[str, Any], chose: dict[str, str]) -> str:
+    epochs = f"{c.get('epochs')} epochs"
+    warmup = c.get("schedule.warmup")
+    if chose.get("schedule") == "onecycle":
+        final = c.get("schedule.final") or 0
+        return (
+            f"Schedule: {epochs}; the learning rate rises linearly from 0 over the first "
+            f"{100 * warmup:.0f}% of the steps, then falls linearly to "
+            + (f"{final:g} of its peak." if final else "0.")
+        )
+    if chose.get("schedule") == "cosine":
+        return (
+            f"Schedule: {epochs}; the learning rate rises linearly over the first "
+            f"{100 * warmup:.0f}% of the steps, then falls along a cosine to 0."
+        )
+    return f"Schedule: {epochs} at a {chose.get('schedule', 'constant')} learning rate."
