@@ -18,7 +18,7 @@ from PIL import Image
 from cnnexp.models import build_model
 from cnnexp.report import figures, shots
 from cnnexp.report import main as report_main
-from cnnexp.report.document import PAGE_WIDTH, Document
+from cnnexp.report.document import PAGE_WIDTH, Document, extent
 from cnnexp.report.figures import BASELINE_STYLE
 from cnnexp.report.lab import QUESTIONS
 from cnnexp.report.network import layer_table
@@ -95,39 +95,65 @@ def test_lab_report_follows_the_lab_questions_each_opening_with_its_answer(lab):
     headings = re.findall(r"^## (.+)$", text, flags=re.M)
     numbered = [h.split(" ", 1)[0] for h in headings if h[0].isdigit()]
     assert numbered == list(QUESTIONS) == ["1", "2", "3.1", "3.2"]
-    assert headings[len(numbered) :] == [
+    assert headings[0] == "Summary"
+    assert headings[len(numbered) + 1 :] == [
+        "Bonuses and compliance",
         "Environment",
         "Procedure",
         "References",
+        "Appendix: the evidence of each study",
         "Appendix: every run",
         "Glossary",
     ]
-    sections = re.split(r"^## ", text, flags=re.M)[1:]
-    for section in sections[:4]:
+    sections = [s for s in re.split(r"^## ", text, flags=re.M) if s[0].isdigit()]
+    for section in sections:
         first = [b for b in section.split("\n\n")[1:] if not b.startswith("The lab asks")][0]
         assert first.startswith("**Answer.**"), first
-    one, two, pooling, changes = sections[:4]
+    one, two, pooling, changes = sections
     assert "LeNet5 reached" in one and "one run, seed 0" in one
-    assert "| features.0 " in one and "| total " in one  # the layer table
+    assert "61,706 trainable parameters" in one and "LeCun et al. 1998" in one  # in words
+    assert "How it was trained. Data: " in one and "Loss: cross-entropy" in one
+    evidence = text.split("## Appendix: the evidence of each study")[1]
+    assert "| features.0 " in evidence and "| total " in evidence  # the layer table, folded
     assert "test-time augmentation (tta=flip)" in two and "without it the same network" in two
     (said,) = [b for b in pooling.split("\n\n") if b.startswith("**Answer.**")]
-    assert said.startswith("**Answer.** On LeNet5 (synthetic, 512 training images, 3 epochs")
-    assert "pool=avg" in said and "pool=max" in said and "2 seeds each" in said
+    assert said.startswith("**Answer.** On LeNet5: ") and "(" not in said  # plain words first
+    assert "pool=avg" in said and "pool=max" in said
+    full = pooling.split("<details><summary>The same answer with its numbers")[1]
+    assert "On LeNet5 (synthetic, 512 training images, 3 epochs" in full
+    assert "2 seeds each" in full
     assert "| setting " in pooling and "| 95% CI " in pooling  # side by side
     assert "| simultaneous " in pooling and "nan" not in pooling
+    assert "What each passes on" in pooling and "Gradients" in pooling
     assert "Not answered here" in changes
 
 
 @pytest.mark.slow
 def test_every_run_is_in_a_folded_appendix_in_percent_without_none(lab):
     text = (lab / "report" / "report.md").read_text()
-    appendix = text.split("## Appendix: every run")[1]
+    appendix = text.split("## Appendix: every run")[1].split("## Glossary")[0]
     assert appendix.count("<details><summary>") == 3
     assert "pooling: 4 runs" in appendix
     assert "test acc %" in appendix and "None" not in appendix and "nan" not in appendix
     assert "without tta %" in appendix and "_without_" not in appendix  # named for a reader
     html = (lab / "report" / "report.html").read_text()
-    assert html.count("<details>") == 3
+    assert html.count("<details>") == html.count("</details>")
+
+
+@pytest.mark.slow
+def test_a_grader_meets_a_short_main_body_and_the_rest_folded(lab):
+    page = (lab / "report" / "report.html").read_text()
+    seen = extent(page)
+    assert 300 < seen.words < seen.folded_words  # the evidence is folded, the answers are not
+    assert 0 < seen.figures <= 15 and seen.folded_figures > seen.figures
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", page, flags=re.S)
+    assert len(captions) == seen.figures + seen.folded_figures
+    for caption in captions:  # each filled from the data it shows
+        assert caption.strip() and not re.search(r"(:|of) 0\b(?![.,]\d)", caption), caption
+    assert str(lab) not in page and "/tmp/" not in page  # no path of the machine that made it
+    text = re.sub(r'src="data:[^"]*"', "", page)  # the figures' bytes are no text
+    for marker in ("NaN", "&lt;NA&gt;", ">nan<", "`"):
+        assert marker not in text
 
 
 @pytest.mark.slow
@@ -301,3 +327,27 @@ def test_the_procedure_gives_each_study_the_command_its_folder_recorded(tmp_path
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["+experiment=cifar10_cpu"]))
     single = Runs("ours", run, pd.DataFrame({"config": [{}]}), [])
     assert command_of(single) == "python -m cnnexp +experiment=cifar10_cpu"
+
+
+def test_a_page_is_measured_as_a_reader_meets_it(tmp_path):
+    doc = Document(tmp_path)
+    doc.heading(2, "Answer")
+    doc.para("LeNet-5 reached 98.95% on MNIST, +0.50 points with `tta`.")
+    with doc.folded("the evidence"):
+        doc.para("Five words folded away here.")
+        with doc.folded("deeper"):
+            doc.para("Two more.")
+    doc.para("After the fold.")
+    seen = extent(doc.html("a title not counted"))
+    assert (seen.words, seen.folded_words) == (1 + 9 + 3, 2 + 5 + 1 + 2)
+    assert seen.figures == seen.folded_figures == 0
+
+
+LAB_REPORT = REPO / "docs" / "lab-report" / "report.html"
+
+
+def test_the_docs_lab_report_is_short_enough_to_grade():
+    """docs/lab-report: 2,000-3,500 words and at most about 15 figures before any fold."""
+    seen = extent(LAB_REPORT.read_text())
+    assert 2000 <= seen.words <= 3500, seen
+    assert seen.figures <= 15, seen

@@ -22,6 +22,7 @@ from cnnexp.report.runs import (
     label,
     levels_of,
     matching,
+    shown_path,
 )
 from cnnexp.report.verdicts import (
     BETTER,
@@ -352,7 +353,7 @@ def deciding_command(study: Study) -> str:
         f"{f}={','.join(map(str, pd.unique(study.runs[f].astype(str))))}" for f in study.factors
     ]
     seeds = f"{REPLICATE}={','.join(map(str, range(DECIDING_SEEDS)))}"
-    folder = f"hydra.sweep.dir={study.root}-{DECIDING_SEEDS}-seeds"
+    folder = f"hydra.sweep.dir={shown_path(study.root)}-{DECIDING_SEEDS}-seeds"
     return " ".join(["python -m cnnexp -m", *texts, *levels, seeds, folder])
 
 

@@ -28,6 +28,7 @@ from cnnexp.report.runs import (
     load_studies,
     or_warn,
     runs_table,
+    shown_path,
     table_of_runs,
     with_check,
     yaml_or_warn,
@@ -273,7 +274,7 @@ def build_report(
     doc.heading(1, title)
     doc.para(
         f"Made {time.strftime('%Y-%m-%d %H:%M')} by `python -m cnnexp.report` from "
-        + ", ".join(str(p) for p in paths)
+        + ", ".join(map(shown_path, paths))
         + f". Each verdict holds at {100 * (1 - alpha):.0f}% confidence for all of its "
         f"study's comparisons together ({method}'s correction; see family-wise in the glossary)."
     )

@@ -425,7 +425,7 @@ def _pooling_sentence(study, base: pd.Series, arm: pd.Series, setting: str, alph
             f"difference of {100 * arm['detectable']:.2f} points would have been found {POWER} "
             "of the time)."
         )
-    return f"On {setting}: {arm['verdict']} ({means}))."
+    return f"On {setting}: {arm['verdict']}: {means})."
 
 
 def _setting(study: Study) -> str:

@@ -17,6 +17,7 @@ from cnnexp.report.runs import (
     groups,
     jobs_at_a_time,
     label,
+    shown_path,
 )
 from cnnexp.studies import flatten
 
@@ -236,7 +237,7 @@ def describe(study: Study) -> str:
     levels = "; ".join(
         f"{f}: {', '.join(map(str, runs[f].dropna().unique()))}" for f in study.factors
     )
-    text = f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {study.root}"
+    text = f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {shown_path(study.root)}"
     if levels:
         text += f", varying {levels}"
     if seeds > 1:

@@ -130,6 +130,15 @@ def portable(text: str | None) -> str | None:
     return ABSOLUTE_PATH.sub(r".../\1", text) if isinstance(text, str) else text
 
 
+def shown_path(path: Path) -> str:
+    """A folder as the report names it: from the working folder where it lies inside it, else
+    by its own name (no absolute path of the machine that made the report)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def read_run(run: Path) -> dict[str, Any]:
     """One row: the run's overrides as columns, its metrics, history, config and provenance."""
     config = yaml_or_warn(run / ".hydra" / "config.yaml", dict) or {}
