@@ -118,6 +118,9 @@ def add_bonuses(doc: Document, studies: list[Study], shots: dict[str, list]) -> 
             FROM_SCRATCH,
         ]
     )
+    side = bonus_table(runs)
+    if not side.empty:
+        doc.table(side, as_text=True)
     images = [(p, c) for taken in shots.values() for p, c in taken if c.startswith(IMAGES)]
     for path, caption in images[:1]:  # intermediate layers in TensorBoard: one network's page
         doc.image(path, caption)
@@ -159,3 +162,42 @@ def lightning_line(runs: pd.DataFrame) -> str:
         "PyTorch Lightning: `trainer=lightning` trains the same network, data and recipe "
         "through Lightning instead of our own loop; none of this report's runs used it."
     )
+
+
+def bonus_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of several processes or through Lightning beside the plain run of the same
+    network, data and seed: how each trained, its accuracy and its time."""
+    usable = runs[runs["status"] == USABLE]
+    world = pd.to_numeric(usable.get("world_size", 1), errors="coerce").fillna(1)
+    trainer = pd.Series([(c or {}).get("trainer", "native") for c in usable["choices"]],
+                        index=usable.index) if "choices" in usable else "native"  # fmt: skip
+    extra = usable[(world > 1) | (trainer == "lightning")]
+    if extra.empty:
+        return pd.DataFrame()
+    rows = []
+    for _, run in extra.iterrows():
+        same_seed = usable[REPLICATE] == run[REPLICATE] if REPLICATE in usable else True
+        twins = usable[
+            (usable["model"] == run["model"])
+            & same_seed
+            & (usable["train_images"] == run["train_images"])
+            & (usable["epochs_done"] == run["epochs_done"])
+            & (world == 1)
+            & (trainer == "native")
+        ]
+        rows += [_bonus_row(run, int(world[run.name]), trainer[run.name])]
+        rows += [_bonus_row(twins.iloc[0], 1, "native")] if len(twins) else []
+    return pd.DataFrame(rows).drop_duplicates()
+
+
+def _bonus_row(run: pd.Series, processes: int, trainer: str) -> dict[str, str]:
+    how = "our loop" if trainer == "native" else "PyTorch Lightning"
+    return {
+        "trained by": how + (" under DDP" if processes > 1 else ""),
+        "processes": str(processes),
+        "network": str(run["model"]),
+        "seed": str(run.get(REPLICATE, "")),
+        "epochs": str(int(run["epochs_done"])),
+        "test acc %": f"{100 * float(run[TEST_ACC]):.2f}",
+        "training s": f"{float(run['train_seconds']):.0f}",
+    }
