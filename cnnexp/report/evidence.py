@@ -15,8 +15,8 @@ from cnnexp.report.curves import NO_TTA, add_curves
 from cnnexp.report.document import Document
 from cnnexp.report.network import build_from_config, counts_sentence
 from cnnexp.report.recipe import in_words
-from cnnexp.report.runs import REPLICATE, USABLE, Study
-from cnnexp.schema import TEST_ACC
+from cnnexp.report.runs import REPLICATE, USABLE, Study, or_warn
+from cnnexp.schema import TEST_ACC, read_record
 
 SCALARS, IMAGES = "TensorBoard's Scalars page", "TensorBoard's Images page"  # shots' captions
 HOW_SURE = (
@@ -138,9 +138,19 @@ def ddp_line(runs: pd.DataFrame) -> str:
     several = runs[world > 1]
     if len(several):
         run = several.iloc[0]
+        world = int(run["world_size"])
+        record = or_warn(read_record, Path(run["run"]))
+        sums = set(record.rank_weight_checksums or []) if record else set()
+        step = {
+            1: "the replicas' weights identical at the end (one checksum per process, equal)",
+            0: "no checksums of the replicas' weights recorded",
+        }.get(len(sums), "the replicas' weights NOT identical at the end: they drifted apart")
         return (
-            f"DDP: {len(several)} run(s) here trained in {int(run['world_size'])} processes "
-            "(launched by torchrun), their replicas' weights checked equal at the end."
+            f"DDP: {_runs(len(several))} here trained in {world} processes launched by "
+            f"torchrun, {step}. "
+            f"Each process trains on its own 1/{world} of the images every epoch and the "
+            "replicas average their gradients at every step, so an epoch takes fewer, larger "
+            "steps than one process does: its accuracy differs for that reason."
         )
     return (
         "DDP: built (`torchrun --nproc_per_node 2 -m cnnexp trainer.devices=2`, gloo on the "
@@ -155,8 +165,9 @@ def lightning_line(runs: pd.DataFrame) -> str:
     lightning = runs[[(c or {}).get("trainer") == "lightning" for c in chosen]]
     if len(lightning):
         return (
-            f"PyTorch Lightning: {len(lightning)} run(s) here trained through it "
-            "(`trainer=lightning`), with the same network, data and recipe as our own loop."
+            f"PyTorch Lightning: {_runs(len(lightning))} here trained through it "
+            "(`trainer=lightning`), with the same network, data, recipe and seed as our own "
+            "loop (the table below)."
         )
     return (
         "PyTorch Lightning: `trainer=lightning` trains the same network, data and recipe "
@@ -201,3 +212,7 @@ def _bonus_row(run: pd.Series, processes: int, trainer: str) -> dict[str, str]:
         "test acc %": f"{100 * float(run[TEST_ACC]):.2f}",
         "training s": f"{float(run['train_seconds']):.0f}",
     }
+
+
+def _runs(count: int) -> str:
+    return f"{count} run{'s' if count != 1 else ''}"
