@@ -315,12 +315,22 @@ def system_figure(system: pd.DataFrame, path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
+TITLE_CHARS_PER_INCH = 11  # characters of a 9-point title that fit an inch
+
+
 def picture_grid(rows: dict[str, list[tuple[str, object]]], path: Path) -> Path:
     """Pictures (PIL images) in a grid: one row per key, titled by their names."""
     ncols = max(len(v) for v in rows.values())
     first = next(iter(rows.values()))[0][1]
     aspect = first.height / first.width
-    size = (WIDTH, (WIDTH / ncols * aspect + 0.4) * len(rows))
+    chars = int(WIDTH * TITLE_CHARS_PER_INCH / ncols)  # a title wraps within its column
+    titles = {
+        (label, name): textwrap.fill(f"{label}: {name}", chars)
+        for label, pictures in rows.items()
+        for name, _ in pictures
+    }
+    lines = max(t.count("\n") + 1 for t in titles.values())
+    size = (WIDTH, (WIDTH / ncols * aspect + 0.2 + 0.2 * lines) * len(rows))
     fig, axes = plt.subplots(len(rows), ncols, figsize=size, squeeze=False)
     for r, (label, pictures) in enumerate(rows.items()):
         for c in range(ncols):
@@ -329,7 +339,7 @@ def picture_grid(rows: dict[str, list[tuple[str, object]]], path: Path) -> Path:
             if c < len(pictures):
                 name, picture = pictures[c]
                 ax.imshow(np.asarray(picture.convert("L")), cmap="gray")
-                ax.set_title(f"{label}: {name}", fontsize=9)
+                ax.set_title(titles[label, name], fontsize=9)
     return _save(fig, path)
 
 
