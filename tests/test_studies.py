@@ -181,7 +181,7 @@ def test_pooling_report_shows_first_epochs_and_feature_maps(tmp_path):
     text = (tmp_path / "report" / "report.md").read_text()
     section = text.split("What differs between max and average pooling")[1].split("###")[0]
     assert "test acc % after epoch 1" in section and "train loss after epoch 2" in section
-    assert "feature maps of the same test images" in section
+    assert "the same test images' feature maps" in section
     picture = next((tmp_path / "report" / "figures").glob("*feature-maps.png"))
     assert picture.stat().st_size > 10_000
 

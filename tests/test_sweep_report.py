@@ -195,7 +195,7 @@ def test_one_seed_per_arm_says_it_cannot_decide_and_gives_the_command_that_would
     assert result.returncode == 0, result.stderr[-3000:]
     assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    conclusions = text.split("## Conclusions")[1].split("\n## ")[0]
+    conclusions = text.split("## Findings")[1].split("\n## ")[0]
     assert "Against pool=max" in conclusions
     (said,) = [line for line in conclusions.splitlines() if "one run per arm" in line]
     assert "cannot say which arm is better" in said

@@ -301,12 +301,16 @@ def p_text(value: float) -> str:
 # --- conclusions ---------------------------------------------------------------------------------
 
 
-def conclusions(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str]:
-    """Two or three generated sentences per study: what was better, worse, unclear or failed to
-    train, under which budget; and, where one run per arm decides nothing, the command that
-    would."""
+def conclusions(
+    studies: list[Study], summaries: list[pd.DataFrame], only: Study | None = None
+) -> list[str]:
+    """Two or three generated sentences per study (or the `only` one): what was better, worse,
+    unclear or failed to train, under which budget; and, where one run per arm decides
+    nothing, the command that would."""
     lines = []
     for study, summary in zip(studies, summaries, strict=True):
+        if only is not None and study is not only:
+            continue
         if not study.baseline or summary["verdict"].isna().all():
             lines += _accuracy_sentences(study, summary)
         else:

@@ -289,13 +289,13 @@ def build_report(
         with doc.folded("The command of each study, from the overrides its runs saved"):
             doc.bullets(commands(studies))
     else:
-        add_environments(doc, studies)
+        doc.heading(2, "Findings")  # what was found first; the evidence after it
+        tested = [sentence(a) for a in agreements(studies, summaries, alpha)]
+        doc.bullets(findings(studies, summaries) + tested)
         for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
             tag = f"{i}-{study.name}".replace("/", "_")
             add_study(doc, study, summary, tag, shots=taken.get(study.name, []))
-        doc.heading(2, "Conclusions")
-        tested = [sentence(a) for a in agreements(studies, summaries, alpha)]
-        doc.bullets(conclusions(studies, summaries) + tested)
+        add_environments(doc, studies)
     doc.heading(2, "References")
     doc.bullets(references(studies))
     if evidence:
@@ -309,6 +309,20 @@ def build_report(
     (out / "report.md").write_text(doc.markdown())
     (out / "report.html").write_text(doc.html(title))
     return out / "report.md"
+
+
+def findings(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str]:
+    """What each study found, in sentences: a ladder's steps and a factorial design's main
+    effects as the lab report says them, any other study's verdicts (and, with one seed per
+    arm, the command that would decide)."""
+    pairs = list(zip(studies, summaries, strict=True))
+    lines = []
+    for study, summary in pairs:
+        if study.kind.climbs() or study.kind.answers_factors():
+            lines.append(lab.change_answer(study, summary, pairs))
+        else:
+            lines += conclusions(studies, summaries, only=study)
+    return lines
 
 
 def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path, str]]]:
