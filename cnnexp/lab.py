@@ -352,11 +352,15 @@ def sweep(study: Planned, out: Path, k: int) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def report(studies: list[Planned], out: Path, budget: str) -> int:
-    """The lab report of every study's folder, with TensorBoard's pages where Chromium is."""
+def report(names: list[str], out: Path, budget: str) -> int:
+    """The lab report of every named study's folder in `out`, with TensorBoard's pages where
+    Chromium is."""
     from cnnexp.report.shots import INSTALL, browser
 
-    folders = [str(out / s.name) for s in studies if (out / s.name).is_dir()]
+    folders = [str(out / name) for name in names if (out / name).is_dir()]
+    if not folders:
+        print(f"error: {out} holds no study's runs: run the lab into it first", file=sys.stderr)
+        return 2
     shots = ["--tensorboard-shots"] if browser() else []
     if not shots:
         print(f"lab: the report has no TensorBoard screenshots: {INSTALL}")
@@ -382,6 +386,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="the lab's folder (default multirun/lab-BUDGET)")
     parser.add_argument("--only", help="these studies of conf/lab.yaml only (comma-separated)")
     parser.add_argument("--at-a-time", type=int, default=2, help="jobs at a time (workers)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the lab report again from the runs in --out (of any commit), training nothing",
+    )
     parser.add_argument("overrides", nargs="*", help="after --: overrides for every study")
     args = parser.parse_args(argv)
     args.only = args.only.split(",") if args.only else None
@@ -403,11 +412,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --only {','.join(unknown)}: no such study; choose from "
               f"{', '.join(lab.studies)}", file=sys.stderr)  # fmt: skip
         return 2
+    if args.report_only:  # this commit's report of the runs already there, whichever made them
+        out = args.out or Path("multirun") / f"lab-{args.budget}"
+        return report([n for n in lab.studies if n in (args.only or lab.studies)], out, args.budget)
     budget, studies = choose_budget(lab, args, kind)
+    out = args.out or Path("multirun") / f"lab-{budget}"
     print_plan(budget, studies, lab, kind, args.at_a_time)
     if args.dry_run:
         return 0
-    out = args.out or Path("multirun") / f"lab-{budget}"
     refused = check_commit(out, budget, args.overrides)
     if refused:
         print(f"error: {refused}", file=sys.stderr)
@@ -416,7 +428,7 @@ def run(args: argparse.Namespace) -> int:
     status = run_studies(studies, out, args.at_a_time)
     if status in (STOPPED, INTERRUPTED):
         return status
-    return report(studies, out, budget) or status
+    return report([s.name for s in studies], out, budget) or status
 
 
 if __name__ == "__main__":

@@ -168,6 +168,18 @@ def test_a_stopped_lab_goes_on_where_it_stopped_without_training_a_run_again(tmp
     # The quick budget's caveat opens both answers (1 and 3.1; the others have no runs here).
     assert text.count("**Answer.**\n- Starved: this is the lab's quick budget") == 2
     assert (out / "report" / "report.html").exists()
+    # The report again from the same runs (a later commit's report code would do the same).
+    (out / "report" / "report.md").unlink()
+    again = [*command[: command.index("--")], "--report-only"]
+    result = subprocess.run(again, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "lab plan" not in result.stdout and "report.html" in result.stdout  # nothing trained
+    assert (out / "report" / "report.md").read_text().count("lenet") >= 1
+
+
+def test_a_report_of_a_folder_without_runs_says_so_in_one_line(tmp_path, capsys):
+    assert lab.main(["--report-only", "--out", str(tmp_path)]) == 2
+    assert "holds no study's runs: run the lab into it first" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
