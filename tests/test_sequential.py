@@ -1,0 +1,126 @@
+"""Deciding in rounds (cnnexp.sequential) proved by simulation: null studies hold the
+family-wise level under optional stopping, with equal and unequal variances and every planned
+look; planted differences are decided with the stated power in fewer runs on average than the
+fixed design of the same power; equivalence is claimed wrongly at most alpha of the time."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cnnexp import stats
+from cnnexp.sequential import BETTER, EQUIVALENT, WORSE, Deciding, Rounds
+
+ROUNDS = Rounds(first=3, step=2, max_seeds=9)  # looks at 3, 5, 7 and 9 seeds: four looks
+
+
+def simulate(effects, sds, rng, rounds=ROUNDS, margin=None):
+    """One study: a control (mean 0, sds[0]) and an arm per effect, each seed a normal draw;
+    returns each arm's final standing and the runs it took (the control's included)."""
+    names = ["control", *(f"arm{i}" for i in range(len(effects)))]
+    means = [0.0, *effects]
+    draws = {
+        n: rng.normal(mu, sd, rounds.max_seeds) for n, mu, sd in zip(names, means, sds, strict=True)
+    }
+    study = Deciding(names, "control", rounds, margin=margin)
+    have = dict.fromkeys(names, 0)
+    while wanted := study.wanted():
+        have.update(wanted)
+        study.look({n: draws[n][: have[n]] for n in names})
+    return study.standing, sum(have.values())
+
+
+def monte_carlo_bound(rate: float, studies: int) -> float:
+    return rate + 3 * math.sqrt(rate * (1 - rate) / studies)
+
+
+def family_error(sds, studies, seed) -> float:
+    rng = np.random.default_rng(seed)
+    wrong = 0
+    for _ in range(studies):
+        standing, _ = simulate([0.0] * (len(sds) - 1), sds, rng)
+        wrong += any(look.verdict in (BETTER, WORSE) for look in standing.values())
+    return wrong / studies
+
+
+def test_the_looks_spend_the_whole_level_and_little_of_it_early():
+    assert ROUNDS.looks() == [3, 5, 7, 9]
+    spent = ROUNDS.spent()
+    assert spent.sum() == pytest.approx(1.0)
+    assert spent[0] < 0.05 and spent[-1] > 0.5  # strict first, nearly all at the last look
+    assert Rounds(first=3, step=4, max_seeds=9).looks() == [3, 7, 9]
+    with pytest.raises(ValueError, match="first=1"):
+        Rounds(first=1)
+
+
+@pytest.mark.parametrize(
+    ("sds", "studies"),
+    [((1.0, 1.0, 1.0), 300), ((1.0, 4.0, 0.5), 300)],
+    ids=["equal variances", "unequal variances"],
+)
+def test_null_studies_hold_the_family_wise_level_under_optional_stopping(sds, studies):
+    rate = family_error(sds, studies, seed=1)
+    assert rate <= monte_carlo_bound(stats.ALPHA, studies), rate
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sds", [(1.0, 1.0, 1.0, 1.0), (3.0, 1.0, 0.3, 1.0)])
+def test_null_studies_hold_the_level_in_many_more_studies(sds):
+    rate = family_error(sds, 1500, seed=2)
+    assert rate <= monte_carlo_bound(stats.ALPHA, 1500), rate
+
+
+def test_stopping_at_every_look_without_spending_would_not_hold_the_level():
+    """The reason for the method: the same looks each at the full level err far too often."""
+    rng = np.random.default_rng(3)
+    wrong = 0
+    for _ in range(300):
+        draws = rng.normal(0, 1, (2, ROUNDS.max_seeds))
+        wrong += any(
+            stats.welch(draws[0][:n], draws[1][:n], stats.ALPHA).differs for n in ROUNDS.looks()
+        )
+    assert wrong / 300 > 0.08
+
+
+def test_a_planted_difference_is_decided_in_fewer_runs_than_a_fixed_design_of_its_power():
+    rng = np.random.default_rng(4)
+    studies, effect = 300, 2.0  # two standard deviations of the seed noise
+    decided, runs = 0, 0
+    for _ in range(studies):
+        standing, took = simulate([effect], (1.0, 1.0), rng)
+        decided += standing["arm0"].verdict == BETTER
+        runs += took
+    power, average = decided / studies, runs / studies
+    assert power >= 0.85, power
+    fixed = stats.seeds_needed(1.0, effect, stats.ALPHA, power=power)  # per arm, two arms
+    assert average < 2 * fixed, (average, 2 * fixed)
+    print(f"power {power:.2f}: {average:.1f} runs on average, a fixed design {2 * fixed}")
+
+
+def test_equivalence_is_claimed_wrongly_at_most_alpha_of_the_time():
+    """A true difference exactly at the margin is not equivalent: claimed so at most alpha."""
+    rng = np.random.default_rng(5)
+    studies, margin = 300, 1.0
+    claimed = sum(
+        simulate([margin], (1.0, 1.0), rng, margin=margin)[0]["arm0"].verdict == EQUIVALENT
+        for _ in range(studies)
+    )
+    assert claimed / studies <= monte_carlo_bound(stats.ALPHA, studies)
+
+
+def test_arms_that_do_not_differ_end_equivalent_before_the_cap():
+    rng = np.random.default_rng(6)
+    standing, runs = simulate([0.0], (0.1, 0.1), rng, margin=1.0)
+    assert standing["arm0"].verdict == EQUIVALENT
+    assert runs < 2 * ROUNDS.max_seeds  # decided before the cap: no more seeds after that
+
+
+def test_a_decided_arm_keeps_its_verdict_while_the_others_run_on():
+    rng = np.random.default_rng(7)
+    study = Deciding(["c", "far", "near"], "c", ROUNDS)
+    draws = {"c": rng.normal(0, 1, 9), "far": rng.normal(30, 1, 9), "near": rng.normal(0.5, 1, 9)}
+    study.look({n: d[:3] for n, d in draws.items()})
+    assert study.standing["far"].verdict == BETTER
+    assert study.wanted() == {"c": 5, "near": 5}  # the decided arm gets no more seeds
