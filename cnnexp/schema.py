@@ -23,6 +23,7 @@ METRICS = "metrics.json"
 ENVIRONMENT = "env.json"  # the machine and software (cnnexp.environment)
 SYSTEM = "system.csv"  # GPU and CPU load, about once a second (cnnexp.monitor)
 NVIDIA_SMI = "nvidia-smi.txt"  # where nvidia-smi exists
+DECIDE_FILE = "decide.json"  # a deciding sweep's folder: each arm's standing (cnnexp.deciding)
 # 1: the first layout; 2: record_version, validation headline numbers, precision_reason,
 # test_class_counts; 3: overrides as {key: typed value} (cnnexp.config.typed_overrides), no
 # longer a list of strings; 4: test_acc_without_<option> for the evaluation-only options (the

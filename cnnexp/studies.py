@@ -40,6 +40,20 @@ class Check:
 
 
 @dataclass
+class Decide:
+    """How a deciding sweep (hydra/sweeper=decide, cnnexp.sequential) runs its rounds: `first`
+    seeds for every arm, then `step` more for each arm still open, up to `max_seeds`, or until
+    `minutes` of the sweep have passed; an arm within +-`margin` points of the control is
+    equivalent."""
+
+    first: int = 3
+    step: int = 2
+    max_seeds: int = 9
+    margin: float = 0.2  # points of accuracy
+    minutes: float | None = None
+
+
+@dataclass
 class Study:
     """A sweep whose arms differ in the swept keys and are compared with the baseline arm. The
     fields are the config's `study` node (conf/config.yaml says each one)."""
@@ -58,6 +72,7 @@ class Study:
     factors: dict[str, Any] = field(default_factory=dict)
     confirm: dict[str, Any] = field(default_factory=dict)
     check: Check = field(default_factory=Check)
+    decide: Decide = field(default_factory=Decide)
     # What each budget of the study changes (config key -> value; a value with commas is swept);
     # study.budget picks one, for its sweep.
     budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -335,6 +350,7 @@ def of(node: Mapping[str, Any] | DictConfig | None) -> Study:
     known = {f.name for f in fields(Study)}
     values = {k: v for k, v in node.items() if k in known}
     values["check"] = Check(**(values.get("check") or {}))
+    values["decide"] = Decide(**(values.get("decide") or {}))
     return kind(**values)
 
 
@@ -342,16 +358,26 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     """Every job of a sweep, as overrides: the study's own jobs, then its check's. Each job's
     overrides are the sweep's params (the study's YAML), then its budget's
     (study.budgets[study.budget]), then the command line's: a later value of a key wins."""
+    study, jobs, texts = _composed(config)
+    epochs = next((v for k, v in map(key_value, reversed(texts)) if k == "epochs"), None)
+    return jobs + study.check_jobs(jobs, int(epochs or config.epochs))
+
+
+def arms_of(config: DictConfig) -> tuple[Study, list[list[str]]]:
+    """A sweep's study and its arms: its own jobs, as sweep_jobs makes them, without its
+    check's."""
+    study, jobs, _ = _composed(config)
+    return study, jobs
+
+
+def _composed(config: DictConfig) -> tuple[Study, list[list[str]], list[str]]:
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
     arguments = list(config.hydra.overrides.task)
-    budget = budget_overrides(config.study)
-    texts = _last_of_each([*params, *budget, *arguments])
+    texts = _last_of_each([*params, *budget_overrides(config.study), *arguments])
     (swept,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(texts), None)
     study = of(_budgeted(config.study, {key_value(t)[0] for t in arguments}))
     study.validate()
-    jobs = study.jobs(swept)
-    epochs = next((v for k, v in map(key_value, reversed(texts)) if k == "epochs"), None)
-    return jobs + study.check_jobs(jobs, int(epochs or config.epochs))
+    return study, study.jobs(swept), texts
 
 
 def budget_overrides(study: DictConfig) -> list[str]:

@@ -28,6 +28,7 @@ from cnnexp.report.verdicts import (
     BETTER,
     DECIDED,
     DID_NOT_TRAIN,
+    EQUIVALENT,
     UNCLEAR,
     WORSE,
     Family,
@@ -374,6 +375,13 @@ def _accuracy_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+DECIDED_IN_ROUNDS = (
+    "These arms were decided in rounds of seeds (hydra/sweeper=decide): each arm stopped once "
+    "decided, each look tested at a share of the 5% level spent over the planned looks, so "
+    "that stopping when decided keeps the level (cnnexp/sequential.py)."
+)
+
+
 def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
     """The verdicts of a study against its baseline, grouped, with the budget caveat."""
     by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
@@ -392,6 +400,15 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
                 for _, r in by[verdict].iterrows()
             )
             said.append(f"{verdict}: {items}.")
+    for verdict in [v for v in by if str(v).startswith(EQUIVALENT)]:
+        items = ", ".join(
+            f"{label(study, r)} ({100 * r['diff']:+.2f} points, interval "
+            f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}; {r['decided_at']})"
+            for _, r in by[verdict].iterrows()
+        )
+        said.append(f"{verdict[0].upper()}{verdict[1:]}: {items}.")
+    if "decided" in summary.attrs:
+        said.append(DECIDED_IN_ROUNDS)
     if UNCLEAR in by:
         unclear = by[UNCLEAR]
         low, high = 100 * unclear["detectable"].min(), 100 * unclear["detectable"].max()

@@ -34,6 +34,7 @@ SUMMARY_HEADINGS = {
     "test": "test",
     "detectable": "80% power at (points)",
     "verdict": "verdict",
+    "decided_at": "decided at",
     "train_seconds_mean": "train s",
     "images_per_second_mean": "img/s",
     "parameters_mean": "parameters",
@@ -41,7 +42,12 @@ SUMMARY_HEADINGS = {
 }
 # What each family correction (cnnexp.stats.METHODS) makes of an interval, as tables and
 # sentences name it.
-INTERVAL_KINDS = {"bonferroni": "simultaneous", "holm": "Holm step", "none": "uncorrected"}
+INTERVAL_KINDS = {
+    "bonferroni": "simultaneous",
+    "holm": "Holm step",
+    "none": "uncorrected",
+    "sequential": "sequential (level spent over the looks)",
+}
 PERCENT = ("mean", "median", "std", "diff", "detectable")
 HIDDEN_COLUMNS = {
     "values",

@@ -14,6 +14,7 @@ import pandas as pd
 import statsmodels.api as sm
 
 from cnnexp import stats
+from cnnexp.files import read_json
 from cnnexp.report.runs import (
     COUNT_COLUMNS,
     REPLICATE,
@@ -25,10 +26,12 @@ from cnnexp.report.runs import (
     levels_of,
     matching,
 )
-from cnnexp.schema import FINAL, TEST_ACC, TRAIN_LOSS, WITHOUT, without_key
+from cnnexp.schema import DECIDE_FILE, FINAL, TEST_ACC, TRAIN_LOSS, WITHOUT, without_key
+from cnnexp.studies import key_value
 
 # The verdicts, defined once.
 BETTER, WORSE, UNCLEAR = "better", "worse", "no clear difference"
+EQUIVALENT = "equivalent"  # a deciding sweep's arm whose interval lies within its margin
 DID_NOT_TRAIN = "did not train"
 TOO_FEW = "too few seeds for a verdict"
 NO_NOISE = "no verdict: every seed gave the same accuracy, so the noise is unknown"
@@ -94,6 +97,33 @@ def summarise(
         )
     summary = compare(study, pd.DataFrame(rows), alpha, method)
     summary.attrs["alpha"], summary.attrs["method"] = alpha, method
+    fix = "run the deciding sweep again (it rewrites the file from its runs)"
+    decided = read_json(study.root / DECIDE_FILE, fix)
+    return as_decided(summary, decided) if decided else summary
+
+
+def as_decided(summary: pd.DataFrame, decided: dict) -> pd.DataFrame:
+    """A deciding sweep's verdicts (hydra/sweeper=decide): each arm's as its rounds decided it,
+    at the level its look spent (cnnexp.sequential), not a fixed-sample test of the same runs,
+    which would not hold its level after stopping when decided."""
+    summary = summary.copy()
+    margin = decided.get("margin_points")
+    for arm in decided["arms"].values():
+        levels = dict(key_value(o) for o in arm["overrides"])
+        row = matching(summary, {k: v for k, v in levels.items() if k in summary})
+        verdict = {
+            "better": BETTER,
+            "worse": WORSE,
+            "equivalent": f"{EQUIVALENT} within ±{margin:g} points",
+        }.get(arm["verdict"], UNCLEAR)
+        for column, value in (
+            ("diff", arm["diff"]), ("ci_low", arm["ci_low"]), ("ci_high", arm["ci_high"]),
+            ("verdict", verdict), ("correction", "sequential"), ("test", "welch"),
+            ("p_adjusted", math.nan), ("detectable", math.nan), ("level", arm["level"]),
+            ("decided_at", f"{arm['seeds']} seeds, look {arm['look']}"),
+        ):  # fmt: skip
+            summary.loc[row, column] = value
+    summary.attrs["decided"] = decided
     return summary
 
 

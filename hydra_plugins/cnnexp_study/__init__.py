@@ -7,10 +7,16 @@ its record carry them typed, like any other sweep's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.types import Override
+from omegaconf import OmegaConf
 
-from cnnexp.studies import sweep_jobs
+from cnnexp import deciding
+from cnnexp.errors import ConfigError
+from cnnexp.studies import Study, arms_of, key_value, sweep_jobs
 
 
 class StudySweeper(BasicSweeper):
@@ -22,3 +28,29 @@ class StudySweeper(BasicSweeper):
         jobs = sweep_jobs(self.config)  # from the sweep's config: its params, budget, overrides
         size = max_batch_size or len(jobs)
         return [jobs[i : i + size] for i in range(0, len(jobs), size)]
+
+
+class DecideSweeper(StudySweeper):
+    """hydra/sweeper=decide: a one-factor study's arms in rounds of seeds until each arm is
+    decided against the control (better, worse or equivalent) or the caps are reached
+    (study.decide; cnnexp.sequential says how the level holds). Each round's jobs go through
+    the launcher (K per device with hydra/launcher=workers); the jobs are numbered in the order
+    the rounds make them, so a stopped sweep started again finds its finished runs in their
+    folders and its rounds decide the same way. An explicit seed list keeps a plain grid."""
+
+    def sweep(self, arguments: list[str]) -> Any:
+        study, arms = arms_of(self.config)
+        if any(key_value(o)[0] == "seed" for arm in arms for o in arm):
+            return super().sweep(arguments)  # the seeds are given: a plain grid
+        if type(study) is not Study:
+            raise ConfigError(
+                f"hydra/sweeper=decide decides one-factor studies; this one is "
+                f"study={type(study).__name__.lower()}, whose design keeps its replicates: "
+                "use hydra/sweeper=study"
+            )
+        folder = Path(self.config.hydra.sweep.dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, folder / "multirun.yaml")
+        planned = deciding.plan(study, arms)
+        deciding.say_plan(planned)
+        return deciding.run(planned, self.launcher, self.validate_batch_is_legal, folder)

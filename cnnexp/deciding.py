@@ -1,0 +1,141 @@
+"""A deciding sweep's rounds (hydra/sweeper=decide): its plan (the arms, the control, the rounds
+and caps), each round's jobs through the launcher, each finished run's test accuracy read from
+its record, the look after each round (cnnexp.sequential) and the standing so far in the sweep's
+decide.json, which the report reads for its verdicts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnexp import stats
+from cnnexp.errors import DamagedFileError
+from cnnexp.schema import COMPLETED, DECIDE_FILE, read_record
+from cnnexp.sequential import Deciding, Rounds
+from cnnexp.studies import Study
+
+
+@dataclass
+class Plan:
+    """A deciding sweep: its arms by name (their overrides), what decides them, its time cap."""
+
+    arms: dict[str, list[str]]
+    deciding: Deciding
+    minutes: float | None
+
+
+def plan(study: Study, arms: list[list[str]]) -> Plan:
+    """The arms of the sweep, named by their overrides; the control is the study's baseline
+    where it names one, else the first arm."""
+    shared = set.intersection(*(set(arm) for arm in arms))  # named by what differs
+    named = {" ".join(o for o in arm if o not in shared) or "as configured": arm for arm in arms}
+    baseline = [f"{k}={v}" for k, v in study.reference().items()]
+    control = next((n for n, arm in named.items() if set(baseline) <= set(arm)), next(iter(named)))
+    d = study.decide
+    rounds = Rounds(first=d.first, step=d.step, max_seeds=d.max_seeds)
+    deciding = Deciding(list(named), control, rounds, stats.ALPHA, d.margin / 100)
+    return Plan(named, deciding, d.minutes)
+
+
+def say_plan(plan: Plan) -> None:
+    d = plan.deciding
+    cap = f", or {plan.minutes:g} minutes" if plan.minutes else ""
+    print(
+        f"decide: {len(d.arms)} arms against {d.control}, {d.rounds.first} seeds each, then "
+        f"{d.rounds.step} more for each arm still open, up to {d.rounds.max_seeds}{cap}; an arm "
+        f"within +-{100 * d.margin:g} points is equivalent (looks at "
+        f"{', '.join(map(str, d.rounds.looks()))} seeds; at most "
+        f"{len(d.arms) * d.rounds.max_seeds} runs)"
+    )
+
+
+def run(plan: Plan, launcher, validate: Callable[[list], None], folder: Path) -> list:
+    """The rounds until every arm is decided or a cap is reached; the launcher's returns."""
+    d = plan.deciding
+    values: dict[str, list[float | None]] = {name: [] for name in d.arms}
+    start, index, returns = time.monotonic(), 0, []
+    while wanted := d.wanted():
+        if plan.minutes and time.monotonic() - start > 60 * plan.minutes:
+            print(f"decide: the {plan.minutes:g}-minute cap is reached; the open arms end open")
+            break
+        batch, owners = [], []
+        for name, seeds in wanted.items():
+            for seed in range(len(values[name]), seeds):
+                batch.append([*plan.arms[name], f"seed={seed}"])
+                owners.append(name)
+        validate(batch)
+        results = launcher.launch(batch, initial_job_idx=index)
+        index += len(batch)
+        returns.append(results)
+        for name, result in zip(owners, results, strict=True):
+            values[name].append(accuracy(result))
+        d.look({name: [v for v in vs if v is not None] for name, vs in values.items()})
+        save(folder, plan, values)
+        say_round(plan, values, time.monotonic() - start)
+    return returns
+
+
+def accuracy(result: Any) -> float | None:
+    """A finished job's final test accuracy from its record; None for a run that did not end
+    completed (it is left out of its arm's values, as the report leaves it out)."""
+    hydra = getattr(result, "hydra_cfg", None)
+    where = hydra.hydra.runtime.output_dir if hydra is not None else result.working_dir
+    try:
+        record = read_record(Path(where))
+    except DamagedFileError:
+        return None
+    if record is None or record.status != COMPLETED or record.headline is None:
+        return None
+    value = record.headline.final.get("test_acc")
+    return None if value is None else float(value)
+
+
+def say_round(plan: Plan, values: dict[str, list], seconds: float) -> None:
+    """One line a round: the round, the arms still open, the runs done and the time left at
+    this pace (the open arms' seeds up to the cap)."""
+    d = plan.deciding
+    done = sum(len(v) for v in values.values())
+    still = d.open_arms()
+    left = sum(d.rounds.max_seeds - len(values[a]) for a in [*still, d.control]) if still else 0
+    pace = seconds / done if done else 0.0
+    print(
+        f"decide: round {d.looked} of {len(d.rounds.looks())}: {len(still)} of "
+        f"{len(d.compared)} arms open, {done} runs done, at most {left} more "
+        f"(about {left * pace / 60:.0f} min at this pace)"
+    )
+
+
+def save(folder: Path, plan: Plan, values: dict[str, list]) -> None:
+    """Each arm's standing after the last look, for the report."""
+    d = plan.deciding
+    arms = {}
+    for name, look in d.standing.items():
+        c = look.comparison
+        arms[name] = {
+            "overrides": plan.arms[name],
+            "verdict": look.verdict,
+            "seeds": look.seeds,
+            "look": look.look + 1,
+            "diff": c.diff,
+            "ci_low": c.ci_low,
+            "ci_high": c.ci_high,
+            "level": c.level,
+            "equivalence_p": look.equivalence_p,
+        }
+    record = {
+        "control": d.control,
+        "control_overrides": plan.arms[d.control],
+        "alpha": d.alpha,
+        "margin_points": 100 * d.margin if d.margin else None,
+        "looks": d.rounds.looks(),
+        "looked": d.looked,
+        "runs": {name: len(v) for name, v in values.items()},
+        "arms": arms,
+        "method": "alpha spent over the planned looks (t^3), Bonferroni over the arms; "
+        "Welch's intervals and two one-sided tests of equivalence at each look's level",
+    }
+    (folder / DECIDE_FILE).write_text(json.dumps(record, indent=2, default=float))

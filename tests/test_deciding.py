@@ -1,0 +1,57 @@
+"""The deciding sweep (hydra/sweeper=decide): its plan from a sweep's arms, and real sweeps on
+synthetic images that stop when decided, keep a plain grid for an explicit seed list, and
+report the verdicts their rounds made."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import REPO, run_cli
+
+from cnnexp import deciding
+from cnnexp.report import main as report_main
+from cnnexp.schema import DECIDE_FILE
+from cnnexp.studies import Decide, Study
+
+TINY = ["data=synthetic", "data.synthetic.train_size=512", "data.synthetic.test_size=128",
+        "data.synthetic.noise=1.0", "device=cpu", "progress=false", "epochs=2",
+        "batch_size=32", "tracking.graph=false", "tracking.misclassified=0"]  # fmt: skip
+
+
+def test_the_arms_are_named_by_what_differs_and_the_baseline_is_the_control():
+    arms = [["pool=max", "epochs=2"], ["pool=avg", "epochs=2"]]
+    planned = deciding.plan(Study(baseline={"pool": "avg"}, decide=Decide(margin=0.5)), arms)
+    assert list(planned.arms) == ["pool=max", "pool=avg"]
+    assert planned.deciding.control == "pool=avg"
+    assert planned.deciding.margin == pytest.approx(0.005)  # points as a fraction
+    assert planned.deciding.wanted() == {"pool=avg": 3, "pool=max": 3}
+    first = deciding.plan(Study(), arms)  # no baseline: the first arm
+    assert first.deciding.control == "pool=max"
+
+
+@pytest.mark.slow  # six to ten small runs (about a minute)
+def test_a_planted_change_is_decided_worse_in_fewer_runs_than_a_fixed_five_seed_sweep(tmp_path):
+    out = tmp_path / "sweep"
+    result = run_cli("-m", "hydra/sweeper=decide", "optimizer.lr=0.05,0.0001", *TINY,
+                     f"hydra.sweep.dir={out}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "decide: 2 arms against optimizer.lr=0.05" in result.stdout
+    decided = json.loads((out / DECIDE_FILE).read_text())
+    (arm,) = decided["arms"].values()
+    assert arm["verdict"] == "worse"
+    assert sum(decided["runs"].values()) < 2 * 5  # a fixed 5-seed sweep of both arms: 10
+    assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    findings = text.split("## Findings")[1].split("\n## ")[0]
+    assert "worse: optimizer.lr=0.0001" in findings and "decided in rounds" in findings
+
+
+@pytest.mark.slow
+def test_an_explicit_seed_list_keeps_a_plain_grid(tmp_path):
+    out = tmp_path / "sweep"
+    result = run_cli("-m", "hydra/sweeper=decide", "pool=max,avg", "seed=0,1", *TINY,
+                     f"hydra.sweep.dir={out}", cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (out / DECIDE_FILE).exists()
+    assert len(list(out.glob("*/metrics.json"))) == 4
