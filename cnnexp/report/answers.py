@@ -42,6 +42,7 @@ from cnnexp.report.verdicts import (
     without_run,
 )
 from cnnexp.schema import TEST_ACC, TRAIN_LOSS
+from cnnexp.studies import Decide
 
 TESTS = {"welch": "Welch", "paired t": "paired t"}
 
@@ -322,34 +323,32 @@ def conclusions(
     return lines
 
 
-DECIDING_SEEDS = 5  # seeds per arm the deciding command asks for: what the pooling study runs
-
-
 def one_seed_sentence(study: Study, summary: pd.DataFrame) -> str | None:
     """Where arms were compared but none has two usable runs: that seed noise cannot be told
-    apart from a difference, and the command that runs every arm with DECIDING_SEEDS seeds,
-    with its time estimated from these runs'."""
+    apart from a difference, and the deciding sweep's command (hydra/sweeper=decide), with its
+    longest time estimated from these runs'."""
     arms = summary[summary["n"] > 0]
     if len(arms) < 2 or (arms["n"] > 1).any():
         return None
     command = deciding_command(study)
+    most = Decide().max_seeds
     seconds = pd.to_numeric(study.runs.get("wall_seconds"), errors="coerce").dropna()
-    minutes = seconds.mean() * len(arms) * DECIDING_SEEDS / (jobs_at_a_time(study.runs) or 1) / 60
+    minutes = seconds.mean() * len(arms) * most / (jobs_at_a_time(study.runs) or 1) / 60
     took = ""
     if len(seconds):
         took = "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
-        took = f" ({took} on the machine that ran these)"
+        took = f" (at most {took} on the machine that ran these, often less)"
     return (
         f"{study.name}: one run per arm cannot say which arm is better: it gives no measure of "
         "how far two seeds of the same network land apart, so a difference between the arms "
-        f"may be seed noise alone. To decide, run every arm with {DECIDING_SEEDS} seeds: "
-        f"`{command}`{took}; its report then gives each difference with its interval, or how "
-        "many more seeds would decide it."
+        f"may be seed noise alone. To decide, let the sweep add seeds in rounds until each arm "
+        f"is decided (better, worse or equivalent) or has {most} seeds: `{command}`{took}; its "
+        "report then gives each verdict with its interval and the seeds it took."
     )
 
 
 def deciding_command(study: Study) -> str:
-    """The sweep's own command line with the factors' levels and DECIDING_SEEDS seeds, into a
+    """The sweep's own command line with the factors' levels, as a deciding sweep into a
     folder of its own."""
     first = study.runs.iloc[0]
     given = first.get("given") if isinstance(first.get("given"), dict) else {}
@@ -357,9 +356,8 @@ def deciding_command(study: Study) -> str:
     levels = [
         f"{f}={','.join(map(str, pd.unique(study.runs[f].astype(str))))}" for f in study.factors
     ]
-    seeds = f"{REPLICATE}={','.join(map(str, range(DECIDING_SEEDS)))}"
-    folder = f"hydra.sweep.dir={shown_path(study.root)}-{DECIDING_SEEDS}-seeds"
-    return " ".join(["python -m cnnexp -m", *texts, *levels, seeds, folder])
+    folder = f"hydra.sweep.dir={shown_path(study.root)}-decided"
+    return " ".join(["python -m cnnexp -m hydra/sweeper=decide", *texts, *levels, folder])
 
 
 def _accuracy_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
