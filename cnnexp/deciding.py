@@ -123,6 +123,7 @@ def save(folder: Path, plan: Plan, values: dict[str, list]) -> None:
             "diff": c.diff,
             "ci_low": c.ci_low,
             "ci_high": c.ci_high,
+            "df": c.df,
             "level": c.level,
             "equivalence_p": look.equivalence_p,
         }

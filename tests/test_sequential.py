@@ -124,3 +124,19 @@ def test_a_decided_arm_keeps_its_verdict_while_the_others_run_on():
     study.look({n: d[:3] for n, d in draws.items()})
     assert study.standing["far"].verdict == BETTER
     assert study.wanted() == {"c": 5, "near": 5}  # the decided arm gets no more seeds
+
+
+def test_a_fixed_study_says_equivalent_where_its_interval_lies_inside_the_margin():
+    import pandas as pd
+
+    from cnnexp.report.verdicts import UNCLEAR, with_equivalence
+
+    summary = pd.DataFrame(
+        {
+            "verdict": [None, UNCLEAR, UNCLEAR, "better"],
+            "ci_low": [None, -0.0015, -0.0025, 0.001],
+            "ci_high": [None, 0.0012, 0.0010, 0.0015],
+        }
+    )
+    said = with_equivalence(summary, margin=0.2)["verdict"].tolist()
+    assert said == [None, "equivalent within ±0.2 points", UNCLEAR, "better"]

@@ -137,6 +137,11 @@ def answers(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA) -> 
                 f"{what}{where}: {verdict} — {gap} ({means}; {interval(row, alpha)}; "
                 f"{counted(row)})."
             )
+        elif str(verdict).startswith(EQUIVALENT):
+            lines.append(
+                f"{what}{where}: {verdict} of {base} ({means}; {interval(row, alpha)}; "
+                f"{counted(row)})."
+            )
         elif verdict == UNCLEAR:
             lines.append(
                 f"{what}{where}: no clear difference from {base} ({means}; "
@@ -207,11 +212,15 @@ def interval(row: pd.Series, alpha: float) -> str:
     kind = INTERVAL_KINDS.get(row.get("correction"), "")
     name = f"{kind} {100 * (1 - alpha):.0f}% CI".strip()
     p = "p" if row.get("correction") == "none" else "family-wise p"
-    return (
+    said = (
         f"difference {100 * row['diff']:+.2f} points, {name} {100 * row['ci_low']:+.2f} "
-        f"to {100 * row['ci_high']:+.2f}, {TESTS.get(row['test'], row['test'])} with "
-        f"{row['df']:.0f} df, {p} {p_text(row['p_adjusted'])}"
+        f"to {100 * row['ci_high']:+.2f}, {TESTS.get(row['test'], row['test'])}"
     )
+    if pd.notna(row.get("df")):
+        said += f" with {row['df']:.0f} df"
+    if pd.notna(row.get("p_adjusted")):  # none for a deciding sweep: its level was spent
+        said += f", {p} {p_text(row['p_adjusted'])}"
+    return said
 
 
 def plan_sentence(planned: Plan) -> str:
@@ -401,7 +410,8 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
     for verdict in [v for v in by if str(v).startswith(EQUIVALENT)]:
         items = ", ".join(
             f"{label(study, r)} ({100 * r['diff']:+.2f} points, interval "
-            f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}; {r['decided_at']})"
+            f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}"
+            + (f"; {r['decided_at']})" if pd.notna(r.get("decided_at")) else ")")
             for _, r in by[verdict].iterrows()
         )
         said.append(f"{verdict[0].upper()}{verdict[1:]}: {items}.")

@@ -99,7 +99,25 @@ def summarise(
     summary.attrs["alpha"], summary.attrs["method"] = alpha, method
     fix = "run the deciding sweep again (it rewrites the file from its runs)"
     decided = read_json(study.root / DECIDE_FILE, fix)
-    return as_decided(summary, decided) if decided else summary
+    if decided:
+        return as_decided(summary, decided)
+    return with_equivalence(summary, study.kind.decide.margin)
+
+
+def with_equivalence(summary: pd.DataFrame, margin: float) -> pd.DataFrame:
+    """'Equivalent within +-margin points' for an arm with no clear difference whose interval
+    lies inside the margin (its family-wise interval at 1 - alpha/m inside +-margin is the two
+    one-sided tests of equivalence passing at alpha/(2m)): the runs show the arms differ by
+    less than the margin, which is an answer, not a failure to find one."""
+    inside = (
+        (summary["verdict"] == UNCLEAR)
+        & (summary["ci_low"] > -margin / 100)
+        & (summary["ci_high"] < margin / 100)
+    )
+    if inside.any():
+        summary = summary.copy()
+        summary.loc[inside, "verdict"] = f"{EQUIVALENT} within ±{margin:g} points"
+    return summary
 
 
 def as_decided(summary: pd.DataFrame, decided: dict) -> pd.DataFrame:
@@ -120,6 +138,7 @@ def as_decided(summary: pd.DataFrame, decided: dict) -> pd.DataFrame:
             ("diff", arm["diff"]), ("ci_low", arm["ci_low"]), ("ci_high", arm["ci_high"]),
             ("verdict", verdict), ("correction", "sequential"), ("test", "welch"),
             ("p_adjusted", math.nan), ("detectable", math.nan), ("level", arm["level"]),
+            ("df", arm.get("df", math.nan)),
             ("decided_at", f"{arm['seeds']} seeds, look {arm['look']}"),
         ):  # fmt: skip
             summary.loc[row, column] = value
