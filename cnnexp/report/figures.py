@@ -77,11 +77,7 @@ def curves_figure(
             label=(label + " (baseline)" if is_base else label) or "all runs",
         )
         if marks is not None and len(marks):
-            mine = marks[matching(marks, levels)] if levels else marks
-            at = scale * mine.groupby("epoch")[key].mean()
-            first = MARK_LABEL not in ax.get_legend_handles_labels()[1]
-            ax.plot(at.index, at.values, ls="none", marker="*", ms=11, color=colour,
-                    label=MARK_LABEL if first else None)  # fmt: skip
+            _mark(ax, marks[matching(marks, levels)] if levels else marks, key, scale, colour)
         if group["run"].nunique() > 1:
             low, high = mean_std["mean"] - mean_std["std"], mean_std["mean"] + mean_std["std"]
             low = low.clip(lower=0.0) if bounded else low.clip(lower=mean_std["mean"].min() / 10)
@@ -104,6 +100,16 @@ def curves_figure(
 
 
 MARK_LABEL = "last epoch with test-time augmentation"
+
+
+def _mark(ax, marks: pd.DataFrame, key: str, scale: float, colour: str) -> None:
+    """A group's points apart from its line (a star each; the legend names them once)."""
+    at = scale * marks.groupby("epoch")[key].mean()
+    first = MARK_LABEL not in ax.get_legend_handles_labels()[1]
+    ax.plot(at.index, at.values, ls="none", marker="*", ms=11, color=colour,
+            label=MARK_LABEL if first else None)  # fmt: skip
+
+
 LEGEND_BESIDE_CHARS = 40  # a longer label goes below the axes, where it has the page's width
 LEGEND_LINE = 0.17  # inches a legend line takes at its font size
 
