@@ -82,8 +82,7 @@ def run(plan: Plan, launcher, validate: Callable[[list], None], folder: Path) ->
 def accuracy(result: Any) -> float | None:
     """A finished job's final test accuracy from its record; None for a run that did not end
     completed (it is left out of its arm's values, as the report leaves it out)."""
-    hydra = getattr(result, "hydra_cfg", None)
-    where = hydra.hydra.runtime.output_dir if hydra is not None else result.working_dir
+    where = _job_folder(result.hydra_cfg)
     try:
         record = read_record(Path(where))
     except DamagedFileError:
@@ -92,6 +91,12 @@ def accuracy(result: Any) -> float | None:
         return None
     value = record.headline.final.get("test_acc")
     return None if value is None else float(value)
+
+
+def _job_folder(config) -> str:
+    """Where a job of the sweep wrote: its sweep folder and its subfolder (the job's number),
+    from the config the launcher composed for it (set before the job ran, so any launcher's)."""
+    return str(Path(config.hydra.sweep.dir) / str(config.hydra.sweep.subdir))
 
 
 def say_round(plan: Plan, values: dict[str, list], seconds: float) -> None:
