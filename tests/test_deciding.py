@@ -33,8 +33,9 @@ def test_the_arms_are_named_by_what_differs_and_the_baseline_is_the_control():
 @pytest.mark.slow  # six to ten small runs (about a minute)
 def test_a_planted_change_is_decided_worse_in_fewer_runs_than_a_fixed_five_seed_sweep(tmp_path):
     out = tmp_path / "sweep"
-    result = run_cli("-m", "hydra/sweeper=decide", "optimizer.lr=0.05,0.0001", *TINY,
-                     f"hydra.sweep.dir={out}", cwd=REPO)  # fmt: skip
+    result = run_cli("-m", "hydra/sweeper=decide", "hydra/launcher=workers",  # K at a time
+                     "optimizer.lr=0.05,0.0001", *TINY, f"hydra.sweep.dir={out}",
+                     cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "decide: 2 arms against optimizer.lr=0.05" in result.stdout
     decided = json.loads((out / DECIDE_FILE).read_text())
