@@ -19,7 +19,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from cnnexp.files import check_events
+from cnnexp.files import check_events, parse_json
 from cnnexp.report.document import PAGE_WIDTH
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -51,6 +51,7 @@ PAGES = {  # file name -> (TensorBoard page and its filter, what it shows)
         "TensorBoard's Images page: feature maps of fixed test images after the last epoch",
     ),
 }
+CHROMIUM_FIX = "use another Chromium (CHROME=path), or update it"
 TIMEOUT = 90  # seconds for TensorBoard to answer and for a page to be drawn
 
 
@@ -256,7 +257,7 @@ class DevTools:
         while time.monotonic() < deadline:
             while b"\0" in self.pending:
                 raw, self.pending = self.pending.split(b"\0", 1)
-                message = json.loads(raw)
+                message = parse_json(raw, "Chromium's DevTools pipe", CHROMIUM_FIX, dict)
                 if wanted(message):
                     return message
             ready, _, _ = select.select([self.answers], [], [], 1.0)
