@@ -39,6 +39,7 @@ from cnnexp import stats
 
 RHO = 3.0  # the spending function's power: t^3, close to O'Brien-Fleming
 BETTER, WORSE, EQUIVALENT, OPEN = "better", "worse", "equivalent", "open"
+SAME = "same networks"  # every seed of the arm gave exactly the control's accuracy: no test needed
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ class Deciding:
 
 def _tested(arm: np.ndarray, control: np.ndarray, level: float, margin, look: int) -> Look:
     comparison = stats.welch(arm, control, level)
+    if np.array_equal(arm, control[: len(arm)]):  # seed by seed: the option changed nothing
+        return Look(SAME, comparison, len(arm), look)
     if comparison.differs:
         verdict = BETTER if comparison.diff > 0 else WORSE
         return Look(verdict, comparison, len(arm), look)

@@ -140,3 +140,12 @@ def test_a_fixed_study_says_equivalent_where_its_interval_lies_inside_the_margin
     )
     said = with_equivalence(summary, margin=0.2)["verdict"].tolist()[1:]
     assert said == ["equivalent within ±0.2 points", UNCLEAR, "better"]
+
+
+def test_an_option_that_changes_nothing_ends_as_the_same_networks_at_the_first_look():
+    from cnnexp.sequential import SAME
+
+    values = np.random.default_rng(8).normal(0.98, 0.003, 9)
+    study = Deciding(["c", "noop"], "c", ROUNDS, margin=0.002)
+    study.look({"c": values[:3], "noop": values[:3].copy()})
+    assert study.standing["noop"].verdict == SAME and study.done()

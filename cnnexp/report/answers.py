@@ -29,6 +29,7 @@ from cnnexp.report.verdicts import (
     DECIDED,
     DID_NOT_TRAIN,
     EQUIVALENT,
+    SAME_NETWORKS,
     UNCLEAR,
     WORSE,
     Family,
@@ -407,7 +408,7 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
                 for _, r in by[verdict].iterrows()
             )
             said.append(f"{verdict}: {items}.")
-    for verdict in [v for v in by if str(v).startswith(EQUIVALENT)]:
+    for verdict in [v for v in by if str(v).startswith((EQUIVALENT, SAME_NETWORKS))]:
         items = ", ".join(
             f"{label(study, r)} ({100 * r['diff']:+.2f} points, interval "
             f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}"
@@ -422,10 +423,13 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
         low, high = 100 * unclear["detectable"].min(), 100 * unclear["detectable"].max()
         size = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f} to {high:.2f}"
         names = ", ".join(label(study, r) for _, r in unclear.iterrows())
-        said.append(
-            f"No clear difference: {names}; with these runs a true difference of "
-            f"{size} points would be found {POWER} of the time."
+        found = (
+            f"; with these runs a true difference of {size} points would be found {POWER} of "
+            "the time"
+            if pd.notna(low)
+            else " (still open at the sweep's cap: more seeds, or a wider margin, would decide)"
         )
+        said.append(f"No clear difference: {names}{found}.")
     if DID_NOT_TRAIN in by:
         failed = ", ".join(label(study, r) for _, r in by[DID_NOT_TRAIN].iterrows())
         said.append(

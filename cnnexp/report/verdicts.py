@@ -32,6 +32,7 @@ from cnnexp.studies import key_value
 # The verdicts, defined once.
 BETTER, WORSE, UNCLEAR = "better", "worse", "no clear difference"
 EQUIVALENT = "equivalent"  # a deciding sweep's arm whose interval lies within its margin
+SAME_NETWORKS = "same networks: every seed gave exactly the control's accuracy"
 DID_NOT_TRAIN = "did not train"
 TOO_FEW = "too few seeds for a verdict"
 NO_NOISE = "no verdict: every seed gave the same accuracy, so the noise is unknown"
@@ -133,6 +134,7 @@ def as_decided(summary: pd.DataFrame, decided: dict) -> pd.DataFrame:
             "better": BETTER,
             "worse": WORSE,
             "equivalent": f"{EQUIVALENT} within ±{margin:g} points",
+            "same networks": SAME_NETWORKS,
         }.get(arm["verdict"], UNCLEAR)
         for column, value in (
             ("diff", arm["diff"]), ("ci_low", arm["ci_low"]), ("ci_high", arm["ci_high"]),
