@@ -29,6 +29,13 @@ GLOSSARY = {
     "then mixed with (aliased to) some interactions, which its resolution says.",
     "power": "How often a study of this size would find a true difference of a given size; "
     "the reports state the difference found 80% of the time.",
+    "equivalent within ±m points": "The interval lies wholly inside ±m points: the runs show "
+    "the two arms differ by less than m, which is an answer, not a failure to find a "
+    "difference (the two one-sided tests of equivalence).",
+    "deciding in rounds (alpha spending)": "A deciding sweep adds seeds in rounds and stops an "
+    "arm once it is decided. Looking after every round would find false differences more "
+    "often than 5%, so each look tests at a share of the 5%, strict early and most at the "
+    "last look; all the looks together stay within 5%.",
     "budget check": "The arms trained again at twice the epochs: it says whether an answer "
     "holds, shrinks or flips with more training.",
 }
