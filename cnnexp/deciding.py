@@ -41,16 +41,40 @@ def plan(study: Study, arms: list[list[str]]) -> Plan:
     return Plan(named, deciding, d.minutes)
 
 
-def say_plan(plan: Plan) -> None:
+def say_plan(plan: Plan, seconds: dict[str, float], at_a_time: int) -> None:
+    """The rounds, the caps and the time on this machine: from the first round alone (every
+    arm decided there) to every arm at the cap, at each arm's timed seconds a run."""
     d = plan.deciding
     cap = f", or {plan.minutes:g} minutes" if plan.minutes else ""
+    least = sum(seconds.values()) * d.rounds.first / at_a_time / 60
+    most = sum(seconds.values()) * d.rounds.max_seeds / at_a_time / 60
+    if plan.minutes:
+        most = min(most, plan.minutes + least)  # the round under way at the cap finishes
+    runs = _span(len(d.arms) * d.rounds.first, len(d.arms) * d.rounds.max_seeds)
     print(
         f"decide: {len(d.arms)} arms against {d.control}, {d.rounds.first} seeds each, then "
         f"{d.rounds.step} more for each arm still open, up to {d.rounds.max_seeds}{cap}; an arm "
         f"within +-{100 * d.margin:g} points is equivalent (looks at "
-        f"{', '.join(map(str, d.rounds.looks()))} seeds; at most "
-        f"{len(d.arms) * d.rounds.max_seeds} runs)"
+        f"{', '.join(map(str, d.rounds.looks()))} seeds; {runs} runs, about "
+        f"{_span(round(least), round(most))} min here)"
     )
+
+
+def _span(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low} to {high}"
+
+
+def run_seconds(plan: Plan, at_a_time: int, compose: Callable[[list[str]], Any]) -> dict:
+    """Each arm's seconds a run on this machine, as the lab's planner times them (a few steps
+    of its network on random images, its images and epochs); `compose` makes a job's config
+    as the sweep will (the sweeper's config loader)."""
+    from cnnexp import lab
+
+    timings: dict[str, tuple[float, float]] = {}
+    return {
+        name: lab.job_seconds(compose([*arm, "seed=0"]), timings, at_a_time)
+        for name, arm in plan.arms.items()
+    }
 
 
 def run(plan: Plan, launcher, validate: Callable[[list], None], folder: Path) -> list:

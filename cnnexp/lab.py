@@ -111,7 +111,7 @@ def plan(studies: list[Planned], at_a_time: int) -> list[Planned]:
     for study in studies:
         study.jobs = sweep_jobs(sweep_config(study.overrides))
         for job in study.jobs:
-            arm = tuple(t for t in _job_overrides(job) if key_value(t)[0] != REPLICATE)
+            arm = tuple(t for t in job_overrides(job) if key_value(t)[0] != REPLICATE)
             if arm not in arms:
                 arms[arm] = job_seconds(compose(list(arm)), timings, at_a_time)
             study.seconds.append(arms[arm])
@@ -132,7 +132,7 @@ def sweep_config(overrides: list[str]) -> DictConfig:
     return config
 
 
-def _job_overrides(job: list[str]) -> list[str]:
+def job_overrides(job: list[str]) -> list[str]:
     """A job's overrides without Hydra's own keys (a folder), which a plain compose refuses."""
     return [text for text in job if not key_value(text)[0].startswith("hydra.")]
 

@@ -37,7 +37,10 @@ def test_a_planted_change_is_decided_worse_in_fewer_runs_than_a_fixed_five_seed_
                      "optimizer.lr=0.05,0.0001", *TINY, f"hydra.sweep.dir={out}",
                      cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "decide: 2 arms against optimizer.lr=0.05" in result.stdout
+    assert (
+        "decide: 2 arms against optimizer.lr=0.05" in result.stdout
+        and " min here)" in result.stdout
+    )
     decided = json.loads((out / DECIDE_FILE).read_text())
     (arm,) = decided["arms"].values()
     assert arm["verdict"] == "worse"

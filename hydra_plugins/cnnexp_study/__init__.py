@@ -52,5 +52,12 @@ class DecideSweeper(StudySweeper):
         folder.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, folder / "multirun.yaml")
         planned = deciding.plan(study, arms)
-        deciding.say_plan(planned)
+        at_a_time = int(self.config.hydra.launcher.get("per_device") or 1)
+        loader = self.hydra_context.config_loader
+
+        def compose(overrides: list[str]):
+            return loader.load_sweep_config(self.config, overrides)
+
+        seconds = deciding.run_seconds(planned, at_a_time, compose)
+        deciding.say_plan(planned, seconds, at_a_time)
         return deciding.run(planned, self.launcher, self.validate_batch_is_legal, folder)
