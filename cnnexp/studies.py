@@ -359,15 +359,19 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     overrides are the sweep's params (the study's YAML), then its budget's
     (study.budgets[study.budget]), then the command line's: a later value of a key wins."""
     study, jobs, texts = _composed(config)
+    return jobs + _checks(study, jobs, texts, config)
+
+
+def arms_of(config: DictConfig) -> tuple[Study, list[list[str]], list[list[str]]]:
+    """A sweep's study, its arms (its own jobs, as sweep_jobs makes them) and its check's
+    jobs apart."""
+    study, jobs, texts = _composed(config)
+    return study, jobs, _checks(study, jobs, texts, config)
+
+
+def _checks(study: Study, jobs: list[list[str]], texts: list[str], config: DictConfig):
     epochs = next((v for k, v in map(key_value, reversed(texts)) if k == "epochs"), None)
-    return jobs + study.check_jobs(jobs, int(epochs or config.epochs))
-
-
-def arms_of(config: DictConfig) -> tuple[Study, list[list[str]]]:
-    """A sweep's study and its arms: its own jobs, as sweep_jobs makes them, without its
-    check's."""
-    study, jobs, _ = _composed(config)
-    return study, jobs
+    return study.check_jobs(jobs, int(epochs or config.epochs))
 
 
 def _composed(config: DictConfig) -> tuple[Study, list[list[str]], list[str]]:

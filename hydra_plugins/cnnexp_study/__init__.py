@@ -39,7 +39,7 @@ class DecideSweeper(StudySweeper):
     folders and its rounds decide the same way. An explicit seed list keeps a plain grid."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        study, arms = arms_of(self.config)
+        study, arms, checks = arms_of(self.config)
         if any(key_value(o)[0] == "seed" for arm in arms for o in arm):
             return super().sweep(arguments)  # the seeds are given: a plain grid
         if type(study) is not Study:
@@ -60,4 +60,10 @@ class DecideSweeper(StudySweeper):
 
         seconds = deciding.run_seconds(planned, at_a_time, compose)
         deciding.say_plan(planned, seconds, at_a_time)
-        return deciding.run(planned, self.launcher, self.validate_batch_is_legal, folder)
+        returns = deciding.run(planned, self.launcher, self.validate_batch_is_legal, folder)
+        if checks:  # the budget check after the rounds, numbered after their jobs
+            print(f"decide: the budget check, {len(checks)} runs at more epochs")
+            self.validate_batch_is_legal(checks)
+            done = sum(len(r) for r in returns)
+            returns.append(self.launcher.launch(checks, initial_job_idx=done))
+        return returns
