@@ -97,6 +97,18 @@ def test_a_ladder_decides_each_gain_against_the_step_before_it_as_one_family():
     assert list(table["step"]) == ["a", "b", "c", "d", "tta"]
 
 
+def test_the_ladders_last_step_is_set_beside_question_2_at_its_own_budget():
+    climb = _ladder_study({"a": [0.50, 0.51, 0.49], "ours": [0.80, 0.81, 0.79]})
+    ours = Study("ours", Path("."), pd.DataFrame({
+        "status": [USABLE] * 3, TEST_ACC: [0.88, 0.87, 0.89], ladder.NO_TTA: [0.86, 0.85, 0.87],
+    }), [])  # fmt: skip
+    said = ladder.at_full_budget(climb, ours)
+    assert "Its last step, ours, is Question 2's network: 80.00% here against 86.00%" in said
+    assert "the longer training adds +6.00 points (95% interval +" in said
+    one_seed = Study("ours", Path("."), ours.runs.iloc[:1], [])
+    assert ladder.at_full_budget(climb, one_seed) is None  # no spread: nothing to test
+
+
 def test_under_no_change_a_ladder_rarely_claims_a_gain():
     """Null ladders (every step the same network): the family's intervals hold together, so
     at most about 5% of ladders claim any gain or loss."""

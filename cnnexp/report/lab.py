@@ -125,7 +125,8 @@ def add_questions(
         if shown != said:
             with doc.folded("The same answer with its numbers: seeds, intervals, tests, budgets"):
                 doc.bullets(said)
-        _main_evidence(doc, number, by_question.get(number, []), shots)
+        ours = [study for _, study, _ in by_question.get("2", [])]
+        _main_evidence(doc, number, by_question.get(number, []), shots, ours)
     add_bonuses(doc, studies, shots)
     return [
         Evidence(number, study, summary, _tag(i, study), shots.get(study.name, []))
@@ -191,7 +192,7 @@ def plain(text: str) -> str:
         text = shorter
 
 
-def _main_evidence(doc, number, members, shots) -> None:
+def _main_evidence(doc, number, members, shots, ours: list[Study]) -> None:
     """One small table and the figures a grader looks at, beside a question's answer."""
     if number in ("1", "2"):
         for i, study, _ in members:
@@ -209,6 +210,9 @@ def _main_evidence(doc, number, members, shots) -> None:
             ladder.add_figure(doc, study, _tag(i, study), alpha)
             doc.table(ladder.table(*ladder.steps(study, alpha)), as_text=True)
             doc.para(HOW_SURE)
+            for network in ours:  # the last step at Question 2's own budget
+                if said := ladder.at_full_budget(study, network, alpha):
+                    doc.para(said)
 
 
 def add_evidence(doc: Document, evidence: list[Evidence]) -> None:

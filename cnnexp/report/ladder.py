@@ -237,3 +237,29 @@ def add_figure(doc: Document, study: Study, tag: str, alpha: float = stats.ALPHA
         f"test accuracy (each seed a dot) and minutes a run at each of the {len(ladder)} steps, "
         f"from {ladder[0].name} to {ladder[-1].name}",
     )
+
+
+def at_full_budget(study: Study, ours: Study, alpha: float = stats.ALPHA) -> str | None:
+    """The ladder's last step (Question 2's network at the ladder's budget) against Question
+    2's own runs at Question 2's budget, both without test-time augmentation: what the longer
+    training adds, and what that says of the steps' gains, measured at the ladder's budget."""
+    ladder, _ = steps(study, alpha)
+    last = ladder[-1] if ladder else None
+    usable = ours.runs[ours.runs["status"] == USABLE]
+    if last is None or not last.values or NO_TTA not in usable or usable[NO_TTA].isna().any():
+        return None
+    full = usable[NO_TTA].astype(float).tolist()
+    if len(full) < 2 or len(last.values) < 2:
+        return None
+    test = stats.welch(full, list(last.values), alpha)
+    interval = f"95% interval {100 * test.ci_low:+.2f} to {100 * test.ci_high:+.2f}"
+    return (
+        f"The ladder ran at a smaller budget than Question 2. Its last step, {last.name}, is "
+        f"Question 2's network: {100 * last.mean:.2f}% here against "
+        f"{100 * sum(full) / len(full):.2f}% at Question 2's budget ({len(full)} seeds, both "
+        f"without test-time augmentation), so the longer training adds "
+        f"{100 * test.diff:+.2f} points ({interval}). The steps' gains were measured at the "
+        "ladder's budget only; its budget check (in the appendix) trained its first and last "
+        "steps at twice the epochs, which says whether the whole climb holds with more "
+        "training, not each step's gain."
+    )
