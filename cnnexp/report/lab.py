@@ -1,8 +1,9 @@
-"""The lab report (`python -m cnnexp.report --lab`): the runs and studies ordered by the lab's
-questions (1 LeNet-5 on MNIST, 2 our CIFAR-10 network, 3.1 pooling, 3.2 changes to the network),
-each question opening with its answer in plain words (numbers, budget, the verdict's interval),
-then its evidence: the network as a layer table, how it was trained, TensorBoard's own pages,
-the machine's load, and each study's section."""
+"""The lab report (`python -m cnnexp.report --lab`), as a grader reads it: a summary of the
+four answers, then the lab's questions in order (1 LeNet-5 on MNIST, 2 our CIFAR-10 network,
+3.1 pooling, 3.2 changes to the network), each opening with its answer in plain words, then one
+small table and the figures that back it (cnnexp.report.evidence); then the bonuses. Every
+study's whole section (its network's layers, recipe, budget check, curves, the machine's load)
+is folded into the appendix, under the question it answers ("bonus" or "other" for the rest)."""
 
 from __future__ import annotations
 
