@@ -178,9 +178,10 @@ def add_summary(doc: Document, answers: dict[str, list[str]], caveat: str | None
 
 
 def _first_sentence(text: str) -> str:
-    """Up to the first full stop that ends a sentence (not one inside a number or a name)."""
-    match = re.search(r"(?<=[.!?])\s+(?=[A-Z])", text)
-    return text[: match.start()] if match else text
+    """The first sentence that says something (not the study's own question), up to its full
+    stop (not one inside a number or a name)."""
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", text)
+    return next((s for s in sentences if not s.endswith("?")), sentences[0])
 
 
 def plain(text: str) -> str:
