@@ -111,9 +111,9 @@ def accuracy(result: Any) -> float | None:
         record = read_record(Path(where))
     except DamagedFileError:
         return None
-    if record is None or record.status != COMPLETED or record.headline is None:
+    if record is None or record.status != COMPLETED:
         return None
-    value = record.headline.final.get("test_acc")
+    value = record.final("test_acc")
     return None if value is None else float(value)
 
 

@@ -106,8 +106,7 @@ class Deciding:
         return self.alpha / len(self.compared) * float(self.rounds.spent()[look])
 
     def open_arms(self) -> list[str]:
-        return [a for a in self.compared if self.standing.get(a, None) is None
-                or self.standing[a].verdict == OPEN]  # fmt: skip
+        return [a for a in self.compared if getattr(self.standing.get(a), "verdict", OPEN) == OPEN]
 
     def done(self) -> bool:
         return not self.open_arms() or self.looked >= len(self.rounds.looks())

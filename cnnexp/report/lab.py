@@ -112,6 +112,7 @@ def add_questions(
     for members in by_question.values():  # a ladder opens its question
         members.sort(key=lambda member: not member[1].kind.climbs())
     answers = _answers(by_question, studies, summaries)
+    ours = [study for _, study, _ in by_question.get("2", [])]  # the ladder's last step at Q2
     add_summary(doc, answers, caveat)
     doc.para(gpu_paragraph(studies))
     for number, (title, ask) in QUESTIONS.items():
@@ -126,7 +127,6 @@ def add_questions(
         if shown != said:
             with doc.folded("The same answer with its numbers: seeds, intervals, tests, budgets"):
                 doc.bullets(said)
-        ours = [study for _, study, _ in by_question.get("2", [])]
         _main_evidence(doc, number, by_question.get(number, []), shots, ours)
     add_bonuses(doc, studies, shots)
     return [
