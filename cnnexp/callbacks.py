@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from cnnexp import deciding
 from cnnexp.distributed import rank_and_world
 from cnnexp.errors import STOPPED, CnnexpError
 from cnnexp.files import atomic_write_json, read_json
@@ -197,12 +198,13 @@ def note_parallel(root: Path, jobs: int) -> None:
 
 def sweep_size(config: DictConfig) -> int | None:
     """How many jobs the sweep will run: its study's (cnnexp.studies: the swept values'
-    combinations, a design's points, the budget check's), or a search's trials."""
+    combinations, a design's points, the budget check's), or a search's trials; None for a
+    deciding sweep, whose rounds decide how many (it says its own time left each round)."""
     sweeper = config.hydra.sweeper
     if sweeper.get("n_trials"):
         return int(sweeper.n_trials)
     try:
-        return len(sweep_jobs(config))
+        return None if deciding.in_rounds(config) else len(sweep_jobs(config))
     except (OverrideParseException, CnnexpError):  # no estimate, no harm: the jobs still run
         return None
 

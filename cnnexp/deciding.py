@@ -16,7 +16,7 @@ from cnnexp import stats
 from cnnexp.errors import DamagedFileError
 from cnnexp.schema import COMPLETED, DECIDE_FILE, read_record
 from cnnexp.sequential import Deciding, Rounds
-from cnnexp.studies import Study
+from cnnexp.studies import Study, arms_of, key_value
 
 
 @dataclass
@@ -26,6 +26,15 @@ class Plan:
     arms: dict[str, list[str]]
     deciding: Deciding
     minutes: float | None
+
+
+def in_rounds(config: Any) -> bool:
+    """Whether a sweep decides in rounds: hydra/sweeper=decide over arms that give no seeds
+    (an explicit seed list keeps a plain grid)."""
+    if not str(config.hydra.sweeper.get("_target_", "")).endswith(".DecideSweeper"):
+        return False
+    _, arms, _ = arms_of(config)
+    return not any(key_value(o)[0] == "seed" for arm in arms for o in arm)
 
 
 def plan(study: Study, arms: list[list[str]]) -> Plan:

@@ -11,7 +11,7 @@ from conftest import REPO, budget_settings, make_config, run_cli, study_config
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from cnnexp import CONF_DIR, studies
+from cnnexp import CONF_DIR, deciding, studies
 from cnnexp.models import build_model, count_macs
 from cnnexp.report import main as report_main
 from cnnexp.report.runs import load_study
@@ -75,6 +75,31 @@ def test_cpu_budgets_fix_one_number_format_and_gpu_budgets_tune_or_lengthen():
     assert gpu.epochs > cpu.epochs
     ablation_gpu = study_config("ablation", "cifar10_gpu")
     assert ablation_gpu.epochs == make_config("+experiment=cifar10_fast").epochs
+
+
+def hydra_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize(("study", "budget"), STUDIES)
+def test_the_one_factor_studies_decide_in_rounds_unless_a_budget_gives_seeds(study, budget):
+    """Each one-factor study names the deciding sweeper in its YAML, and it is the one the sweep
+    gets (an experiment's sweeper once lost to config.yaml's); a tuned budget keeps a grid."""
+    cfg = hydra_config(f"+experiment={study}", f"study.budget={budget}")
+    assert cfg.hydra.sweeper._target_.endswith(".DecideSweeper")
+    assert "seed" not in cfg.hydra.sweeper.params
+    tuned = (study, budget) == ("architecture", "cifar10_gpu")
+    assert deciding.in_rounds(cfg) is not tuned
+    caps = studies.of(studies._budgeted(cfg.study, set())).decide
+    assert caps.max_seeds >= 5 and caps.minutes
+
+
+def test_any_experiment_may_name_its_sweeper_and_a_plain_sweep_gets_the_study_sweeper():
+    assert "Optuna" in hydra_config("+experiment=search").hydra.sweeper._target_
+    assert hydra_config("pool=avg").hydra.sweeper._target_.endswith(".StudySweeper")
+    chosen = hydra_config("+experiment=pooling", "hydra/sweeper=study").hydra.sweeper._target_
+    assert chosen.endswith(".StudySweeper")  # the command line still wins
 
 
 TINY_STUDY = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=256",

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from cnnexp import deciding
 from cnnexp.errors import ConfigError
-from cnnexp.studies import Study, arms_of, key_value, sweep_jobs
+from cnnexp.studies import Study, arms_of, sweep_jobs
 
 
 class StudySweeper(BasicSweeper):
@@ -39,9 +39,9 @@ class DecideSweeper(StudySweeper):
     folders and its rounds decide the same way. An explicit seed list keeps a plain grid."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        study, arms, checks = arms_of(self.config)
-        if any(key_value(o)[0] == "seed" for arm in arms for o in arm):
+        if not deciding.in_rounds(self.config):
             return super().sweep(arguments)  # the seeds are given: a plain grid
+        study, arms, checks = arms_of(self.config)
         if type(study) is not Study:
             raise ConfigError(
                 f"hydra/sweeper=decide decides one-factor studies; this one is "
