@@ -354,19 +354,14 @@ def sweep(study: Planned, out: Path, k: int) -> int:
 
 def report(names: list[str], out: Path, budget: str) -> int:
     """The lab report of every named study's folder in `out`, with TensorBoard's pages where
-    Chromium is."""
-    from cnnexp.report.shots import INSTALL, browser
-
+    Chromium is (the report says how to install it where it is not)."""
     folders = [str(out / name) for name in names if (out / name).is_dir()]
     if not folders:
         print(f"error: {out} holds no study's runs: run the lab into it first", file=sys.stderr)
         return 2
-    shots = ["--tensorboard-shots"] if browser() else []
-    if not shots:
-        print(f"lab: the report has no TensorBoard screenshots: {INSTALL}")
     title = f"Convolutional networks lab: LeNet-5, our CIFAR-10 network ({budget} budget)"
     caveat = lab_config().budgets[budget].get("caveat")
-    command = [sys.executable, "-m", "cnnexp.report", *folders, "--lab", *shots,
+    command = [sys.executable, "-m", "cnnexp.report", *folders, "--lab", "--tensorboard-shots",
                "--out", str(out / "report"), "--title", title,
                *(["--caveat", caveat] if caveat else [])]  # fmt: skip
     status = subprocess.call(command)

@@ -13,6 +13,7 @@
 #                               # with its budget check, its confirmation, then its report
 #   bash docs/make.sh factorial-mnist   # the same on MNIST (study.budget=mnist_cpu)
 #   bash docs/make.sh ablation-factorial   # the factorial ablation of cifar10_cpu's recipe
+#   bash docs/make.sh pooling-mnist   # pooling on LeNet-5 as a deciding study, then its report
 #   bash docs/make.sh tables    # the reports again from the runs.csv each report here keeps
 #                               # (no run folders needed; final numbers only for tables written
 #                               # before the tables kept configs and curves)
@@ -146,11 +147,13 @@ case "$what" in
   factorial-cifar10) factorial_cifar10; report factorial-cifar10 ;;
   factorial-mnist) factorial_mnist; report factorial-mnist ;;
   ablation-factorial) ablation_factorial; report ablation-factorial ;;
+  pooling-mnist) clean_tree; sweep pooling multirun/docs/pooling-mnist study.budget=mnist_cpu
+    report pooling-mnist ;;
   runs) runs ;;
   reports) reports ;;
   report) report "${2:?which report: one of the folders under multirun/docs/}" ;;
   tables) tables ;;
   lab) lab ;;
   all) factorial_cifar10; runs; factorial_mnist; ablation_factorial; reports; lab ;;
-  *) echo "docs/make.sh: unknown step '$what': use runs, reports, report NAME, tables, lab, factorial-cifar10, factorial-mnist, ablation-factorial or all" >&2; exit 2 ;;
+  *) echo "docs/make.sh: unknown step '$what': use runs, reports, report NAME, tables, lab, factorial-cifar10, factorial-mnist, ablation-factorial, pooling-mnist or all" >&2; exit 2 ;;
 esac

@@ -128,7 +128,7 @@ def test_a_paired_arm_shares_the_familys_level():
         losses = {(arm, s): 1.0 + s / 10 for arm in ("baseline", "paired") for s in range(3)}
         made = study({("baseline" if k == "control" else k): v for k, v in groups.items()},
                      losses=losses)  # fmt: skip
-        summary = summarise(made)
+        summary = summarise(made).table
         assert summary.loc[summary["arch"] == "paired", "test"].item() == "paired t"
         called += summary["verdict"].isin(["better", "worse"]).any()
     assert called / 150 <= allowed(150)

@@ -129,7 +129,7 @@ def test_a_decided_arm_keeps_its_verdict_while_the_others_run_on():
 def test_a_fixed_study_says_equivalent_where_its_interval_lies_inside_the_margin():
     import pandas as pd
 
-    from cnnexp.report.verdicts import UNCLEAR, with_equivalence
+    from cnnexp.report.verdicts import UNCLEAR, Verdicts, with_equivalence
 
     summary = pd.DataFrame(
         {
@@ -138,7 +138,7 @@ def test_a_fixed_study_says_equivalent_where_its_interval_lies_inside_the_margin
             "ci_high": [None, 0.0012, 0.0010, 0.0015],
         }
     )
-    said = with_equivalence(summary, margin=0.2)["verdict"].tolist()[1:]
+    said = with_equivalence(Verdicts(summary), margin=0.2).table["verdict"].tolist()[1:]
     assert said == ["equivalent within ±0.2 points", UNCLEAR, "better"]
 
 

@@ -161,7 +161,7 @@ def test_answer_says_no_clear_difference_within_the_noise():
     (line,) = answers(study, summarise(study))
     assert "no clear difference from pool=max" in line
     assert "with these runs a true difference of" in line and "80% of the time" in line
-    assert not math.isnan(summarise(study)["diff"].iloc[1])
+    assert not math.isnan(summarise(study).table["diff"].iloc[1])
 
 
 def test_diverging_run_is_recorded_as_diverged(tmp_path):

@@ -66,7 +66,8 @@ def test_each_arm_is_welchs_test_with_bonferroni_intervals_over_the_family():
     groups = {"baseline": (0.60 + 0.01 * rng.standard_normal(4)).tolist()}
     for i, shift in enumerate([0.0, 0.02, -0.03, 0.005]):
         groups[f"v{i}"] = (0.60 + shift + 0.01 * rng.standard_normal(4)).tolist()
-    summary = summarise(study(groups))
+    verdicts = summarise(study(groups))
+    summary = verdicts.table
     arms = [k for k in groups if k != "baseline"]
     m = len(arms)
     for arm in arms:
@@ -80,7 +81,7 @@ def test_each_arm_is_welchs_test_with_bonferroni_intervals_over_the_family():
         assert r["level"] == pytest.approx(0.05 / m)
         assert r["diff"] == pytest.approx(np.mean(groups[arm]) - np.mean(groups["baseline"]))
     assert row(summary, "v2")["verdict"] == WORSE  # -3 points against a noise of 1
-    (family,) = summary.attrs["families"]
+    (family,) = verdicts.families
     said = method_sentence(study(groups), family, 0.05)
     assert "Welch's test" in said and "Bonferroni" in said and "simultaneous 95%" in said
     # The noise is described (Bartlett, the pooled standard deviation of statsmodels' OLS) for
@@ -98,7 +99,7 @@ def test_two_arms_with_identical_runs_are_never_called():
     base = planted(0.90, 0.004, 3, 0)
     groups = {"baseline": base, "same": list(base), "other": planted(0.90, 0.004, 3, 1)}
     for method in stats.METHODS:
-        summary = summarise(study(groups), method=method)
+        summary = summarise(study(groups), method=method).table
         same = row(summary, "same")
         assert same["diff"] == 0 and same["verdict"] == UNCLEAR, method
         assert same["ci_low"] < 0 < same["ci_high"]
@@ -113,7 +114,7 @@ def test_an_interval_excludes_zero_exactly_when_the_verdict_says_better_or_worse
         for i in range(5):
             shift = rng.choice([0.0, 0.01, 0.02, -0.025])
             groups[f"v{i}"] = (0.7 + shift + 0.01 * rng.standard_normal(3)).tolist()
-        summary = summarise(study(groups), method=method)
+        summary = summarise(study(groups), method=method).table
         arms = summary[summary["arch"] != "baseline"]
         for _, r in arms.iterrows():
             excludes = r["ci_low"] > 0 or r["ci_high"] < 0
@@ -127,7 +128,7 @@ def test_holm_intervals_are_at_the_level_of_the_step_that_decided():
     groups = {"baseline": planted(0.90, 0.002, 3, 0)}
     for i, gap in enumerate([0.02, 0.01, 0.004, 0.0]):
         groups[f"v{i}"] = planted(0.90 + gap, 0.002, 3, i + 1)
-    summary = summarise(study(groups), method="holm")
+    summary = summarise(study(groups), method="holm").table
     tested = summary[summary["arch"] != "baseline"].sort_values("p")
     levels = tested["level"].tolist()
     m = len(tested)
@@ -143,8 +144,9 @@ def test_unequal_variances_change_no_test_and_the_report_says_the_spread_differs
     groups = {"baseline": planted(0.60, 0.01, 4, 0), "calm": planted(0.61, 0.01, 4, 1),
               "wild": planted(0.55, 0.08, 4, 2)}  # fmt: skip
     s = study(groups)
-    summary = summarise(s)
-    (family,) = summary.attrs["families"]
+    verdicts = summarise(s)
+    summary = verdicts.table
+    (family,) = verdicts.families
     assert family.variances.bartlett_all_p < 0.05
     assert set(summary["test"].dropna()) == {"welch"}  # no preliminary test picks the test
     expected = scipy_stats.ttest_ind(groups["wild"], groups["baseline"], equal_var=False)
@@ -159,7 +161,8 @@ def test_an_arm_that_trained_the_baselines_networks_is_compared_in_pairs():
     losses = {(lvl, s): 1.5 + 0.01 * s for lvl in ("baseline", "test_flip-off") for s in range(3)}
     s = study({"baseline": base, "test_flip-off": flip_off, "other": [0.6, 0.61, 0.62]},
               losses=losses)  # fmt: skip
-    summary = summarise(s)
+    verdicts = summarise(s)
+    summary = verdicts.table
     paired = row(summary, "test_flip-off")
     expected = scipy_stats.ttest_rel(flip_off, base)
     assert paired["test"] == "paired t"
@@ -170,7 +173,7 @@ def test_an_arm_that_trained_the_baselines_networks_is_compared_in_pairs():
     assert paired["p_adjusted"] == pytest.approx(2 * expected.pvalue)
     assert paired["verdict"] == WORSE  # -0.8 points on every pair: the pairing decides
     assert row(summary, "other")["test"] == "welch"
-    (family,) = summary.attrs["families"]
+    (family,) = verdicts.families
     assert family.paired == ("arch=test_flip-off",)
 
 
@@ -216,7 +219,7 @@ def test_the_planner_asks_for_the_seeds_that_reach_the_target():
 
 def test_one_seed_has_no_variance_of_its_own_so_no_verdict():
     summary = summarise(study({"baseline": [0.9, 0.91, 0.92], "b": [0.905, 0.91, 0.915],
-                               "lonely": [0.99]}))  # fmt: skip
+                               "lonely": [0.99]})).table  # fmt: skip
     assert row(summary, "lonely")["verdict"] == TOO_FEW
     assert row(summary, "b")["test"] == "welch"
 
@@ -234,11 +237,12 @@ def test_chance_level_runs_are_flagged_and_kept_out_of_the_means():
     s = study({"baseline": [0.97, 0.975, 0.98], "sigmoid": [0.1135, 0.101, 0.1135]}, statuses,
               losses)  # fmt: skip
     s.runs.loc[s.runs["status"] == "did_not_train", "error"] = "test accuracy is chance"
-    summary = summarise(s)
+    verdicts = summarise(s)
+    summary = verdicts.table
     sigmoid = row(summary, "sigmoid")
     assert sigmoid["verdict"] == "did not train" and sigmoid["n"] == 0
     assert sigmoid["did not train"] == 3 and np.isnan(sigmoid["mean"])
-    (line,) = answers(s, summary)
+    (line,) = answers(s, verdicts)
     assert "did not train under this recipe" in line and "2.303" in line
     assert "worse —" not in line and "points below" not in line
 
@@ -246,7 +250,7 @@ def test_chance_level_runs_are_flagged_and_kept_out_of_the_means():
 def test_diverged_run_is_counted_not_averaged():
     statuses = {("high_lr", 2): "diverged"}
     s = study({"baseline": [0.97, 0.975, 0.98], "high_lr": [0.96, 0.965, 0.10]}, statuses)
-    high = row(summarise(s), "high_lr")
+    high = row(summarise(s).table, "high_lr")
     assert (high["runs"], high["n"], high["diverged"]) == (3, 2, 1)
     assert high["mean"] == pytest.approx(0.9625)
     (line,) = [x for x in answers(s, summarise(s)) if x.startswith("arch=high_lr")]
@@ -255,13 +259,14 @@ def test_diverged_run_is_counted_not_averaged():
 
 def test_no_clear_difference_says_what_the_runs_could_have_found():
     s = study({"baseline": planted(0.9, 0.005, 3, 0), "narrow": planted(0.897, 0.005, 3, 1)})
-    summary = summarise(s)
+    verdicts = summarise(s)
+    summary = verdicts.table
     narrow = row(summary, "narrow")
     assert narrow["verdict"] == UNCLEAR
     assert narrow["detectable"] == pytest.approx(
         stats.detectable(narrow["se"], narrow["df"], narrow["level"])
     )
-    (line,) = answers(s, summary)
+    (line,) = answers(s, verdicts)
     assert "would be found 80% of the time" in line and "could not have" not in line
 
 
@@ -312,7 +317,7 @@ def test_groups_without_a_baseline_get_the_pooled_interval_where_their_variances
              "c": planted(0.70, 0.009, 2, 2)}  # fmt: skip
     s = study(agree)
     s.baseline = {}
-    ((path, caption),) = accuracy_figures(s, summarise(s), tmp_path, "t")
+    ((path, caption),) = accuracy_figures(s, summarise(s).table, tmp_path, "t")
     sigma, df = stats.pooled_fit(agree)
     assert path.exists()
     assert f"from the pooled standard deviation ({100 * sigma:.2f} points, {df:.0f} df)" in caption
@@ -320,7 +325,7 @@ def test_groups_without_a_baseline_get_the_pooled_interval_where_their_variances
     differ = {"a": planted(0.60, 0.0001, 6, 3), "b": planted(0.65, 0.05, 6, 4)}
     s = study(differ)
     s.baseline = {}
-    ((_, caption),) = accuracy_figures(s, summarise(s), tmp_path, "u")
+    ((_, caption),) = accuracy_figures(s, summarise(s).table, tmp_path, "u")
     assert caption.endswith("from its own seeds")
 
 

@@ -15,6 +15,7 @@ from cnnexp.report.answers import p_text
 from cnnexp.report.factorial import fitted_design
 from cnnexp.report.recipe import recipe
 from cnnexp.report.runs import USABLE, Study, data_title
+from cnnexp.report.verdicts import Verdicts
 from cnnexp.studies import flatten
 
 # The recipe items that tell two settings apart for a reader (not paths, times or seeds).
@@ -108,17 +109,17 @@ def _first_settings(study, usable, levels) -> dict[str, str] | None:
 
 
 def agreements(
-    studies: list[Study], summaries: list[pd.DataFrame], alpha: float = stats.ALPHA
+    studies: list[Study], verdicts: list[Verdicts], alpha: float = stats.ALPHA
 ) -> list[Agreement]:
     """Every pair of a one-factor arm and a factorial main effect of the same key and levels on
     the same data set, tested as one family."""
     designs = [s for s in studies if s.kind.answers_factors()]
     factorial = [e for s in designs for e in factorial_estimates(s, alpha)]
     pairs = []
-    for study, summary in zip(studies, summaries, strict=True):
+    for study, decided in zip(studies, verdicts, strict=True):
         if study.kind.answers_factors() or study.kind.confirms() or not study.baseline:
             continue
-        for arm in arm_estimates(study, summary):
+        for arm in arm_estimates(study, decided.table):
             for effect in factorial:
                 same = {arm.low, arm.high} == {effect.low, effect.high} and arm.key == effect.key
                 if same and _where(arm.study) == _where(effect.study):

@@ -35,6 +35,7 @@ from cnnexp.report.verdicts import (
     Family,
     Plan,
     Unstable,
+    Verdicts,
     WithinRun,
     is_baseline,
     plan,
@@ -50,19 +51,20 @@ TESTS = {"welch": "Welch", "paired t": "paired t"}
 POWER = f"{100 * stats.POWER:.0f}%"
 
 
-def add_answers(doc: Document, study: Study, summary: pd.DataFrame, alpha: float) -> None:
+def add_answers(doc: Document, study: Study, verdicts: Verdicts) -> None:
     """The study's answers: the method once, one sentence per arm, the planner, the pairs."""
-    found = answers(study, summary, alpha)
+    alpha = verdicts.alpha
+    found = answers(study, verdicts)
     pairs = within_run_pairs(study, alpha)
     if not found and not pairs:
         return
     doc.heading(3, "Answers")
-    for family in summary.attrs.get("families", []):
+    for family in verdicts.families:
         if family.arms:
             doc.para(method_sentence(study, family, alpha))
-    doc.bullets(found + unstable_sentences(study, summary))
-    for family in summary.attrs.get("families", []):
-        planned = plan(summary, family)
+    doc.bullets(found + unstable_sentences(study, verdicts))
+    for family in verdicts.families:
+        planned = plan(verdicts.table, family)
         if planned is not None:
             doc.para(plan_sentence(planned))
     if pairs:
@@ -114,9 +116,10 @@ def method_sentence(study: Study, family: Family, alpha: float) -> str:
     )
 
 
-def answers(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA) -> list[str]:
+def answers(study: Study, verdicts: Verdicts) -> list[str]:
     """One sentence per compared arm with its numbers: better, worse, no clear difference
     (with what the runs could have detected), did not train, or no verdict."""
+    summary, alpha = verdicts.table, verdicts.alpha
     lines = []
     for _, row in summary[summary["verdict"].notna()].iterrows():
         what, base, where = _levels(study, row)
@@ -156,14 +159,13 @@ def answers(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA) -> 
     return lines
 
 
-def unstable_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
+def unstable_sentences(study: Study, verdicts: Verdicts) -> list[str]:
     """Each run out of line with its arm's other seeds, named with its numbers, and the
     verdicts that change without it (it stays in the numbers: nothing is dropped silently)."""
-    alpha = summary.attrs.get("alpha", stats.ALPHA)
-    method = summary.attrs.get("method", stats.METHOD)
+    alpha, summary = verdicts.alpha, verdicts.table
     said = []
     for run in unstable_runs(study, summary, alpha):
-        again = without_run(study, run.index, alpha, method)
+        again = without_run(study, run.index, alpha, verdicts.method).table
         said.append(f"{unstable_phrase(run)} {changed_without(study, summary, again, alpha)}")
     return said
 
@@ -314,19 +316,20 @@ def p_text(value: float) -> str:
 
 
 def conclusions(
-    studies: list[Study], summaries: list[pd.DataFrame], only: Study | None = None
+    studies: list[Study], verdicts: list[Verdicts], only: Study | None = None
 ) -> list[str]:
     """Two or three generated sentences per study (or the `only` one): what was better, worse,
     unclear or failed to train, under which budget; and, where one run per arm decides
     nothing, the command that would."""
     lines = []
-    for study, summary in zip(studies, summaries, strict=True):
+    for study, decided in zip(studies, verdicts, strict=True):
         if only is not None and study is not only:
             continue
+        summary = decided.table
         if not study.baseline or summary["verdict"].isna().all():
             lines += _accuracy_sentences(study, summary)
         else:
-            lines.append(verdict_sentences(study, summary))
+            lines.append(verdict_sentences(study, decided))
         if study.kind.confirms():
             lines += [s for s in [best_point_sentence(study, summary, studies)] if s]
         lines += [s for s in [one_seed_sentence(study, summary)] if s]
@@ -390,8 +393,14 @@ DECIDED_IN_ROUNDS = (
 )
 
 
-def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
+def _when_decided(row: pd.Series) -> str:
+    """'; decided at 5 seeds, look 2' for an arm a deciding sweep's rounds decided."""
+    return f"; decided at {row['decided_at']}" if pd.notna(row.get("decided_at")) else ""
+
+
+def verdict_sentences(study: Study, verdicts: Verdicts) -> str:
     """The verdicts of a study against its baseline, grouped, with the budget caveat."""
+    summary = verdicts.table
     by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
     base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
     question = study.kind.question or ""
@@ -404,19 +413,18 @@ def verdict_sentences(study: Study, summary: pd.DataFrame) -> str:
             items = ", ".join(
                 f"{label(study, r)} ({100 * r['diff']:+.2f} points, "
                 f"{INTERVAL_KINDS.get(r['correction'], '')} CI "
-                f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f})"
+                f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}{_when_decided(r)})"
                 for _, r in by[verdict].iterrows()
             )
             said.append(f"{verdict}: {items}.")
     for verdict in [v for v in by if str(v).startswith((EQUIVALENT, SAME_NETWORKS))]:
         items = ", ".join(
             f"{label(study, r)} ({100 * r['diff']:+.2f} points, interval "
-            f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}"
-            + (f"; {r['decided_at']})" if pd.notna(r.get("decided_at")) else ")")
+            f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}{_when_decided(r)})"
             for _, r in by[verdict].iterrows()
         )
         said.append(f"{verdict[0].upper()}{verdict[1:]}: {items}.")
-    if "decided" in summary.attrs:
+    if verdicts.decided:
         said.append(DECIDED_IN_ROUNDS)
     if UNCLEAR in by:
         unclear = by[UNCLEAR]

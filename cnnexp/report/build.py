@@ -30,11 +30,12 @@ from cnnexp.report.runs import (
     runs_table,
     shown_path,
     table_of_runs,
+    warn,
     with_check,
     yaml_or_warn,
 )
 from cnnexp.report.section import add_study
-from cnnexp.report.verdicts import summarise
+from cnnexp.report.verdicts import Verdicts, summarise
 from cnnexp.schema import headings
 from cnnexp.studies import flatten
 
@@ -278,11 +279,11 @@ def build_report(
         + f". Each verdict holds at {100 * (1 - alpha):.0f}% confidence for all of its "
         f"study's comparisons together ({method}'s correction; see family-wise in the glossary)."
     )
-    summaries = [summarise(study, alpha=alpha, method=method) for study in studies]
+    verdicts = [summarise(study, alpha=alpha, method=method) for study in studies]
     taken = take_shots(studies, out / "figures") if tensorboard else {}
     evidence = []
     if lab_order:
-        evidence = lab.add_questions(doc, studies, summaries, taken, caveat)
+        evidence = lab.add_questions(doc, studies, verdicts, taken, caveat)
         add_environments(doc, studies)
         doc.heading(2, "Procedure")
         doc.bullets(PROCEDURE)
@@ -290,11 +291,11 @@ def build_report(
             doc.bullets(commands(studies))
     else:
         doc.heading(2, "Findings")  # what was found first; the evidence after it
-        tested = [sentence(a) for a in agreements(studies, summaries, alpha)]
-        doc.bullets(findings(studies, summaries) + tested)
-        for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
+        tested = [sentence(a) for a in agreements(studies, verdicts, alpha)]
+        doc.bullets(findings(studies, verdicts) + tested)
+        for i, (study, decided) in enumerate(zip(studies, verdicts, strict=True)):
             tag = f"{i}-{study.name}".replace("/", "_")
-            add_study(doc, study, summary, tag, shots=taken.get(study.name, []))
+            add_study(doc, study, decided, tag, shots=taken.get(study.name, []))
         add_environments(doc, studies)
     doc.heading(2, "References")
     doc.bullets(references(studies))
@@ -303,7 +304,9 @@ def build_report(
     add_appendix(doc, studies)
     add_glossary(doc)
     pd.concat([table_of_runs(s) for s in studies]).to_csv(out / "runs.csv", index=False)
-    summary = pd.concat([s.assign(study=st.name) for s, st in zip(summaries, studies, strict=True)])
+    summary = pd.concat(
+        [v.table.assign(study=s.name) for v, s in zip(verdicts, studies, strict=True)]
+    )
     summary["values"] = summary["values"].map(lambda v: " ".join(f"{x:.6g}" for x in v))
     summary.to_csv(out / "summary.csv", index=False)
     (out / "report.md").write_text(doc.markdown())
@@ -311,24 +314,27 @@ def build_report(
     return out / "report.md"
 
 
-def findings(studies: list[Study], summaries: list[pd.DataFrame]) -> list[str]:
+def findings(studies: list[Study], verdicts: list[Verdicts]) -> list[str]:
     """What each study found, in sentences: a ladder's steps and a factorial design's main
     effects as the lab report says them, any other study's verdicts (and, with one seed per
     arm, the command that would decide)."""
-    pairs = list(zip(studies, summaries, strict=True))
+    pairs = list(zip(studies, verdicts, strict=True))
     lines = []
-    for study, summary in pairs:
+    for study, decided in pairs:
         if study.kind.climbs() or study.kind.answers_factors():
-            lines.append(lab.change_answer(study, summary, pairs))
+            lines.append(lab.change_answer(study, decided, pairs))
         else:
-            lines += conclusions(studies, summaries, only=study)
+            lines += conclusions(studies, verdicts, only=study)
     return lines
 
 
 def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path, str]]]:
     """TensorBoard's Scalars and Images pages of every study of one arm (a single run, or one
-    network at several seeds: its first run) with events."""
+    network at several seeds: its first run) with events; none, said once, without Chromium."""
     taken = {}
+    if not shots.browser():
+        warn(f"the report has no TensorBoard screenshots: {shots.INSTALL}")
+        return taken
     for study in studies:
         run = Path(study.runs["run"].iloc[0])
         if not study.factors and (run / "tb").is_dir():

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnexp import stats
 from cnnexp.report import ladder
 from cnnexp.report.agreement import agreements, sentence
 from cnnexp.report.answers import (
@@ -32,7 +31,7 @@ from cnnexp.report.pooling import MECHANICS, add_feature_maps
 from cnnexp.report.recipe import budget_phrase, heading
 from cnnexp.report.runs import USABLE, Study
 from cnnexp.report.section import add_study
-from cnnexp.report.verdicts import DECIDED, UNCLEAR, baseline_row
+from cnnexp.report.verdicts import DECIDED, UNCLEAR, Verdicts, baseline_row
 from cnnexp.schema import TEST_ACC, without_key
 from cnnexp.studies import flatten
 
@@ -59,7 +58,7 @@ QUESTIONS = {
     ),
 }
 OTHER = "other"  # runs that answer none of the lab's questions
-Summarised = tuple[Study, pd.DataFrame]  # a study and its summary (verdicts.summarise)
+Summarised = tuple[Study, Verdicts]  # a study and its verdicts (verdicts.summarise)
 
 
 # The lab asks for its networks trained on a GPU, with nvidia-smi's view of it.
@@ -99,19 +98,19 @@ def question_of(study: Study) -> str:
 def add_questions(
     doc: Document,
     studies: list[Study],
-    summaries: list[pd.DataFrame],
+    verdicts: list[Verdicts],
     shots: dict[str, list[tuple[Path, str]]],
     caveat: str | None = None,
 ) -> list[Evidence]:
     """A summary of the answers, the GPU paragraph, then one section per lab question in the
     lab's order: its answer in plain words (`caveat` opening it), one small table and its
     figures; then the bonuses. Returns each study's evidence, for the appendix."""
-    by_question: dict[str, list[tuple[int, Study, pd.DataFrame]]] = {}
-    for i, (study, summary) in enumerate(zip(studies, summaries, strict=True)):
-        by_question.setdefault(question_of(study), []).append((i, study, summary))
+    by_question: dict[str, list[tuple[int, Study, Verdicts]]] = {}
+    for i, (study, decided) in enumerate(zip(studies, verdicts, strict=True)):
+        by_question.setdefault(question_of(study), []).append((i, study, decided))
     for members in by_question.values():  # a ladder opens its question
         members.sort(key=lambda member: not member[1].kind.climbs())
-    answers = _answers(by_question, studies, summaries)
+    answers = _answers(by_question, studies, verdicts)
     ours = [study for _, study, _ in by_question.get("2", [])]  # the ladder's last step at Q2
     add_summary(doc, answers, caveat)
     doc.para(gpu_paragraph(studies))
@@ -130,30 +129,30 @@ def add_questions(
         _main_evidence(doc, number, by_question.get(number, []), shots, ours)
     add_bonuses(doc, studies, shots)
     return [
-        Evidence(number, study, summary, _tag(i, study), shots.get(study.name, []))
+        Evidence(number, study, decided, _tag(i, study), shots.get(study.name, []))
         for number, members in by_question.items()
-        for i, study, summary in members
+        for i, study, decided in members
     ]
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Everything one study measured, for the appendix: the question it answers, its summary,
+    """Everything one study measured, for the appendix: the question it answers, its verdicts,
     its figures' prefix and its TensorBoard pages."""
 
     question: str
     study: Study
-    summary: pd.DataFrame
+    verdicts: Verdicts
     tag: str
     shots: list[tuple[Path, str]]
 
 
-def _answers(by_question, studies, summaries) -> dict[str, list[str]]:
+def _answers(by_question, studies, verdicts) -> dict[str, list[str]]:
     """Each question's answer in sentences; a factorial design with a pooling factor and two
     studies that estimate the same comparison answer 3.1 or 3.2 too."""
     designs = [s for s in studies if s.kind.answers_factors()]
-    tested = agreements(studies, summaries)
-    pairs = list(zip(studies, summaries, strict=True))
+    tested = agreements(studies, verdicts)
+    pairs = list(zip(studies, verdicts, strict=True))
     answers = {}
     for number in QUESTIONS:
         said = answer(number, by_question.get(number, []), pairs)
@@ -202,13 +201,13 @@ def _main_evidence(doc, number, members, shots, ours: list[Study]) -> None:
         return
     if number == "3.1" and members:
         doc.bullets(MECHANICS)
-        doc.table(side_by_side([(s, summary) for _, s, summary in members]), as_text=True)
+        doc.table(side_by_side([(s, decided) for _, s, decided in members]), as_text=True)
         doc.para(HOW_SURE)
         for i, study, _ in members:
             add_feature_maps(doc, study, _tag(i, study))
-    for i, study, summary in members:  # a ladder's figure and table open 3.2's evidence
+    for i, study, decided in members:  # a ladder's figure and table open 3.2's evidence
         if study.kind.climbs():
-            alpha = summary.attrs.get("alpha", stats.ALPHA)
+            alpha = decided.alpha
             ladder.add_figure(doc, study, _tag(i, study), alpha)
             doc.table(ladder.table(*ladder.steps(study, alpha)), as_text=True)
             doc.para(HOW_SURE)
@@ -223,7 +222,7 @@ def add_evidence(doc: Document, evidence: list[Evidence]) -> None:
     doc.heading(2, "Appendix: the evidence of each study")
     for item in evidence:
         with doc.folded(f"{item.question}: {heading(item.study)}"):
-            _evidence(doc, item.question, item.study, item.summary, item.tag, item.shots)
+            _evidence(doc, item.question, item.study, item.verdicts, item.tag, item.shots)
 
 
 def _question_of(agreement) -> str:
@@ -231,10 +230,10 @@ def _question_of(agreement) -> str:
     return "3.1" if agreement.one.key == "pool" else "3.2"
 
 
-def _evidence(doc, number, study, summary, tag, shots) -> None:
+def _evidence(doc, number, study, verdicts, tag, shots) -> None:
     doc.shift = 1  # the study's own headings nest under the appendix
     try:
-        add_study(doc, study, summary, tag, network=number in ("1", "2"), shots=shots)
+        add_study(doc, study, verdicts, tag, network=number in ("1", "2"), shots=shots)
     finally:
         doc.shift = 0
 
@@ -245,24 +244,24 @@ def _tag(index: int, study: Study) -> str:
 
 
 def answer(
-    number: str, members: list[tuple[int, Study, pd.DataFrame]], pairs: list[Summarised]
+    number: str, members: list[tuple[int, Study, Verdicts]], pairs: list[Summarised]
 ) -> list[str]:
     """The plain-words answer to one question from its studies' summaries, with the runs out
     of line with their own seeds named where they are."""
     if number in ("1", "2"):
-        return [single_run_answer(study, summary) for _, study, summary in members]
-    unstable = [line for _, s, summary in members for line in unstable_sentences(s, summary)]
+        return [single_run_answer(study, decided.table) for _, study, decided in members]
+    unstable = [line for _, s, decided in members for line in unstable_sentences(s, decided)]
     if number == "3.1":
-        pairs = [(s, summary) for _, s, summary in members]
+        pairs = [(s, decided) for _, s, decided in members]
         return (pooling_answer(pairs) + unstable) if members else []
-    said = [change_answer(study, summary, pairs) for _, study, summary in members]
+    said = [change_answer(study, decided, pairs) for _, study, decided in members]
     return said + unstable
 
 
-def change_answer(study: Study, summary: pd.DataFrame, pairs: list[Summarised]) -> str:
+def change_answer(study: Study, verdicts: Verdicts, pairs: list[Summarised]) -> str:
     """3.2 from one study: a factorial's main effects, a confirmation's measured gain of the
     network the effects recommend, or a one-factor study's verdicts."""
-    alpha = summary.attrs.get("alpha", stats.ALPHA)
+    alpha, summary = verdicts.alpha, verdicts.table
     if study.kind.climbs():
         return f"{ladder.answer(study, alpha)} Under {budget_phrase(study)}."
     if study.kind.answers_factors():
@@ -272,10 +271,10 @@ def change_answer(study: Study, summary: pd.DataFrame, pairs: list[Summarised]) 
         studies = [s for s, _ in pairs]
         best = best_point_sentence(study, summary, studies)
         source = design_of(study, studies)
-        check = check_phrase(source, _summary_of(source, pairs)) if source is not None else None
+        check = check_phrase(source, _table_of(source, pairs)) if source is not None else None
         budget = f" Budget check of the design: {check}." if check else ""
         return confirm_answer(study, summary, alpha) + (f" {best}" if best else "") + budget
-    return verdict_sentences(study, summary)
+    return verdict_sentences(study, verdicts)
 
 
 def confirm_answer(study: Study, summary: pd.DataFrame, alpha: float) -> str:
@@ -310,13 +309,13 @@ def pooling_effects(designs: list[Study], pairs: list[Summarised]) -> list[str]:
     for study in designs:
         effect = pooling_effect(study, _setting(study))
         if effect:
-            check = check_phrase(study, _summary_of(study, pairs))
+            check = check_phrase(study, _table_of(study, pairs))
             said.append(f"{effect} Budget check: {check}.")
     return said
 
 
-def _summary_of(study: Study, pairs: list[Summarised]) -> pd.DataFrame:
-    return next(summary for s, summary in pairs if s is study)
+def _table_of(study: Study, pairs: list[Summarised]) -> pd.DataFrame:
+    return next(verdicts.table for s, verdicts in pairs if s is study)
 
 
 def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
@@ -362,17 +361,17 @@ def _evaluation_only(study: Study, usable: pd.DataFrame) -> list[str]:
     return said
 
 
-def pooling_answer(members: list[tuple[Study, pd.DataFrame]]) -> list[str]:
+def pooling_answer(members: list[Summarised]) -> list[str]:
     """Each pooling study's verdict in one sentence, then what differs between the settings."""
     said = []
-    for study, summary in members:
+    for study, verdicts in members:
+        summary, alpha = verdicts.table, verdicts.alpha
         base = baseline_row(study, summary)
         arms = summary[summary["verdict"].notna()]
         setting = _setting(study)
         if base is None or arms.empty:
             said.append(f"On {setting}: no verdict (no baseline or no arm to compare).")
             continue
-        alpha = summary.attrs.get("alpha", stats.ALPHA)
         for _, arm in arms.iterrows():
             check = check_phrase(study, summary, alpha)
             said.append(
@@ -381,11 +380,12 @@ def pooling_answer(members: list[tuple[Study, pd.DataFrame]]) -> list[str]:
     return said
 
 
-def side_by_side(members: list[tuple[Study, pd.DataFrame]]) -> pd.DataFrame:
+def side_by_side(members: list[Summarised]) -> pd.DataFrame:
     """One row per compared arm of each pooling study: the setting, both means, the gap with
     its interval, the verdict and what the runs could have detected."""
     rows = []
-    for study, summary in members:
+    for study, verdicts in members:
+        summary = verdicts.table
         base = baseline_row(study, summary)
         if base is None:
             continue

@@ -20,20 +20,21 @@ from cnnexp.report.document import Document, display_summary
 from cnnexp.report.network import add_network
 from cnnexp.report.recipe import add_recipe, describe, heading
 from cnnexp.report.runs import USABLE, Study, as_tuple, problems
+from cnnexp.report.verdicts import Verdicts
 
 
 def add_study(
     doc: Document,
     study: Study,
-    summary: pd.DataFrame,
+    verdicts: Verdicts,
     tag: str,
     network: bool = False,
     shots: list[tuple[Path, str]] = (),
 ) -> None:
-    """The section of one sweep or run, with its summary (cnnexp.report.verdicts.summarise);
+    """The section of one sweep or run, with its verdicts (cnnexp.report.verdicts.summarise);
     `network` adds the layer table of its first usable run's network, `shots` pictures of
     TensorBoard's pages beside the curves."""
-    alpha = summary.attrs.get("alpha", stats.ALPHA)
+    alpha, summary = verdicts.alpha, verdicts.table
     doc.heading(2, heading(study))
     doc.para(describe(study))
     usable = study.runs[study.runs["status"] == USABLE]
@@ -43,7 +44,7 @@ def add_study(
     add_baseline_check(doc, reference_study(study), summary, alpha)
     for section in study.kind.report_sections():
         _section(section)(doc, study, tag, alpha)
-    add_answers(doc, study, summary, alpha)
+    add_answers(doc, study, verdicts)
     if not summary.empty and summary["n"].sum():
         doc.heading(3, "Test accuracy")
         doc.table(display_summary(summary))

@@ -6,7 +6,7 @@ the planner. No prose: the labels below are the only words, and answers.py says 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -66,12 +66,26 @@ class Family:
     contexts: int  # the study's level is split evenly between this many families
 
 
+@dataclass
+class Verdicts:
+    """A study's arms against its baseline (summarise): `table`, one row per combination of
+    the swept levels (run counts, the values over seeds, the comparison and the verdict), and
+    how they were decided: the level, the correction, each context's family and, where a
+    deciding sweep's rounds decided them, its record (decide.json)."""
+
+    table: pd.DataFrame
+    alpha: float = stats.ALPHA
+    method: str = stats.METHOD
+    families: list[Family] = field(default_factory=list)
+    decided: dict | None = None
+
+
 def summarise(
     study: Study, metric: str = METRIC, alpha: float = stats.ALPHA, method: str = stats.METHOD
-) -> pd.DataFrame:
+) -> Verdicts:
     """Per combination of the swept factors: how many runs of each status, and over the usable
     runs the mean, median, std and every seed's value; then each arm against the baseline
-    (compare). The families' models are in `summary.attrs["families"]`."""
+    (compare), each context one family."""
     rows = []
     for levels, runs in groups(study):
         usable = runs[runs["status"] == USABLE]
@@ -96,36 +110,38 @@ def summarise(
                 **means,
             }
         )
-    summary = compare(study, pd.DataFrame(rows), alpha, method)
-    summary.attrs["alpha"], summary.attrs["method"] = alpha, method
+    table, families = compare(study, pd.DataFrame(rows), alpha, method)
+    verdicts = Verdicts(table, alpha, method, families)
     fix = "run the deciding sweep again (it rewrites the file from its runs)"
     decided = read_json(study.root / DECIDE_FILE, fix)
     if decided:
-        return as_decided(summary, decided)
-    return with_equivalence(summary, study.kind.decide.margin)
+        return as_decided(verdicts, decided)
+    return with_equivalence(verdicts, study.kind.decide.margin)
 
 
-def with_equivalence(summary: pd.DataFrame, margin: float) -> pd.DataFrame:
+def with_equivalence(verdicts: Verdicts, margin: float) -> Verdicts:
     """'Equivalent within +-margin points' for an arm with no clear difference whose interval
     lies inside the margin (its family-wise interval at 1 - alpha/m inside +-margin is the two
     one-sided tests of equivalence passing at alpha/(2m)): the runs show the arms differ by
     less than the margin, which is an answer, not a failure to find one."""
+    summary = verdicts.table
     inside = (
         (summary["verdict"] == UNCLEAR)
         & (summary["ci_low"] > -margin / 100)
         & (summary["ci_high"] < margin / 100)
     )
-    if inside.any():
-        summary = summary.copy()
-        summary.loc[inside, "verdict"] = f"{EQUIVALENT} within ±{margin:g} points"
-    return summary
+    if not inside.any():
+        return verdicts
+    summary = summary.copy()
+    summary.loc[inside, "verdict"] = f"{EQUIVALENT} within ±{margin:g} points"
+    return replace(verdicts, table=summary)
 
 
-def as_decided(summary: pd.DataFrame, decided: dict) -> pd.DataFrame:
+def as_decided(verdicts: Verdicts, decided: dict) -> Verdicts:
     """A deciding sweep's verdicts (hydra/sweeper=decide): each arm's as its rounds decided it,
     at the level its look spent (cnnexp.sequential), not a fixed-sample test of the same runs,
     which would not hold its level after stopping when decided."""
-    summary = summary.copy()
+    summary = verdicts.table.copy()
     margin = decided.get("margin_points")
     for arm in decided["arms"].values():
         levels = dict(key_value(o) for o in arm["overrides"])
@@ -144,8 +160,7 @@ def as_decided(summary: pd.DataFrame, decided: dict) -> pd.DataFrame:
             ("decided_at", f"{arm['seeds']} seeds, look {arm['look']}"),
         ):  # fmt: skip
             summary.loc[row, column] = value
-    summary.attrs["decided"] = decided
-    return summary
+    return replace(verdicts, table=summary, decided=decided)
 
 
 def is_baseline(study: Study, summary: pd.DataFrame) -> pd.Series:
@@ -178,10 +193,12 @@ def contexts(study: Study, summary: pd.DataFrame) -> list[tuple[dict[str, Any], 
     ]
 
 
-def compare(study: Study, summary: pd.DataFrame, alpha: float, method: str) -> pd.DataFrame:
+def compare(
+    study: Study, summary: pd.DataFrame, alpha: float, method: str
+) -> tuple[pd.DataFrame, list[Family]]:
     """Each arm against the baseline of its context, every context's arms one family (the
-    study's level split evenly between contexts); adds the COMPARISON columns, the test, the
-    verdict and compared_with."""
+    study's level split evenly between contexts): the table with the COMPARISON columns, the
+    test, the verdict and compared_with added, and the families."""
     if method not in stats.METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(stats.METHODS)}")
     summary = summary.assign(
@@ -191,16 +208,15 @@ def compare(study: Study, summary: pd.DataFrame, alpha: float, method: str) -> p
         verdict=None,
         compared_with=None,
     )
-    summary.attrs["families"] = []
     if not study.baseline or summary.empty:
-        return summary
+        return summary, []
     base_mask = is_baseline(study, summary)
     parts = [(c, rows) for c, rows in contexts(study, summary) if base_mask[rows.index].sum() == 1]
+    families = []
     for _, rows in parts:
         control = rows[base_mask[rows.index]].iloc[0]
-        family = _compare_context(study, summary, rows, control, alpha, method, len(parts))
-        summary.attrs["families"].append(family)
-    return summary
+        families.append(_compare_context(study, summary, rows, control, alpha, method, len(parts)))
+    return summary, families
 
 
 def _compare_context(study, summary, rows, control, alpha, method, share) -> Family:
@@ -373,7 +389,7 @@ def _first_epoch(history: Any) -> float | None:
     return float(value) if value is not None else None
 
 
-def without_run(study: Study, index: Any, alpha: float, method: str) -> pd.DataFrame:
+def without_run(study: Study, index: Any, alpha: float, method: str) -> Verdicts:
     """The study's summary again with one run left out."""
     return summarise(replace(study, runs=study.runs.drop(index=index)), alpha=alpha, method=method)
 
