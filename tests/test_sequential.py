@@ -117,6 +117,23 @@ def test_arms_that_do_not_differ_end_equivalent_before_the_cap():
     assert runs < 2 * ROUNDS.max_seeds  # decided before the cap: no more seeds after that
 
 
+def test_an_equivalent_arm_shows_the_interval_its_two_one_sided_tests_stand_for():
+    """Equivalent at a look's level: the interval shown with it lies inside the margin (at
+    1 - 2 level, the two one-sided tests' own), never one that crosses it."""
+    rng = np.random.default_rng(8)
+    levels = Deciding(["c", "a"], "c", ROUNDS)
+    equivalent = [
+        look
+        for look in (simulate([0.0], (0.3, 0.3), rng, margin=0.5)[0]["arm0"] for _ in range(50))
+        if look.verdict == EQUIVALENT
+    ]
+    assert len(equivalent) > 25  # most of them: the test below is about something
+    for look in equivalent:
+        c = look.comparison
+        assert -0.5 < c.ci_low <= c.ci_high < 0.5
+        assert c.level == pytest.approx(2 * levels.level(look.look))
+
+
 def test_a_decided_arm_keeps_its_verdict_while_the_others_run_on():
     rng = np.random.default_rng(7)
     study = Deciding(["c", "far", "near"], "c", ROUNDS)

@@ -59,11 +59,13 @@ def add_answers(doc: Document, study: Study, verdicts: Verdicts) -> None:
     if not found and not pairs:
         return
     doc.heading(3, "Answers")
-    for family in verdicts.families:
+    if verdicts.decided:  # the rounds decided: their method, and no planner (they plan)
+        doc.para(rounds_sentence(verdicts.decided))
+    for family in [] if verdicts.decided else verdicts.families:
         if family.arms:
             doc.para(method_sentence(study, family, alpha))
     doc.bullets(found + unstable_sentences(study, verdicts))
-    for family in verdicts.families:
+    for family in [] if verdicts.decided else verdicts.families:
         planned = plan(verdicts.table, family)
         if planned is not None:
             doc.para(plan_sentence(planned))
@@ -81,6 +83,29 @@ INTERVALS = {
     "none": "{level} interval of that test alone, not corrected for the other comparisons (the "
     "family-wise level does not hold)",
 }
+
+
+def rounds_sentence(decided: dict) -> str:
+    """How a deciding sweep's rounds decided (its decide.json): the looks, the level each
+    spent, what better, worse and equivalent mean there."""
+    arms = len(decided["arms"])
+    looks = ", ".join(map(str, decided["looks"]))
+    margin = decided.get("margin_points")
+    equivalent = (
+        f", or equivalent when the two one-sided tests put the difference inside ±{margin:g} "
+        "points (the interval shown for it is then the one at twice the look's level, which "
+        "lies inside that margin)"
+        if margin
+        else ""
+    )
+    return (
+        f"{arms} arm{'s' if arms != 1 else ''} compared with {decided['control']} in rounds of "
+        f"seeds (looks at {looks} seeds an arm). At each look every open arm is tested by "
+        f"Welch's test at that look's share of the {decided['alpha']:.0%} level (spent over the "
+        "looks as t³, Bonferroni over the arms), and stops once its interval excludes zero "
+        f"(better or worse){equivalent}. Stopping when decided keeps the family's level; an arm "
+        "still open at the cap ends with no clear difference."
+    )
 
 
 def method_sentence(study: Study, family: Family, alpha: float) -> str:
@@ -214,6 +239,8 @@ def interval(row: pd.Series, alpha: float) -> str:
     """'difference +1.00 points, simultaneous 95% CI ..., Welch with 8 df, family-wise p = ...'."""
     kind = INTERVAL_KINDS.get(row.get("correction"), "")
     name = f"{kind} {100 * (1 - alpha):.0f}% CI".strip()
+    if row.get("correction") == "sequential":  # at its look's share of the level
+        name = f"{100 * (1 - row['level']):.1f}% CI (its look's share of the {1 - alpha:.0%} level)"
     p = "p" if row.get("correction") == "none" else "family-wise p"
     said = (
         f"difference {100 * row['diff']:+.2f} points, {name} {100 * row['ci_low']:+.2f} "

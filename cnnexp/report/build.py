@@ -323,8 +323,11 @@ def findings(studies: list[Study], verdicts: list[Verdicts]) -> list[str]:
     for study, decided in pairs:
         if study.kind.climbs() or study.kind.answers_factors():
             lines.append(lab.change_answer(study, decided, pairs))
-        else:
-            lines += conclusions(studies, verdicts, only=study)
+            continue
+        if study.kind.answers_lab() == "3.1" and study.baseline:  # in plain words first
+            said = lab.pooling_answer([(study, decided)])
+            lines += [lab.plain(s.split(" Budget check:")[0]) for s in said]
+        lines += conclusions(studies, verdicts, only=study)
     return lines
 
 

@@ -31,7 +31,7 @@ from cnnexp.report.pooling import MECHANICS, add_feature_maps
 from cnnexp.report.recipe import budget_phrase, heading
 from cnnexp.report.runs import USABLE, Study
 from cnnexp.report.section import add_study
-from cnnexp.report.verdicts import DECIDED, UNCLEAR, Verdicts, baseline_row
+from cnnexp.report.verdicts import DECIDED, EQUIVALENT, UNCLEAR, Verdicts, baseline_row
 from cnnexp.schema import TEST_ACC, without_key
 from cnnexp.studies import flatten
 
@@ -424,6 +424,9 @@ def _pooling_sentence(study, base: pd.Series, arm: pd.Series, setting: str, alph
     )
     if arm["verdict"] in DECIDED:
         verdict = f"{factor}={arm[factor]} is {arm['verdict']}"
+        return f"On {setting}: {verdict}: {means}; {interval(arm, alpha)})."
+    if str(arm["verdict"]).startswith(EQUIVALENT):
+        verdict = f"{factor}={arm[factor]} is {arm['verdict']} of {factor}={base[factor]}"
         return f"On {setting}: {verdict}: {means}; {interval(arm, alpha)})."
     if arm["verdict"] == UNCLEAR:
         return (

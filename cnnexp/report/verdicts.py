@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -29,13 +30,29 @@ from cnnexp.report.runs import (
 from cnnexp.schema import DECIDE_FILE, FINAL, TEST_ACC, TRAIN_LOSS, WITHOUT, without_key
 from cnnexp.studies import key_value
 
-# The verdicts, defined once.
-BETTER, WORSE, UNCLEAR = "better", "worse", "no clear difference"
-EQUIVALENT = "equivalent"  # a deciding sweep's arm whose interval lies within its margin
-SAME_NETWORKS = "same networks: every seed gave exactly the control's accuracy"
-DID_NOT_TRAIN = "did not train"
-TOO_FEW = "too few seeds for a verdict"
-NO_NOISE = "no verdict: every seed gave the same accuracy, so the noise is unknown"
+
+class Verdict(StrEnum):
+    """An arm's verdict against its baseline, defined once; each is its own words in a table
+    (an equivalent arm's cell adds its margin: "equivalent within ±0.2 points")."""
+
+    BETTER = "better"
+    WORSE = "worse"
+    UNCLEAR = "no clear difference"
+    EQUIVALENT = "equivalent"  # its interval lies within the margin
+    SAME_NETWORKS = "same networks: every seed gave exactly the control's accuracy"
+    DID_NOT_TRAIN = "did not train"
+    TOO_FEW = "too few seeds for a verdict"
+    NO_NOISE = "no verdict: every seed gave the same accuracy, so the noise is unknown"
+
+
+BETTER, WORSE, UNCLEAR, EQUIVALENT = (
+    Verdict.BETTER,
+    Verdict.WORSE,
+    Verdict.UNCLEAR,
+    Verdict.EQUIVALENT,
+)
+SAME_NETWORKS, DID_NOT_TRAIN = Verdict.SAME_NETWORKS, Verdict.DID_NOT_TRAIN
+TOO_FEW, NO_NOISE = Verdict.TOO_FEW, Verdict.NO_NOISE
 DECIDED = (BETTER, WORSE)
 METRIC = TEST_ACC
 COMPARISON = [
