@@ -14,8 +14,8 @@ from typing import Any
 
 from cnnexp import stats
 from cnnexp.errors import DamagedFileError
-from cnnexp.schema import COMPLETED, DECIDE_FILE, read_record
-from cnnexp.sequential import Deciding, Rounds
+from cnnexp.schema import COMPLETED, DECIDE_FILE, chance_reason, read_record
+from cnnexp.sequential import DID_NOT_TRAIN, Deciding, Rounds
 from cnnexp.studies import Study, arms_of, key_value
 
 
@@ -107,6 +107,9 @@ def run(plan: Plan, launcher, validate: Callable[[list], None], folder: Path) ->
         for name, result in zip(owners, results, strict=True):
             values[name].append(accuracy(result))
         d.look({name: [v for v in vs if v is not None] for name, vs in values.items()})
+        for name in d.open_arms():  # an arm none of whose runs trained gets no more seeds
+            if values[name] and all(v is None for v in values[name]):
+                d.close(name, DID_NOT_TRAIN)
         save(folder, plan, values)
         say_round(plan, values, time.monotonic() - start)
     return returns
@@ -114,13 +117,14 @@ def run(plan: Plan, launcher, validate: Callable[[list], None], folder: Path) ->
 
 def accuracy(result: Any) -> float | None:
     """A finished job's final test accuracy from its record; None for a run that did not end
-    completed (it is left out of its arm's values, as the report leaves it out)."""
+    completed or ended at chance (it is left out of its arm's values, as the report leaves it
+    out: schema.chance_reason)."""
     where = _job_folder(result.hydra_cfg)
     try:
         record = read_record(Path(where))
     except DamagedFileError:
         return None
-    if record is None or record.status != COMPLETED:
+    if record is None or record.status != COMPLETED or chance_reason(record):
         return None
     value = record.final("test_acc")
     return None if value is None else float(value)

@@ -40,6 +40,7 @@ from cnnexp import stats
 RHO = 3.0  # the spending function's power: t^3, close to O'Brien-Fleming
 BETTER, WORSE, EQUIVALENT, OPEN = "better", "worse", "equivalent", "open"
 SAME = "same networks"  # every seed of the arm gave exactly the control's accuracy: no test needed
+DID_NOT_TRAIN = "did not train"  # every run of the arm so far ended at chance: no test possible
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,11 @@ class Deciding:
             return {}
         seeds = self.rounds.looks()[self.looked]
         return {arm: seeds for arm in [self.control, *self.open_arms()]}
+
+    def close(self, arm: str, verdict: str) -> None:
+        """End an open arm without a test (its runs did not train): it gets no more seeds."""
+        untested = stats.Comparison(*[math.nan] * 10, test="none")
+        self.standing[arm] = Look(verdict, untested, 0, max(self.looked - 1, 0))
 
     def look(self, values: Mapping[str, Sequence[float]]) -> dict[str, Look]:
         """Test every open arm against the control with the values so far (each arm's first

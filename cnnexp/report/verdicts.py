@@ -168,6 +168,7 @@ def as_decided(verdicts: Verdicts, decided: dict) -> Verdicts:
             "worse": WORSE,
             "equivalent": f"{EQUIVALENT} within ±{margin:g} points",
             "same networks": SAME_NETWORKS,
+            "did not train": DID_NOT_TRAIN,
         }.get(arm["verdict"], UNCLEAR)
         for column, value in (
             ("diff", arm["diff"]), ("ci_low", arm["ci_low"]), ("ci_high", arm["ci_high"]),
