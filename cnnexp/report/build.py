@@ -273,13 +273,18 @@ def build_report(
     (out / "figures").mkdir(parents=True, exist_ok=True)
     doc = Document(out)
     doc.heading(1, title)
+    verdicts = [summarise(study, alpha=alpha, method=method) for study in studies]
+    how = (
+        "in rounds, the level spent over the looks"
+        if all(v.decided for v in verdicts)
+        else f"{method}'s correction"
+    )
     doc.para(
         f"Made {time.strftime('%Y-%m-%d %H:%M')} by `python -m cnnexp.report` from "
         + ", ".join(map(shown_path, paths))
         + f". Each verdict holds at {100 * (1 - alpha):.0f}% confidence for all of its "
-        f"study's comparisons together ({method}'s correction; see family-wise in the glossary)."
+        f"study's comparisons together ({how}; see family-wise in the glossary)."
     )
-    verdicts = [summarise(study, alpha=alpha, method=method) for study in studies]
     taken = take_shots(studies, out / "figures") if tensorboard else {}
     evidence = []
     if lab_order:

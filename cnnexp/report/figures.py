@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -124,8 +125,10 @@ def verdict_panels(summary: pd.DataFrame, factor: str, baseline: str, path: Path
     seeds at 0."""
     base = summary[summary[factor].astype(str) == baseline].iloc[0]
     rows = _wrap(_panels(summary, factor, baseline))
-    fig = plt.figure(figsize=(WIDTH, 0.6 + 3.3 * len(rows)), layout="constrained")
-    grid = fig.add_gridspec(len(rows), PANEL_UNITS)
+    units = max(sum(len(levels) + 1 for _, levels in row) for row in rows)
+    width = max(3.6, WIDTH * units / PANEL_UNITS)  # a few levels: a narrow figure, not a strip
+    fig = plt.figure(figsize=(width, 0.6 + 3.3 * len(rows)), layout="constrained")
+    grid = fig.add_gridspec(len(rows), units)
     first = None
     for r, row_panels in enumerate(rows):
         col = 0
@@ -138,10 +141,13 @@ def verdict_panels(summary: pd.DataFrame, factor: str, baseline: str, path: Path
             ax.set_title(title, fontsize=8, wrap=True)
             if col == width:
                 ax.set_ylabel("test acc − baseline mean (points)", fontsize=8)
+    decided = "correction" in summary and (summary["correction"] == "sequential").any()
+    kind = "its look's interval (decided in rounds)" if decided else "its simultaneous interval"
     fig.suptitle(
-        f"dots: seeds; diamonds: difference of means with its simultaneous interval "
+        f"dots: seeds; diamonds: difference of means with {kind} "
         f"(baseline {100 * base['mean']:.2f}%)",
         fontsize=8,
+        wrap=True,
     )
     return _save(fig, path)
 
@@ -214,10 +220,13 @@ def _verdict_mark(ax: plt.Axes, x: int, row: pd.Series) -> None:
     verdict = row.get("verdict")
     if not isinstance(verdict, str):  # the baseline's row: nothing to say
         return
-    if verdict in ("better", "worse"):
-        colour = "green" if verdict == "better" else "red"
+    if verdict.startswith("equivalent"):  # the margin as a band the interval lies inside
+        margin = float(re.search(r"±([0-9.]+)", verdict).group(1))
+        ax.axhspan(-margin, margin, color="tab:blue", alpha=0.08, lw=0)
+    if verdict in ("better", "worse") or verdict.startswith("equivalent"):
+        colour = {"better": "green", "worse": "red"}.get(verdict, "tab:blue")
         ax.annotate(
-            verdict,
+            verdict.split(" within")[0],
             (x, 1.0),
             xycoords=("data", "axes fraction"),
             ha="center",
@@ -225,7 +234,7 @@ def _verdict_mark(ax: plt.Axes, x: int, row: pd.Series) -> None:
             fontsize=7,
             color=colour,
         )
-    elif verdict and verdict != "no clear difference":
+    elif verdict != "no clear difference":
         ax.annotate(
             verdict.split(":")[0].replace(" for a verdict", ""),
             (x, 0.02),
