@@ -47,7 +47,8 @@ def main() -> None:
             decided = np.mean([d for d, _ in found])
             runs = np.mean([r for _, r in found])
             looks = ", ".join(map(str, rounds.looks()))
-            print(f"| {looks} | {case[0]} | {case[1]:g}, {case[2]:g} | {decided:.2f} | {runs:.1f} |")
+            sds = f"{case[1]:g}, {case[2]:g}"
+            print(f"| {looks} | {case[0]} | {sds} | {decided:.2f} | {runs:.1f} |")
 
 
 if __name__ == "__main__":
