@@ -144,9 +144,13 @@ def say_round(plan: Plan, values: dict[str, list], seconds: float) -> None:
     still = d.open_arms()
     left = sum(d.rounds.max_seeds - len(values[a]) for a in [*still, d.control]) if still else 0
     pace = seconds / done if done else 0.0
+    head = f"decide: round {d.looked} of {len(d.rounds.looks())}: {done} runs done"
+    if d.done():  # the last look: what is still open ends so, with no clear difference
+        ended = f"; {len(still)} arms end undecided at the cap" if still else "; every arm decided"
+        print(head + ended)
+        return
     print(
-        f"decide: round {d.looked} of {len(d.rounds.looks())}: {len(still)} of "
-        f"{len(d.compared)} arms open, {done} runs done, at most {left} more "
+        f"{head}, {len(still)} of {len(d.compared)} arms open, at most {left} more "
         f"(about {left * pace / 60:.0f} min at this pace)"
     )
 

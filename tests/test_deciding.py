@@ -30,6 +30,19 @@ def test_the_arms_are_named_by_what_differs_and_the_baseline_is_the_control():
     assert first.deciding.control == "pool=max"
 
 
+def test_each_round_says_what_is_open_and_the_last_what_ends_undecided(capsys):
+    arms = [["pool=max"], ["pool=avg"]]
+    planned = deciding.plan(Study(decide=Decide(first=3, step=2, max_seeds=5)), arms)
+    values = {"pool=max": [0.90, 0.92, 0.91], "pool=avg": [0.91, 0.89, 0.93]}
+    planned.deciding.look(values)
+    deciding.say_round(planned, values, seconds=60.0)
+    assert "round 1 of 2: 6 runs done, 1 of 1 arms open, at most 4 more" in capsys.readouterr().out
+    values = {name: [*v, 0.90, 0.92] for name, v in values.items()}
+    planned.deciding.look(values)
+    deciding.say_round(planned, values, seconds=100.0)
+    assert "round 2 of 2: 10 runs done; 1 arms end undecided at the cap" in capsys.readouterr().out
+
+
 @pytest.mark.slow  # six to ten small runs (about a minute)
 def test_a_planted_change_is_decided_worse(tmp_path):
     """Noisier images (3.0 against 1.0) train to a lower accuracy, seed to seed anywhere from
