@@ -27,7 +27,7 @@ from cnnexp.distributed import rank_and_world
 from cnnexp.errors import STOPPED, CnnexpError
 from cnnexp.files import atomic_write_json, read_json
 from cnnexp.schema import COMPLETED, DIVERGED, INTERRUPTED, Run, chance_reason
-from cnnexp.studies import sweep_jobs
+from cnnexp.studies import arms_of
 
 # In the sweep folder: how many jobs, since when, run by which process; the lock that makes the
 # folder one sweep's at a time; the ledger of this sweep's jobs, one file per job.
@@ -204,7 +204,8 @@ def sweep_size(config: DictConfig) -> int | None:
     if sweeper.get("n_trials"):
         return int(sweeper.n_trials)
     try:
-        return None if deciding.in_rounds(config) else len(sweep_jobs(config))
+        _, arms, checks = arms_of(config)
+        return None if deciding.in_rounds(sweeper, arms) else len(arms) + len(checks)
     except (OverrideParseException, CnnexpError):  # no estimate, no harm: the jobs still run
         return None
 

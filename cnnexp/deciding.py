@@ -16,7 +16,7 @@ from cnnexp import stats
 from cnnexp.errors import DamagedFileError
 from cnnexp.schema import COMPLETED, DECIDE_FILE, chance_reason, read_record
 from cnnexp.sequential import DID_NOT_TRAIN, Deciding, Rounds
-from cnnexp.studies import Study, arms_of, key_value
+from cnnexp.studies import Study, key_value
 
 
 @dataclass
@@ -28,12 +28,11 @@ class Plan:
     minutes: float | None
 
 
-def in_rounds(config: Any) -> bool:
-    """Whether a sweep decides in rounds: hydra/sweeper=decide over arms that give no seeds
-    (an explicit seed list keeps a plain grid)."""
-    if not str(config.hydra.sweeper.get("_target_", "")).endswith(".DecideSweeper"):
+def in_rounds(sweeper: Any, arms: list[list[str]]) -> bool:
+    """Whether a sweep (its hydra.sweeper node, its arms: studies.arms_of) decides in rounds:
+    hydra/sweeper=decide over arms that give no seeds (a seed list keeps a plain grid)."""
+    if not str(sweeper.get("_target_", "")).endswith(".DecideSweeper"):
         return False
-    _, arms, _ = arms_of(config)
     return not any(key_value(o)[0] == "seed" for arm in arms for o in arm)
 
 

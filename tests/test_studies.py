@@ -90,7 +90,7 @@ def test_the_one_factor_studies_decide_in_rounds_unless_a_budget_gives_seeds(stu
     assert cfg.hydra.sweeper._target_.endswith(".DecideSweeper")
     assert "seed" not in cfg.hydra.sweeper.params
     tuned = (study, budget) == ("architecture", "cifar10_gpu")
-    assert deciding.in_rounds(cfg) is not tuned
+    assert deciding.in_rounds(cfg.hydra.sweeper, studies.arms_of(cfg)[1]) is not tuned
     caps = studies.of(studies._budgeted(cfg.study, set())).decide
     assert caps.max_seeds >= 5 and caps.minutes
 

@@ -329,9 +329,8 @@ def findings(studies: list[Study], verdicts: list[Verdicts]) -> list[str]:
         if study.kind.climbs() or study.kind.answers_factors():
             lines.append(lab.change_answer(study, decided, pairs))
             continue
-        if study.kind.answers_lab() == "3.1" and study.baseline:  # in plain words first
-            said = lab.pooling_answer([(study, decided)])
-            lines += [lab.plain(s.split(" Budget check:")[0]) for s in said]
+        if study.kind.answers_lab() == "3.1":  # in plain words first
+            lines += [lab.plain(said) for said in lab.pooling_verdicts(study, decided)]
         lines += conclusions(studies, verdicts, only=study)
     return lines
 

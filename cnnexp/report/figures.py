@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 import textwrap
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from scipy import stats  # noqa: E402
 
 from cnnexp.report.document import PAGE_WIDTH  # noqa: E402
 from cnnexp.report.runs import matching  # noqa: E402
+from cnnexp.report.verdicts import BETTER, EQUIVALENT, UNCLEAR, WORSE, margin_of  # noqa: E402
 
 COLOURS = plt.get_cmap("tab20").colors[0::2] + plt.get_cmap("tab20").colors[1::2]
 LINES = ("-", "--", ":", "-.")
@@ -220,13 +220,13 @@ def _verdict_mark(ax: plt.Axes, x: int, row: pd.Series) -> None:
     verdict = row.get("verdict")
     if not isinstance(verdict, str):  # the baseline's row: nothing to say
         return
-    if verdict.startswith("equivalent"):  # the margin as a band the interval lies inside
-        margin = float(re.search(r"±([0-9.]+)", verdict).group(1))
+    margin = margin_of(verdict)
+    if margin is not None:  # the margin as a band the interval lies inside
         ax.axhspan(-margin, margin, color="tab:blue", alpha=0.08, lw=0)
-    if verdict in ("better", "worse") or verdict.startswith("equivalent"):
-        colour = {"better": "green", "worse": "red"}.get(verdict, "tab:blue")
+    if verdict in (BETTER, WORSE) or margin is not None:
+        colour = {BETTER: "green", WORSE: "red"}.get(verdict, "tab:blue")
         ax.annotate(
-            verdict.split(" within")[0],
+            EQUIVALENT if margin is not None else verdict,
             (x, 1.0),
             xycoords=("data", "axes fraction"),
             ha="center",
@@ -234,7 +234,7 @@ def _verdict_mark(ax: plt.Axes, x: int, row: pd.Series) -> None:
             fontsize=7,
             color=colour,
         )
-    elif verdict != "no clear difference":
+    elif verdict != UNCLEAR:
         ax.annotate(
             verdict.split(":")[0].replace(" for a verdict", ""),
             (x, 0.02),

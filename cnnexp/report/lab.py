@@ -362,22 +362,30 @@ def _evaluation_only(study: Study, usable: pd.DataFrame) -> list[str]:
 
 
 def pooling_answer(members: list[Summarised]) -> list[str]:
-    """Each pooling study's verdict in one sentence, then what differs between the settings."""
+    """Each pooling study's verdict in one sentence with its budget check."""
     said = []
     for study, verdicts in members:
-        summary, alpha = verdicts.table, verdicts.alpha
-        base = baseline_row(study, summary)
-        arms = summary[summary["verdict"].notna()]
-        setting = _setting(study)
-        if base is None or arms.empty:
-            said.append(f"On {setting}: no verdict (no baseline or no arm to compare).")
+        sentences = pooling_verdicts(study, verdicts)
+        if not sentences:
+            said.append(f"On {_setting(study)}: no verdict (no baseline or no arm to compare).")
             continue
-        for _, arm in arms.iterrows():
-            check = check_phrase(study, summary, alpha)
-            said.append(
-                f"{_pooling_sentence(study, base, arm, setting, alpha)} Budget check: {check}."
-            )
+        check = check_phrase(study, verdicts.table, verdicts.alpha)
+        said += [f"{sentence} Budget check: {check}." for sentence in sentences]
     return said
+
+
+def pooling_verdicts(study: Study, verdicts: Verdicts) -> list[str]:
+    """Each compared arm's verdict against the baseline in one sentence with its numbers; none
+    without a baseline or an arm to compare."""
+    summary = verdicts.table
+    base = baseline_row(study, summary)
+    if base is None:
+        return []
+    setting = _setting(study)
+    return [
+        _pooling_sentence(study, base, arm, setting, verdicts.alpha)
+        for _, arm in summary[summary["verdict"].notna()].iterrows()
+    ]
 
 
 def side_by_side(members: list[Summarised]) -> pd.DataFrame:

@@ -252,7 +252,7 @@ def at_full_budget(study: Study, ours: Study, alpha: float = stats.ALPHA) -> str
     if len(full) < 2 or len(last.values) < 2:
         return None
     test = stats.welch(full, list(last.values), alpha)
-    interval = f"95% interval {100 * test.ci_low:+.2f} to {100 * test.ci_high:+.2f}"
+    interval = f"{1 - alpha:.0%} interval {100 * test.ci_low:+.2f} to {100 * test.ci_high:+.2f}"
     return (
         f"The ladder ran at a smaller budget than Question 2. Its last step, {last.name}, is "
         f"Question 2's network: {100 * last.mean:.2f}% here against "

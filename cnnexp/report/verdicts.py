@@ -6,6 +6,7 @@ the planner. No prose: the labels below are the only words, and answers.py says 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 
-from cnnexp import stats
+from cnnexp import sequential, stats
 from cnnexp.files import read_json
 from cnnexp.report.runs import (
     COUNT_COLUMNS,
@@ -54,6 +55,26 @@ BETTER, WORSE, UNCLEAR, EQUIVALENT = (
 SAME_NETWORKS, DID_NOT_TRAIN = Verdict.SAME_NETWORKS, Verdict.DID_NOT_TRAIN
 TOO_FEW, NO_NOISE = Verdict.TOO_FEW, Verdict.NO_NOISE
 DECIDED = (BETTER, WORSE)
+
+
+def equivalent_within(margin: float) -> str:
+    """An equivalent arm's verdict, its margin in points in its words."""
+    return f"{EQUIVALENT} within ±{margin:g} points"
+
+
+def margin_of(verdict: Any) -> float | None:
+    """The margin in points an equivalent arm's verdict names (equivalent_within), else None."""
+    found = re.fullmatch(rf"{EQUIVALENT} within ±([0-9.]+) points", str(verdict))
+    return float(found.group(1)) if found else None
+
+
+# decide.json's verdicts (cnnexp.sequential) in the report's words; an arm still open is unclear
+ROUNDS_VERDICTS = {
+    sequential.BETTER: BETTER,
+    sequential.WORSE: WORSE,
+    sequential.SAME: SAME_NETWORKS,
+    sequential.DID_NOT_TRAIN: DID_NOT_TRAIN,
+}
 METRIC = TEST_ACC
 COMPARISON = [
     "diff",
@@ -150,7 +171,7 @@ def with_equivalence(verdicts: Verdicts, margin: float) -> Verdicts:
     if not inside.any():
         return verdicts
     summary = summary.copy()
-    summary.loc[inside, "verdict"] = f"{EQUIVALENT} within ±{margin:g} points"
+    summary.loc[inside, "verdict"] = equivalent_within(margin)
     return replace(verdicts, table=summary)
 
 
@@ -163,13 +184,9 @@ def as_decided(verdicts: Verdicts, decided: dict) -> Verdicts:
     for arm in decided["arms"].values():
         levels = dict(key_value(o) for o in arm["overrides"])
         row = matching(summary, {k: v for k, v in levels.items() if k in summary})
-        verdict = {
-            "better": BETTER,
-            "worse": WORSE,
-            "equivalent": f"{EQUIVALENT} within ±{margin:g} points",
-            "same networks": SAME_NETWORKS,
-            "did not train": DID_NOT_TRAIN,
-        }.get(arm["verdict"], UNCLEAR)
+        verdict = ROUNDS_VERDICTS.get(arm["verdict"], UNCLEAR)
+        if arm["verdict"] == sequential.EQUIVALENT:
+            verdict = equivalent_within(margin)
         for column, value in (
             ("diff", arm["diff"]), ("ci_low", arm["ci_low"]), ("ci_high", arm["ci_high"]),
             ("verdict", verdict), ("correction", "sequential"), ("test", "welch"),

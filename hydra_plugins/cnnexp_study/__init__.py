@@ -39,9 +39,9 @@ class DecideSweeper(StudySweeper):
     folders and its rounds decide the same way. An explicit seed list keeps a plain grid."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        if not deciding.in_rounds(self.config):
-            return super().sweep(arguments)  # the seeds are given: a plain grid
         study, arms, checks = arms_of(self.config)
+        if not deciding.in_rounds(self.config.hydra.sweeper, arms):
+            return super().sweep(arguments)  # the seeds are given: a plain grid
         if type(study) is not Study:
             raise ConfigError(
                 f"hydra/sweeper=decide decides one-factor studies; this one is "
