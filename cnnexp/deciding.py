@@ -15,7 +15,7 @@ from typing import Any
 from cnnexp import stats
 from cnnexp.errors import DamagedFileError
 from cnnexp.schema import COMPLETED, DECIDE_FILE, chance_reason, read_record
-from cnnexp.sequential import DID_NOT_TRAIN, Deciding, Rounds
+from cnnexp.sequential import DID_NOT_TRAIN, Deciding
 from cnnexp.studies import Study, key_value
 
 
@@ -44,7 +44,7 @@ def plan(study: Study, arms: list[list[str]]) -> Plan:
     baseline = [f"{k}={v}" for k, v in study.reference().items()]
     control = next((n for n, arm in named.items() if set(baseline) <= set(arm)), next(iter(named)))
     d = study.decide
-    rounds = Rounds(first=d.first, step=d.step, max_seeds=d.max_seeds)
+    rounds = d.rounds()
     deciding = Deciding(list(named), control, rounds, stats.ALPHA, d.margin / 100)
     return Plan(named, deciding, d.minutes)
 
@@ -178,10 +178,12 @@ def save(folder: Path, plan: Plan, values: dict[str, list]) -> None:
         "alpha": d.alpha,
         "margin_points": 100 * d.margin if d.margin else None,
         "looks": d.rounds.looks(),
+        "spending": d.rounds.spending,
         "looked": d.looked,
         "runs": {name: len(v) for name, v in values.items()},
         "arms": arms,
-        "method": "alpha spent over the planned looks (t^3), Bonferroni over the arms; "
+        "method": f"alpha spent over the planned looks (t^{d.rounds.spending:g}), Bonferroni over "
+        "the arms; "
         "Welch's intervals and two one-sided tests of equivalence at each look's level",
     }
     (folder / DECIDE_FILE).write_text(json.dumps(record, indent=2, default=float))

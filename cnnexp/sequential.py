@@ -6,9 +6,12 @@ rounds and the report says the verdicts.
 Looking after every round and stopping when a fixed-sample test says "decided" inflates its
 error: five looks at level 0.05 err about 14% of the time under the null. The method here is
 alpha spending over the planned looks (Lan and DeMets 1983) with the power-family spending
-function f(t) = t^3 (Kim and DeMets 1987; close to O'Brien and Fleming's boundaries: strict
-early, nearly the whole level at the last look), where t = n / max_seeds is the share of the
-seeds a comparison has had:
+function f(t) = t^rho (Kim and DeMets 1987), where t = n / max_seeds is the share of the seeds a
+comparison has had. rho = 3 is close to O'Brien and Fleming's boundaries (strict early, half the
+level at the last look), rho = 1 to Pocock's (even); the default, 2, lies between: it stops a
+clear difference at the first look more often than t^3 (where seed noise is measured with
+Welch's few degrees of freedom) and keeps most of t^3's power at the cap
+(benchmarks/deciding_runs.py, RESULTS.md 2026-12-07). With it:
 
 - the study's level alpha is split over its m comparisons (alpha / m each, Bonferroni, as in the
   fixed studies), and each comparison's share over its looks: look k tests at
@@ -37,7 +40,7 @@ from statsmodels.stats.weightstats import ttost_ind
 
 from cnnexp import stats
 
-RHO = 3.0  # the spending function's power: t^3, close to O'Brien-Fleming
+RHO = 2.0  # the spending function's power (3: close to O'Brien-Fleming, 1: close to Pocock)
 BETTER, WORSE, EQUIVALENT, OPEN = "better", "worse", "equivalent", "open"
 SAME = "same networks"  # every seed of the arm gave exactly the control's accuracy: no test needed
 DID_NOT_TRAIN = "did not train"  # every run of the arm so far ended at chance: no test possible
@@ -46,17 +49,19 @@ DID_NOT_TRAIN = "did not train"  # every run of the arm so far ended at chance: 
 @dataclass(frozen=True)
 class Rounds:
     """The planned looks: `first` seeds for every arm, then `step` more per open arm each round,
-    up to `max_seeds`."""
+    up to `max_seeds`; the level is spent over them as t^spending."""
 
     first: int = 3
     step: int = 2
     max_seeds: int = 9
+    spending: float = RHO  # the spending function t^spending: lower spends more of it early
 
     def __post_init__(self):
-        if not (2 <= self.first <= self.max_seeds and self.step >= 1):
+        if not (2 <= self.first <= self.max_seeds and self.step >= 1 and self.spending > 0):
             raise ValueError(
                 f"rounds of seeds: first={self.first}, step={self.step}, "
-                f"max_seeds={self.max_seeds}; need 2 <= first <= max_seeds and step >= 1"
+                f"max_seeds={self.max_seeds}, spending={self.spending}; need 2 <= first <= "
+                "max_seeds, step >= 1 and spending > 0"
             )
 
     def looks(self) -> list[int]:
@@ -67,7 +72,7 @@ class Rounds:
     def spent(self) -> np.ndarray:
         """The share of a comparison's level each look tests at (they sum to 1)."""
         fraction = np.asarray(self.looks(), float) / self.max_seeds
-        return np.diff(np.concatenate([[0.0], fraction**RHO]))
+        return np.diff(np.concatenate([[0.0], fraction**self.spending]))
 
 
 @dataclass(frozen=True)

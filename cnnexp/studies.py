@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cnnexp import design
 from cnnexp.errors import ConfigError
+from cnnexp.sequential import RHO, Rounds
 
 REPLICATE = "seed"  # the key that repeats a configuration; an arm is a job without it
 BUDGET_CHECK = "budget_check"  # study.role of the check's runs
@@ -44,11 +45,20 @@ class Decide:
     """How a deciding sweep (hydra/sweeper=decide, cnnexp.sequential) runs its rounds: `first`
     seeds for every arm, then `step` more for each arm still open, up to `max_seeds`, or until
     `minutes` of the sweep have passed; an arm within +-`margin` points of the control is
-    equivalent."""
+    equivalent. The level is spent over the looks as t^`spending` (cnnexp.sequential)."""
 
     first: int = 3
     step: int = 2
     max_seeds: int = 9
+    spending: float = RHO
+
+    def rounds(self) -> Rounds:
+        """Its looks and spending; ConfigError naming the keys where they cannot be."""
+        try:
+            return Rounds(self.first, self.step, self.max_seeds, self.spending)
+        except ValueError as err:
+            raise ConfigError(f"study.decide: {err}") from None
+
     margin: float = 0.2  # points of accuracy
     minutes: float | None = None
 
@@ -131,6 +141,7 @@ class Study:
                 f"study.budget={self.budget} is not one of this study's budgets; choose "
                 f"{', '.join(self.budgets)}"
             )
+        self.decide.rounds()
         if self.check.times < 1:
             raise ConfigError(f"study.check.times={self.check.times} is not valid: use 2 or more")
         for section in self.sections:

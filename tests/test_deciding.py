@@ -10,7 +10,9 @@ import pytest
 from conftest import REPO, run_cli
 
 from cnnexp import deciding
+from cnnexp.errors import ConfigError
 from cnnexp.report import main as report_main
+from cnnexp.report.answers import rounds_sentence
 from cnnexp.schema import DECIDE_FILE
 from cnnexp.studies import Decide, Study
 
@@ -28,6 +30,17 @@ def test_the_arms_are_named_by_what_differs_and_the_baseline_is_the_control():
     assert planned.deciding.wanted() == {"pool=avg": 3, "pool=max": 3}
     first = deciding.plan(Study(), arms)  # no baseline: the first arm
     assert first.deciding.control == "pool=max"
+
+
+def test_the_spending_is_a_key_and_a_bad_one_is_named():
+    assert deciding.plan(Study(), [["pool=max"], ["pool=avg"]]).deciding.rounds.spending == 2
+    steep = deciding.plan(Study(decide=Decide(spending=3)), [["pool=max"], ["pool=avg"]])
+    assert steep.deciding.level(0) == pytest.approx(0.05 / 27)  # (3/9)^3 of the level
+    with pytest.raises(ConfigError, match=r"study.decide: .*spending=0"):
+        Study(decide=Decide(spending=0)).validate()
+    record = {"arms": {"a": {}}, "looks": [3, 5], "control": "pool=max", "alpha": 0.05}
+    assert "looks as t³" in rounds_sentence(record)  # records before the key spent as t^3
+    assert "looks as t²" in rounds_sentence({**record, "spending": 2})
 
 
 def test_each_round_says_what_is_open_and_the_last_what_ends_undecided(capsys):
@@ -60,9 +73,10 @@ def test_a_planted_change_is_decided_worse(tmp_path):
     )
     decided = json.loads((out / DECIDE_FILE).read_text())
     (arm,) = decided["arms"].values()
-    assert arm["verdict"] == "worse"
+    assert arm["verdict"] == "worse" and decided["spending"] == 2
     assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
+    assert "spent over the looks as t²" in text
     findings = text.split("## Findings")[1].split("\n## ")[0]
     assert "worse: data.synthetic.noise=3.0" in findings and "decided in rounds" in findings
 

@@ -90,6 +90,8 @@ def rounds_sentence(decided: dict) -> str:
     spent, what better, worse and equivalent mean there."""
     arms = len(decided["arms"])
     looks = ", ".join(map(str, decided["looks"]))
+    power = decided.get("spending", 3)  # records before the key spent as t^3
+    spending = {1: "t", 2: "t²", 3: "t³"}.get(power, f"t^{power:g}")
     margin = decided.get("margin_points")
     equivalent = (
         f", or equivalent when the two one-sided tests put the difference inside ±{margin:g} "
@@ -102,9 +104,9 @@ def rounds_sentence(decided: dict) -> str:
         f"{arms} arm{'s' if arms != 1 else ''} compared with {decided['control']} in rounds of "
         f"seeds (looks at {looks} seeds an arm). At each look every open arm is tested by "
         f"Welch's test at that look's share of the {decided['alpha']:.0%} level (spent over the "
-        "looks as t³, Bonferroni over the arms), and stops once its interval excludes zero "
-        f"(better or worse){equivalent}. Stopping when decided keeps the family's level; an arm "
-        "still open at the cap ends with no clear difference."
+        f"looks as {spending}, Bonferroni over the arms), and stops once its interval excludes "
+        f"zero (better or worse){equivalent}. Stopping when decided keeps the family's level; an "
+        "arm still open at the cap ends with no clear difference."
     )
 
 
