@@ -23,6 +23,7 @@ from cnnexp.report.verdicts import (
     TOO_FEW,
     UNCLEAR,
     WORSE,
+    Verdict,
     summarise,
     within_run_pairs,
 )
@@ -93,6 +94,24 @@ def test_each_arm_is_welchs_test_with_bonferroni_intervals_over_the_family():
     assert family.variances.bartlett_p == pytest.approx(
         scipy_stats.bartlett(*groups.values()).pvalue
     )
+
+
+def test_each_arm_is_typed_with_its_levels_values_comparison_verdict_and_budget():
+    groups = {"baseline": planted(0.90, 0.004, 4, 0), "wide": planted(0.95, 0.004, 4, 1)}
+    groups["same_ish"] = planted(0.9005, 0.004, 4, 2)
+    s = study(groups, extra={(k, i): {"epochs": 4} for k in groups for i in range(4)})
+    verdicts = summarise(s)
+    wide, other = verdicts.compared
+    assert wide.levels == {"arch": "wide"} and wide.label == "arch=wide"
+    assert wide.verdict is Verdict.BETTER and wide.words == "better"
+    assert wide.values == pytest.approx(groups["wide"]) and (wide.n, wide.runs) == (4, 4)
+    assert wide.comparison.diff == pytest.approx(0.05) and wide.comparison.test == "welch"
+    assert wide.epochs == "4" and wide.decided_at is None and wide.left_out == {}
+    assert other.verdict is Verdict.UNCLEAR and other.comparison.ci_low < 0
+    control = verdicts.control_of(wide)
+    assert control.levels == {"arch": "baseline"} and control.verdict is None
+    assert control.mean == pytest.approx(0.90)
+    assert [a.label for a in verdicts.arms] == ["arch=baseline", "arch=wide", "arch=same_ish"]
 
 
 def test_two_arms_with_identical_runs_are_never_called():

@@ -82,19 +82,20 @@ def factorial_estimates(study: Study, alpha: float) -> list[Estimate]:
     ]
 
 
-def arm_estimates(study: Study, summary: pd.DataFrame) -> list[Estimate]:
+def arm_estimates(study: Study, verdicts: Verdicts) -> list[Estimate]:
     """Each compared arm of a one-factor study, by the one config key it changes from the
     baseline (arms that change several keys, or none, estimate nothing a design has)."""
     usable = study.runs[study.runs["status"] == USABLE]
     out = []
     base = _first_settings(study, usable, study.baseline)
-    for _, row in summary[summary["se"].astype(float) > 0].iterrows():
-        mine = _first_settings(study, usable, {f: row[f] for f in study.factors})
-        if base is None or mine is None:
+    for arm in verdicts.compared:
+        c = arm.comparison
+        mine = _first_settings(study, usable, arm.levels)
+        if base is None or mine is None or c is None or not c.se > 0:
             continue
         keys = [k for k in set(base) | set(mine) if base.get(k) != mine.get(k)]
         out += [
-            Estimate(study, k, base[k], mine[k], row["diff"], row["se"], row["df"])
+            Estimate(study, k, base[k], mine[k], c.diff, c.se, c.df)
             for k in keys
             if k in base and k in mine
         ]
@@ -119,7 +120,7 @@ def agreements(
     for study, decided in zip(studies, verdicts, strict=True):
         if study.kind.answers_factors() or study.kind.confirms() or not study.baseline:
             continue
-        for arm in arm_estimates(study, decided.table):
+        for arm in arm_estimates(study, decided):
             for effect in factorial:
                 same = {arm.low, arm.high} == {effect.low, effect.high} and arm.key == effect.key
                 if same and _where(arm.study) == _where(effect.study):

@@ -14,13 +14,10 @@ from cnnexp.report.document import INTERVAL_KINDS, Document
 from cnnexp.report.factorial import best_point_sentence
 from cnnexp.report.recipe import budget_phrase
 from cnnexp.report.runs import (
-    COUNT_COLUMNS,
     NOT_TRAINED,
     REPLICATE,
     Study,
     jobs_at_a_time,
-    label,
-    levels_of,
     matching,
     shown_path,
 )
@@ -29,15 +26,17 @@ from cnnexp.report.verdicts import (
     DECIDED,
     DID_NOT_TRAIN,
     EQUIVALENT,
+    NO_NOISE,
     SAME_NETWORKS,
+    TOO_FEW,
     UNCLEAR,
     WORSE,
+    Arm,
     Family,
     Plan,
     Unstable,
     Verdicts,
     WithinRun,
-    is_baseline,
     plan,
     unstable_runs,
     within_run_pairs,
@@ -146,54 +145,41 @@ def method_sentence(study: Study, family: Family, alpha: float) -> str:
 def answers(study: Study, verdicts: Verdicts) -> list[str]:
     """One sentence per compared arm with its numbers: better, worse, no clear difference
     (with what the runs could have detected), did not train, or no verdict."""
-    summary, alpha = verdicts.table, verdicts.alpha
-    lines = []
-    for _, row in summary[summary["verdict"].notna()].iterrows():
-        what, base, where = _levels(study, row)
-        ref = _baseline_row(study, summary, row)
-        verdict = row["verdict"]
-        if verdict == DID_NOT_TRAIN:
-            lines.append(
-                f"{what}{where}: did not train under this recipe "
-                f"({_not_trained(study, row)}). This is a failed training run, not evidence "
-                "that the architecture is worse; a different learning rate, batch norm or "
-                "more epochs usually fixes it."
-            )
-            continue
-        means = f"{pct(row['mean'])} vs {pct(ref['mean'])}"
-        if verdict in DECIDED:
-            side = "above" if verdict == BETTER else "below"
-            gap = f"{abs(100 * row['diff']):.2f} points {side} {base}"
-            lines.append(
-                f"{what}{where}: {verdict} — {gap} ({means}; {interval(row, alpha)}; "
-                f"{counted(row)})."
-            )
-        elif str(verdict).startswith(EQUIVALENT):
-            lines.append(
-                f"{what}{where}: {verdict} of {base} ({means}; {interval(row, alpha)}; "
-                f"{counted(row)})."
-            )
-        elif verdict == UNCLEAR:
-            lines.append(
-                f"{what}{where}: no clear difference from {base} ({means}; "
-                f"{interval(row, alpha)}; {counted(row)}); {detectable_phrase(row['detectable'])}."
-            )
-        else:
-            lines.append(
-                f"{what}{where}: {verdict} ({counted(row)} against {int(ref['n'])} "
-                f"for {base}; means {means})."
-            )
-    return lines
+    return [_answer(study, verdicts, arm) for arm in verdicts.compared]
+
+
+def _answer(study: Study, verdicts: Verdicts, arm: Arm) -> str:
+    what, base, where = _levels(study, arm)
+    said = f"{what}{where}"
+    if arm.verdict == DID_NOT_TRAIN:
+        return (
+            f"{said}: did not train under this recipe ({_not_trained(study, arm)}). This is a "
+            "failed training run, not evidence that the architecture is worse; a different "
+            "learning rate, batch norm or more epochs usually fixes it."
+        )
+    ref = verdicts.control_of(arm)
+    means = f"{pct(arm.mean)} vs {pct(ref.mean)}"
+    if arm.verdict not in (*DECIDED, EQUIVALENT, UNCLEAR):  # no test, or none needed
+        return f"{said}: {arm.words} ({counted(arm)} against {ref.n} for {base}; means {means})."
+    numbers = f"{means}; {interval(arm, verdicts.alpha)}; {counted(arm)}"
+    if arm.verdict in DECIDED:
+        side = "above" if arm.verdict == BETTER else "below"
+        gap = f"{abs(100 * arm.comparison.diff):.2f} points {side} {base}"
+        return f"{said}: {arm.verdict} — {gap} ({numbers})."
+    if arm.verdict == EQUIVALENT:
+        return f"{said}: {arm.words} of {base} ({numbers})."
+    detectable = detectable_phrase(arm.comparison.detectable)
+    return f"{said}: no clear difference from {base} ({numbers}); {detectable}."
 
 
 def unstable_sentences(study: Study, verdicts: Verdicts) -> list[str]:
     """Each run out of line with its arm's other seeds, named with its numbers, and the
     verdicts that change without it (it stays in the numbers: nothing is dropped silently)."""
-    alpha, summary = verdicts.alpha, verdicts.table
+    alpha = verdicts.alpha
     said = []
-    for run in unstable_runs(study, summary, alpha):
-        again = without_run(study, run.index, alpha, verdicts.method).table
-        said.append(f"{unstable_phrase(run)} {changed_without(study, summary, again, alpha)}")
+    for run in unstable_runs(study, verdicts.table, alpha):
+        again = without_run(study, run.index, alpha, verdicts.method)
+        said.append(f"{unstable_phrase(run)} {changed_without(verdicts, again)}")
     return said
 
 
@@ -210,16 +196,13 @@ def unstable_phrase(run: Unstable) -> str:
     )
 
 
-def changed_without(study: Study, summary: pd.DataFrame, again: pd.DataFrame, alpha) -> str:
+def changed_without(verdicts: Verdicts, again: Verdicts) -> str:
     """The verdicts that differ without the run, with their numbers; or that none does."""
-    changed = []
-    for i, before in summary[summary["verdict"].notna()].iterrows():
-        after = again.loc[i]
-        if after["verdict"] != before["verdict"]:
-            changed.append(
-                f"{label(study, after)} {after['verdict']}, {interval(after, alpha)} "
-                f"({counted(after)})"
-            )
+    changed = [
+        f"{after.label} {after.words}, {interval(after, again.alpha)} ({counted(after)})"
+        for before, after in zip(verdicts.arms, again.arms, strict=True)
+        if before.verdict is not None and after.words != before.words
+    ]
     if not changed:
         return "Without it no verdict changes."
     return "Without it: " + "; ".join(changed) + "."
@@ -237,21 +220,22 @@ def detectable_phrase(value: float) -> str:
     )
 
 
-def interval(row: pd.Series, alpha: float) -> str:
+def interval(arm: Arm, alpha: float) -> str:
     """'difference +1.00 points, simultaneous 95% CI ..., Welch with 8 df, family-wise p = ...'."""
-    kind = INTERVAL_KINDS.get(row.get("correction"), "")
+    c = arm.comparison
+    kind = INTERVAL_KINDS.get(c.correction, "")
     name = f"{kind} {100 * (1 - alpha):.0f}% CI".strip()
-    if row.get("correction") == "sequential":  # at its look's share of the level
-        name = f"{100 * (1 - row['level']):.1f}% CI (its look's share of the {1 - alpha:.0%} level)"
-    p = "p" if row.get("correction") == "none" else "family-wise p"
+    if c.correction == "sequential":  # at its look's share of the level
+        name = f"{100 * (1 - c.level):.1f}% CI (its look's share of the {1 - alpha:.0%} level)"
+    p = "p" if c.correction == "none" else "family-wise p"
     said = (
-        f"difference {100 * row['diff']:+.2f} points, {name} {100 * row['ci_low']:+.2f} "
-        f"to {100 * row['ci_high']:+.2f}, {TESTS.get(row['test'], row['test'])}"
+        f"difference {100 * c.diff:+.2f} points, {name} {100 * c.ci_low:+.2f} "
+        f"to {100 * c.ci_high:+.2f}, {TESTS.get(c.test, c.test)}"
     )
-    if pd.notna(row.get("df")):
-        said += f" with {row['df']:.0f} df"
-    if pd.notna(row.get("p_adjusted")):  # none for a deciding sweep: its level was spent
-        said += f", {p} {p_text(row['p_adjusted'])}"
+    if pd.notna(c.df):
+        said += f" with {c.df:.0f} df"
+    if pd.notna(c.p_adjusted):  # none for a deciding sweep: its level was spent
+        said += f", {p} {p_text(c.p_adjusted)}"
     return said
 
 
@@ -295,45 +279,40 @@ def within_run_sentence(pair: WithinRun, alpha: float) -> str:
     )
 
 
-def _levels(study: Study, row: pd.Series) -> tuple[str, str, str]:
-    """(what changed, the baseline it is compared with, the context) of a summary row."""
-    changed = [f for f in study.baseline if str(row[f]) != study.baseline[f]]
-    what = ", ".join(f"{f}={row[f]}" for f in changed)
+def _levels(study: Study, arm: Arm) -> tuple[str, str, str]:
+    """(what changed, the baseline it is compared with, the context) of an arm."""
+    levels = arm.levels
+    changed = [f for f in study.baseline if str(levels[f]) != study.baseline[f]]
+    what = ", ".join(f"{f}={levels[f]}" for f in changed)
     base = ", ".join(f"{f}={study.baseline[f]}" for f in changed)
     context = [f for f in study.factors if f not in study.baseline]
-    where = " on " + ", ".join(f"{f}={row[f]}" for f in context) if context else ""
+    where = " on " + ", ".join(f"{f}={levels[f]}" for f in context) if context else ""
     return what, base, where
 
 
-def _baseline_row(study: Study, summary: pd.DataFrame, row: pd.Series) -> pd.Series:
-    context = [f for f in study.factors if f not in study.baseline]
-    mask = is_baseline(study, summary) & matching(summary, levels_of(study, row, context))
-    return summary[mask].iloc[0]
-
-
-def counted(row: pd.Series) -> str:
+def counted(arm: Arm) -> str:
     """'3 seeds', or '2 of 3 runs (1 diverged)' when some runs are not in the mean."""
-    n, total = int(row["n"]), int(row["runs"])
-    if n == total:
-        return f"{n} seed{'s' if n != 1 else ''}"
-    left_out = [f"{int(row[c])} {c}" for c in list(COUNT_COLUMNS.values())[1:] if row[c]]
-    return f"mean of {n} of {total} runs ({', '.join(left_out)})"
+    if arm.n == arm.runs:
+        return f"{arm.n} seed{'s' if arm.n != 1 else ''}"
+    left_out = ", ".join(f"{count} {why}" for why, count in arm.left_out.items())
+    return f"mean of {arm.n} of {arm.runs} runs ({left_out})"
 
 
-def _not_trained(study: Study, row: pd.Series) -> str:
-    """The numbers of a group's runs that did not train: their losses and accuracies."""
+def _not_trained(study: Study, arm: Arm) -> str:
+    """The numbers of an arm's runs that did not train: their losses and accuracies."""
     mask = study.runs["status"] == NOT_TRAINED
-    bad = study.runs[mask & matching(study.runs, levels_of(study, row))]
+    bad = study.runs[mask & matching(study.runs, arm.levels)]
     losses = ", ".join(f"{v:.3f}" for v in bad[TRAIN_LOSS].astype(float))
     accs = ", ".join(pct(v) for v in bad[TEST_ACC].astype(float))
     return (
-        f"{len(bad)} of {int(row['runs'])} runs: final training loss {losses}, test accuracy "
+        f"{len(bad)} of {arm.runs} runs: final training loss {losses}, test accuracy "
         f"{accs}; {bad['error'].iloc[0]}"
     )
 
 
 def pct(value: float) -> str:
-    return f"{100 * value:.2f}%"
+    """'99.10%'; a dash where there is no value (an arm with no usable run)."""
+    return f"{100 * value:.2f}%" if pd.notna(value) else "—"
 
 
 def p_text(value: float) -> str:
@@ -354,23 +333,22 @@ def conclusions(
     for study, decided in zip(studies, verdicts, strict=True):
         if only is not None and study is not only:
             continue
-        summary = decided.table
-        if not study.baseline or summary["verdict"].isna().all():
-            lines += _accuracy_sentences(study, summary)
+        if not study.baseline or not decided.compared:
+            lines += _accuracy_sentences(study, decided)
         else:
             lines.append(verdict_sentences(study, decided))
         if study.kind.confirms():
-            lines += [s for s in [best_point_sentence(study, summary, studies)] if s]
-        lines += [s for s in [one_seed_sentence(study, summary)] if s]
+            lines += [s for s in [best_point_sentence(study, decided, studies)] if s]
+        lines += [s for s in [one_seed_sentence(study, decided)] if s]
     return lines
 
 
-def one_seed_sentence(study: Study, summary: pd.DataFrame) -> str | None:
+def one_seed_sentence(study: Study, verdicts: Verdicts) -> str | None:
     """Where arms were compared but none has two usable runs: that seed noise cannot be told
     apart from a difference, and the deciding sweep's command (hydra/sweeper=decide), with its
     longest time estimated from these runs'."""
-    arms = summary[summary["n"] > 0]
-    if len(arms) < 2 or (arms["n"] > 1).any():
+    arms = [a for a in verdicts.arms if a.n > 0]
+    if len(arms) < 2 or any(a.n > 1 for a in arms):
         return None
     command = deciding_command(study)
     most = Decide().max_seeds
@@ -402,17 +380,14 @@ def deciding_command(study: Study) -> str:
     return " ".join(["python -m cnnexp -m hydra/sweeper=decide", *texts, *levels, folder])
 
 
-def _accuracy_sentences(study: Study, summary: pd.DataFrame) -> list[str]:
+def _accuracy_sentences(study: Study, verdicts: Verdicts) -> list[str]:
     """'name: 99.29% test accuracy (one run) — budget.' for a study without a baseline."""
-    lines = []
-    for _, row in summary[summary["n"] > 0].iterrows():
-        name = label(study, row)
-        name = f"{study.name}, {name}" if name != study.name else study.name
-        lines.append(
-            f"{name}: {pct(row['mean'])} test accuracy ({seeds_phrase(row)}) — "
-            f"{budget_phrase(study)}."
-        )
-    return lines
+    return [
+        f"{', '.join([study.name, arm.label]) if arm.label else study.name}: {pct(arm.mean)} "
+        f"test accuracy ({seeds_phrase(arm.n)}) — {budget_phrase(study)}."
+        for arm in verdicts.arms
+        if arm.n > 0
+    ]
 
 
 DECIDED_IN_ROUNDS = (
@@ -422,15 +397,25 @@ DECIDED_IN_ROUNDS = (
 )
 
 
-def _when_decided(row: pd.Series) -> str:
+def _when_decided(arm: Arm) -> str:
     """'; decided at 5 seeds, look 2' for an arm a deciding sweep's rounds decided."""
-    return f"; decided at {row['decided_at']}" if pd.notna(row.get("decided_at")) else ""
+    return f"; decided at {arm.decided_at}" if arm.decided_at else ""
+
+
+def _gap(arm: Arm, interval_name: str) -> str:
+    """'pool=avg (-0.09 points, interval -0.20 to +0.01; decided at 7 seeds, look 3)'."""
+    c = arm.comparison
+    return (
+        f"{arm.label} ({100 * c.diff:+.2f} points, {interval_name} {100 * c.ci_low:+.2f} to "
+        f"{100 * c.ci_high:+.2f}{_when_decided(arm)})"
+    )
 
 
 def verdict_sentences(study: Study, verdicts: Verdicts) -> str:
     """The verdicts of a study against its baseline, grouped, with the budget caveat."""
-    summary = verdicts.table
-    by = {v: summary[summary["verdict"] == v] for v in summary["verdict"].dropna().unique()}
+    by: dict[str, list[Arm]] = {}
+    for arm in verdicts.compared:
+        by.setdefault(arm.words, []).append(arm)
     base = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
     question = study.kind.question or ""
     said = [
@@ -439,43 +424,43 @@ def verdict_sentences(study: Study, verdicts: Verdicts) -> str:
     ]
     for verdict in DECIDED:
         if verdict in by:
-            items = ", ".join(
-                f"{label(study, r)} ({100 * r['diff']:+.2f} points, "
-                f"{INTERVAL_KINDS.get(r['correction'], '')} CI "
-                f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}{_when_decided(r)})"
-                for _, r in by[verdict].iterrows()
+            kind = INTERVAL_KINDS.get(by[verdict][0].comparison.correction, "")
+            said.append(f"{verdict}: {', '.join(_gap(a, f'{kind} CI') for a in by[verdict])}.")
+    for words, arms in by.items():
+        if arms[0].verdict in (EQUIVALENT, SAME_NETWORKS):
+            said.append(
+                f"{words[0].upper()}{words[1:]}: {', '.join(_gap(a, 'interval') for a in arms)}."
             )
-            said.append(f"{verdict}: {items}.")
-    for verdict in [v for v in by if str(v).startswith((EQUIVALENT, SAME_NETWORKS))]:
-        items = ", ".join(
-            f"{label(study, r)} ({100 * r['diff']:+.2f} points, interval "
-            f"{100 * r['ci_low']:+.2f} to {100 * r['ci_high']:+.2f}{_when_decided(r)})"
-            for _, r in by[verdict].iterrows()
-        )
-        said.append(f"{verdict[0].upper()}{verdict[1:]}: {items}.")
     if verdicts.decided:
         said.append(DECIDED_IN_ROUNDS)
+    said += _undecided_sentences(by)
+    said.append(f"Budget check: {check_phrase(study, verdicts.table)}.")
+    return " ".join(said)
+
+
+def _undecided_sentences(by: dict[str, list[Arm]]) -> list[str]:
+    """The arms with no clear difference (what the runs could have found), those that did not
+    train and those too few to test."""
+    said = []
     if UNCLEAR in by:
-        unclear = by[UNCLEAR]
-        low, high = 100 * unclear["detectable"].min(), 100 * unclear["detectable"].max()
+        detectable = [a.comparison.detectable for a in by[UNCLEAR]]
+        low, high = 100 * min(detectable), 100 * max(detectable)
         size = f"{low:.2f}" if round(low, 2) == round(high, 2) else f"{low:.2f} to {high:.2f}"
-        names = ", ".join(label(study, r) for _, r in unclear.iterrows())
         found = (
             f"; with these runs a true difference of {size} points would be found {POWER} of "
             "the time"
             if pd.notna(low)
             else " (still open at the sweep's cap: more seeds, or a wider margin, would decide)"
         )
-        said.append(f"No clear difference: {names}{found}.")
+        said.append(f"No clear difference: {', '.join(a.label for a in by[UNCLEAR])}{found}.")
     if DID_NOT_TRAIN in by:
-        failed = ", ".join(label(study, r) for _, r in by[DID_NOT_TRAIN].iterrows())
+        failed = ", ".join(a.label for a in by[DID_NOT_TRAIN])
         said.append(
             "Did not train under this recipe (a failed run, not evidence against the "
             f"architecture): {failed}."
         )
-    undecided = summary[summary["verdict"].astype(str).str.startswith(("too few", "no verdict"))]
-    if not undecided.empty:
-        names = ", ".join(f"{label(study, r)} ({counted(r)})" for _, r in undecided.iterrows())
+    undecided = [a for words, arms in by.items() for a in arms if words in (TOO_FEW, NO_NOISE)]
+    if undecided:
+        names = ", ".join(f"{a.label} ({counted(a)})" for a in undecided)
         said.append(f"No verdict possible: {names}.")
-    said.append(f"Budget check: {check_phrase(study, summary)}.")
-    return " ".join(said)
+    return said

@@ -21,8 +21,7 @@ from cnnexp.report.verdicts import (
 )
 
 
-def seeds_phrase(row: pd.Series) -> str:
-    n = int(row["n"])
+def seeds_phrase(n: int) -> str:
     return f"mean of {n} seeds" if n > 1 else "one run"
 
 
@@ -34,7 +33,7 @@ def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame, alpha
         return
     stated = study.kind.baseline_reaches
     text = f"The baseline ({label(study, row)}) reached {100 * row['mean']:.2f}% "
-    text += f"({seeds_phrase(row)})"
+    text += f"({seeds_phrase(int(row['n']))})"
     if stated is not None:
         met = "met" if row["mean"] >= float(stated) else "NOT met"
         text += f"; its study states at least {100 * float(stated):.1f}%: {met}"

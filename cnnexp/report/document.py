@@ -51,6 +51,7 @@ INTERVAL_KINDS = {
 PERCENT = ("mean", "median", "std", "diff", "detectable")
 HIDDEN_COLUMNS = {
     "values",
+    "budget_epochs",
     "value_seeds",
     "n",
     "se",

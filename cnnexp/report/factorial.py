@@ -11,6 +11,7 @@ from cnnexp import design, stats
 from cnnexp.report import figures
 from cnnexp.report.document import Document
 from cnnexp.report.runs import USABLE, Study, experiment_of
+from cnnexp.report.verdicts import Verdicts
 from cnnexp.schema import TEST_ACC
 from cnnexp.stats import ALPHA
 from cnnexp.studies import flatten
@@ -244,21 +245,21 @@ def design_of(confirm: Study, studies: list[Study]) -> Study | None:
     return None
 
 
-def best_point_sentence(confirm: Study, summary: pd.DataFrame, studies: list[Study]) -> str | None:
+def best_point_sentence(confirm: Study, verdicts: Verdicts, studies: list[Study]) -> str | None:
     """The confirmed network against the best configuration the design measured (Welch's
     test of the confirmation's fresh seeds against the design's runs of that point)."""
     source = design_of(confirm, studies)
     found = best_point(source) if source is not None else None
-    arms = summary[summary["verdict"].notna() & (summary["n"] > 1)]
-    if found is None or arms.empty:
+    arms = [a for a in verdicts.compared if a.n > 1]
+    if found is None or not arms:
         return None
     levels, values = found
     spec = confirm.kind.factors
-    arm = arms.iloc[0]
+    arm = arms[0]
     point = {spec[n]["key"]: v for n, v in levels.items()}
     mine = {
         **{s["key"]: str(s["low"]) for s in spec.values()},
-        **{k: str(arm[k]) for k in confirm.factors},
+        **{k: str(v) for k, v in arm.levels.items()},
     }
     changed = ", ".join(f"{n}={v}" for n, v in levels.items() if v != str(spec[n]["low"]))
     named = f"{changed}, every other factor low" if changed else "the reference configuration"
@@ -266,7 +267,7 @@ def best_point_sentence(confirm: Study, summary: pd.DataFrame, studies: list[Stu
         return (
             f"The confirmed network is also the best configuration the design measured ({named})."
         )
-    test = welch_or_none(arm["values"], values)
+    test = welch_or_none(list(arm.values), values)
     what = (
         f"the best configuration the design measured ({named}: "
         f"{100 * sum(values) / len(values):.2f}%, {len(values)} seeds of the design)"
@@ -279,8 +280,8 @@ def best_point_sentence(confirm: Study, summary: pd.DataFrame, studies: list[Stu
         else "shows no clear difference"
     )
     return (
-        f"Against {what}, the confirmed network ({100 * arm['mean']:.2f}%, "
-        f"{int(arm['n'])} fresh seeds) {verdict}: {100 * test.diff:+.2f} points (95% CI "
+        f"Against {what}, the confirmed network ({100 * arm.mean:.2f}%, "
+        f"{arm.n} fresh seeds) {verdict}: {100 * test.diff:+.2f} points (95% CI "
         f"{100 * test.ci_low:+.2f} to {100 * test.ci_high:+.2f}, Welch with {test.df:.0f} df; "
         "the design's seeds against the confirmation's, at the same budget)."
     )

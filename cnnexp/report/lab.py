@@ -31,7 +31,7 @@ from cnnexp.report.pooling import MECHANICS, add_feature_maps
 from cnnexp.report.recipe import budget_phrase, heading
 from cnnexp.report.runs import USABLE, Study
 from cnnexp.report.section import add_study
-from cnnexp.report.verdicts import DECIDED, EQUIVALENT, UNCLEAR, Verdicts, baseline_row
+from cnnexp.report.verdicts import DECIDED, EQUIVALENT, UNCLEAR, Arm, Verdicts
 from cnnexp.schema import TEST_ACC, without_key
 from cnnexp.studies import flatten
 
@@ -249,7 +249,7 @@ def answer(
     """The plain-words answer to one question from its studies' summaries, with the runs out
     of line with their own seeds named where they are."""
     if number in ("1", "2"):
-        return [single_run_answer(study, decided.table) for _, study, decided in members]
+        return [single_run_answer(study, decided) for _, study, decided in members]
     unstable = [line for _, s, decided in members for line in unstable_sentences(s, decided)]
     if number == "3.1":
         pairs = [(s, decided) for _, s, decided in members]
@@ -269,37 +269,36 @@ def change_answer(study: Study, verdicts: Verdicts, pairs: list[Summarised]) -> 
         return f"{effects_answer(study, _setting(study), alpha)} Budget check: {check}."
     if study.kind.confirms():
         studies = [s for s, _ in pairs]
-        best = best_point_sentence(study, summary, studies)
+        best = best_point_sentence(study, verdicts, studies)
         source = design_of(study, studies)
         check = check_phrase(source, _table_of(source, pairs)) if source is not None else None
         budget = f" Budget check of the design: {check}." if check else ""
-        return confirm_answer(study, summary, alpha) + (f" {best}" if best else "") + budget
+        return confirm_answer(study, verdicts) + (f" {best}" if best else "") + budget
     return verdict_sentences(study, verdicts)
 
 
-def confirm_answer(study: Study, summary: pd.DataFrame, alpha: float) -> str:
+def confirm_answer(study: Study, verdicts: Verdicts) -> str:
     """'The recommended network (activation=gelu) ... against the reference configuration'."""
-    base = baseline_row(study, summary)
-    arms = summary[summary["verdict"].notna()]
-    if base is None or arms.empty:
+    arms = [a for a in verdicts.compared if a.comparison is not None]
+    base = verdicts.control_of(arms[0]) if arms else None
+    if base is None:
         return f"{_setting(study)}: the confirmation has no usable runs of both arms."
-    arm = arms.iloc[0]
-    changed = ", ".join(f"{f}={arm[f]}" for f in study.factors)
+    arm, c = arms[0], arms[0].comparison
     means = (
-        f"{pct(arm['mean'])} against {pct(base['mean'])} for the reference configuration "
-        f"({counted(arm)} each, fresh seeds; {interval(arm, alpha)})"
+        f"{pct(arm.mean)} against {pct(base.mean)} for the reference configuration "
+        f"({counted(arm)} each, fresh seeds; {interval(arm, verdicts.alpha)})"
     )
-    if arm["verdict"] in DECIDED:
-        gain = "gains" if arm["diff"] > 0 else "loses"
+    if arm.verdict in DECIDED:
+        gain = "gains" if c.diff > 0 else "loses"
         return (
             f"Confirmed by runs on {_setting(study)}: the network the main effects recommend "
-            f"({changed}, every other factor at its low level) {gain} "
-            f"{100 * abs(arm['diff']):.2f} points: {means}."
+            f"({arm.label}, every other factor at its low level) {gain} "
+            f"{100 * abs(c.diff):.2f} points: {means}."
         )
     return (
         f"Not confirmed on {_setting(study)}: the network the main effects recommend "
-        f"({changed}) reached {means}; no clear difference (a true gain of "
-        f"{100 * arm['detectable']:.2f} points would have been found {POWER} of the time)."
+        f"({arm.label}) reached {means}; no clear difference (a true gain of "
+        f"{100 * c.detectable:.2f} points would have been found {POWER} of the time)."
     )
 
 
@@ -318,7 +317,7 @@ def _table_of(study: Study, pairs: list[Summarised]) -> pd.DataFrame:
     return next(verdicts.table for s, verdicts in pairs if s is study)
 
 
-def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
+def single_run_answer(study: Study, verdicts: Verdicts) -> str:
     """'LeNet5 reached 99.32% ... (one run, seed 0; budget; 77 s of training on the cpu).'"""
     usable = study.runs[study.runs["status"] == USABLE]
     if usable.empty:
@@ -329,7 +328,7 @@ def single_run_answer(study: Study, summary: pd.DataFrame) -> str:
     run = usable.iloc[0]
     seed = flatten(run["config"]).get("seed")
     times = usable["train_seconds"].astype(float)
-    who = f"one run, seed {seed}" if len(usable) == 1 else counted(summary.iloc[0])
+    who = f"one run, seed {seed}" if len(usable) == 1 else counted(verdicts.arms[0])
     network = network_name(study)
     images = run.get("test_images")
     on = f" on the {int(images):,} test images" if pd.notna(images) else ""
@@ -377,14 +376,11 @@ def pooling_answer(members: list[Summarised]) -> list[str]:
 def pooling_verdicts(study: Study, verdicts: Verdicts) -> list[str]:
     """Each compared arm's verdict against the baseline in one sentence with its numbers; none
     without a baseline or an arm to compare."""
-    summary = verdicts.table
-    base = baseline_row(study, summary)
-    if base is None:
-        return []
     setting = _setting(study)
     return [
         _pooling_sentence(study, base, arm, setting, verdicts.alpha)
-        for _, arm in summary[summary["verdict"].notna()].iterrows()
+        for arm in verdicts.compared
+        if (base := verdicts.control_of(arm)) is not None
     ]
 
 
@@ -393,24 +389,24 @@ def side_by_side(members: list[Summarised]) -> pd.DataFrame:
     its interval, the verdict and what the runs could have detected."""
     rows = []
     for study, verdicts in members:
-        summary = verdicts.table
-        base = baseline_row(study, summary)
-        if base is None:
-            continue
-        factor = next(iter(study.baseline))
-        for _, arm in summary[summary["verdict"].notna()].iterrows():
+        factor = next(iter(study.baseline), None)
+        for arm in verdicts.compared:
+            base = verdicts.control_of(arm)
+            if base is None:
+                continue
+            c = arm.comparison
             rows.append(
                 {
                     "setting": _setting(study),
-                    f"{factor}={base[factor]} %": f"{100 * base['mean']:.2f}",
-                    "arm": f"{factor}={arm[factor]}",
-                    "arm %": f"{100 * arm['mean']:.2f}",
-                    "difference (points)": f"{100 * arm['diff']:+.2f}",
-                    "95% CI": _points(arm["ci_low"], arm["ci_high"]),
-                    "interval": INTERVAL_KINDS.get(arm["correction"], ""),
-                    "verdict": arm["verdict"],
-                    "seeds": int(arm["n"]),
-                    f"detectable at {POWER} power (points)": _number(arm["detectable"]),
+                    f"{factor}={base.levels[factor]} %": f"{100 * base.mean:.2f}",
+                    "arm": f"{factor}={arm.levels[factor]}",
+                    "arm %": f"{100 * arm.mean:.2f}" if arm.n else "—",
+                    "difference (points)": f"{100 * c.diff:+.2f}" if c else "—",
+                    "95% CI": _points(c.ci_low, c.ci_high) if c else "—",
+                    "interval": INTERVAL_KINDS.get(c.correction, "") if c else "",
+                    "verdict": arm.words,
+                    "seeds": arm.n,
+                    f"detectable at {POWER} power (points)": _number(c.detectable) if c else "—",
                 }
             )
     return pd.DataFrame(rows)
@@ -424,25 +420,23 @@ def _number(points: float) -> str:
     return f"{100 * points:.2f}" if pd.notna(points) else "—"
 
 
-def _pooling_sentence(study, base: pd.Series, arm: pd.Series, setting: str, alpha: float) -> str:
+def _pooling_sentence(study, base: Arm, arm: Arm, setting: str, alpha: float) -> str:
     factor = next(iter(study.baseline))
-    means = (
-        f"{factor}={arm[factor]} {pct(arm['mean'])} against {factor}={base[factor]} "
-        f"{pct(base['mean'])} ({counted(arm)} each"
-    )
-    if arm["verdict"] in DECIDED:
-        verdict = f"{factor}={arm[factor]} is {arm['verdict']}"
+    mine, theirs = f"{factor}={arm.levels[factor]}", f"{factor}={base.levels[factor]}"
+    reached = pct(arm.mean) if arm.n else f"no usable run of {arm.runs}"
+    means = f"{mine} {reached} against {theirs} {pct(base.mean)} ({counted(arm)} each"
+    if arm.verdict in DECIDED:
+        return f"On {setting}: {mine} is {arm.words}: {means}; {interval(arm, alpha)})."
+    if arm.verdict == EQUIVALENT:
+        verdict = f"{mine} is {arm.words} of {theirs}"
         return f"On {setting}: {verdict}: {means}; {interval(arm, alpha)})."
-    if str(arm["verdict"]).startswith(EQUIVALENT):
-        verdict = f"{factor}={arm[factor]} is {arm['verdict']} of {factor}={base[factor]}"
-        return f"On {setting}: {verdict}: {means}; {interval(arm, alpha)})."
-    if arm["verdict"] == UNCLEAR:
+    if arm.verdict == UNCLEAR:
         return (
             f"On {setting}: no clear difference: {means}; {interval(arm, alpha)}; a true "
-            f"difference of {100 * arm['detectable']:.2f} points would have been found {POWER} "
-            "of the time)."
+            f"difference of {100 * arm.comparison.detectable:.2f} points would have been "
+            f"found {POWER} of the time)."
         )
-    return f"On {setting}: {arm['verdict']}: {means})."
+    return f"On {setting}: {arm.words}: {means})."
 
 
 def _setting(study: Study) -> str:

@@ -9,6 +9,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -104,18 +105,95 @@ class Family:
     contexts: int  # the study's level is split evenly between this many families
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One combination of the swept levels, typed: its runs (how many, how many are in its
+    values and why the others are not), the values over seeds at its budget and, for an arm
+    compared with its baseline, the comparison and the verdict (None for the baseline)."""
+
+    levels: dict[str, Any]
+    label: str  # 'pool=avg', the levels as the report names them
+    runs: int  # of every status
+    n: int  # usable runs: the seeds in `values`
+    left_out: dict[str, int]  # runs not in the values, by why: {"diverged": 1}
+    values: tuple[float, ...]
+    mean: float
+    epochs: str  # the budget its runs trained at: "4", or "4, 8" where they differ
+    verdict: Verdict | None = None
+    margin: float | None = None  # points: an equivalent arm's margin
+    comparison: stats.Comparison | None = None
+    decided_at: str | None = None  # '7 seeds, look 3': where a deciding sweep's rounds decided
+
+    @property
+    def words(self) -> str:
+        """Its verdict as the tables and sentences say it ('equivalent within ±0.2 points')."""
+        if self.verdict == EQUIVALENT and self.margin is not None:
+            return equivalent_within(self.margin)
+        return str(self.verdict or "")
+
+
 @dataclass
 class Verdicts:
     """A study's arms against its baseline (summarise): `table`, one row per combination of
     the swept levels (run counts, the values over seeds, the comparison and the verdict), and
     how they were decided: the level, the correction, each context's family and, where a
-    deciding sweep's rounds decided them, its record (decide.json)."""
+    deciding sweep's rounds decided them, its record (decide.json). `arms` are the same rows
+    typed, for the report's sentences; the table is for tables and CSV files."""
 
     table: pd.DataFrame
     alpha: float = stats.ALPHA
     method: str = stats.METHOD
     families: list[Family] = field(default_factory=list)
     decided: dict | None = None
+    baseline: dict[str, Any] = field(default_factory=dict)  # the study's baseline levels
+    factors: list[str] = field(default_factory=list)  # the study's swept keys
+
+    @cached_property
+    def arms(self) -> list[Arm]:
+        """Every row of the table as an Arm, in its order."""
+        return [self._arm(row) for _, row in self.table.iterrows()]
+
+    @property
+    def compared(self) -> list[Arm]:
+        """The arms compared with a baseline (those with a verdict)."""
+        return [arm for arm in self.arms if arm.verdict is not None]
+
+    def control_of(self, arm: Arm) -> Arm | None:
+        """The baseline arm `arm` was compared with: the baseline's levels in its context."""
+        wanted = {**arm.levels, **self.baseline}  # in the arm's context
+        found = (a for a in self.arms if all(str(a.levels[f]) == str(v) for f, v in wanted.items()))
+        return next(found, None)
+
+    def _arm(self, row: pd.Series) -> Arm:
+        verdict, margin = _typed_verdict(row.get("verdict"))
+        compared = verdict is not None and pd.notna(row.get("diff"))
+        comparison = None
+        if compared:
+            fields_ = {k: row.get(k) for k in stats.Comparison.__dataclass_fields__}
+            comparison = stats.Comparison(**fields_)
+        decided_at = row.get("decided_at")
+        return Arm(
+            levels={f: row[f] for f in self.factors},
+            label=", ".join(f"{f}={row[f]}" for f in self.factors),
+            runs=int(row["runs"]),
+            n=int(row["n"]),
+            left_out={c: int(row[c]) for c in list(COUNT_COLUMNS.values())[1:] if row[c]},
+            values=tuple(row["values"]),
+            mean=float(row["mean"]),
+            epochs=str(row.get("budget_epochs", "")),
+            verdict=verdict,
+            margin=margin,
+            comparison=comparison,
+            decided_at=decided_at if isinstance(decided_at, str) else None,
+        )
+
+
+def _typed_verdict(cell: Any) -> tuple[Verdict | None, float | None]:
+    """A table's verdict cell as the enum and, for an equivalent arm, its margin."""
+    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+        return None, None
+    margin = margin_of(cell)
+    return (EQUIVALENT, margin) if margin is not None else (Verdict(cell), None)
 
 
 def summarise(
@@ -145,11 +223,12 @@ def summarise(
                 "std": np.std(values, ddof=1) if len(values) > 1 else math.nan,
                 "values": values,
                 "value_seeds": seeds,
+                "budget_epochs": _joined(usable["epochs"]) if "epochs" in usable else "",
                 **means,
             }
         )
     table, families = compare(study, pd.DataFrame(rows), alpha, method)
-    verdicts = Verdicts(table, alpha, method, families)
+    verdicts = Verdicts(table, alpha, method, families, None, study.baseline, study.factors)
     fix = "run the deciding sweep again (it rewrites the file from its runs)"
     decided = read_json(study.root / DECIDE_FILE, fix)
     if decided:
