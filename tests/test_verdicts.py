@@ -24,6 +24,7 @@ from cnnexp.report.verdicts import (
     UNCLEAR,
     WORSE,
     Verdict,
+    as_decided,
     summarise,
     within_run_pairs,
 )
@@ -112,6 +113,19 @@ def test_each_arm_is_typed_with_its_levels_values_comparison_verdict_and_budget(
     assert control.levels == {"arch": "baseline"} and control.verdict is None
     assert control.mean == pytest.approx(0.90)
     assert [a.label for a in verdicts.arms] == ["arch=baseline", "arch=wide", "arch=same_ish"]
+
+
+def test_an_arm_a_deciding_sweep_left_open_says_so_and_not_a_planned_power():
+    groups = {"baseline": planted(0.90, 0.004, 3, 0), "wide": planted(0.901, 0.004, 3, 1)}
+    s = study(groups)
+    record = {"margin_points": 0.2, "arms": {"wide": {
+        "overrides": ["arch=wide"], "verdict": "open", "seeds": 3, "look": 4, "diff": 0.001,
+        "ci_low": -0.01, "ci_high": 0.012, "level": 0.01, "df": 4.0}}}  # fmt: skip
+    verdicts = as_decided(summarise(s), record)
+    (arm,) = verdicts.compared
+    assert arm.verdict is Verdict.UNCLEAR and arm.decided_at == "3 seeds, look 4"
+    (line,) = answers(s, verdicts)
+    assert "still open at the sweep's cap" in line and "nan" not in line
 
 
 def test_two_arms_with_identical_runs_are_never_called():

@@ -168,7 +168,7 @@ def _answer(study: Study, verdicts: Verdicts, arm: Arm) -> str:
         return f"{said}: {arm.verdict} — {gap} ({numbers})."
     if arm.verdict == EQUIVALENT:
         return f"{said}: {arm.words} of {base} ({numbers})."
-    detectable = detectable_phrase(arm.comparison.detectable)
+    detectable = could_find(arm.comparison)
     return f"{said}: no clear difference from {base} ({numbers}); {detectable}."
 
 
@@ -199,7 +199,9 @@ def unstable_phrase(run: Unstable) -> str:
 def changed_without(verdicts: Verdicts, again: Verdicts) -> str:
     """The verdicts that differ without the run, with their numbers; or that none does."""
     changed = [
-        f"{after.label} {after.words}, {interval(after, again.alpha)} ({counted(after)})"
+        f"{after.label} {after.words}, "
+        + (f"{interval(after, again.alpha)} " if after.comparison else "")
+        + f"({counted(after)})"
         for before, after in zip(verdicts.arms, again.arms, strict=True)
         if before.verdict is not None and after.words != before.words
     ]
@@ -211,6 +213,17 @@ def changed_without(verdicts: Verdicts, again: Verdicts) -> str:
 def _span(values) -> str:
     low, high = min(values), max(values)
     return pct(low) if low == high else f"{pct(low)}-{pct(high)}"
+
+
+STILL_OPEN = "still open at the sweep's cap: more seeds, or a wider margin, would decide"
+
+
+def could_find(comparison: stats.Comparison) -> str:
+    """What an unclear comparison's runs could have found; a deciding sweep's open arm (no
+    fixed-sample power to state) is still open at its cap."""
+    if pd.isna(comparison.detectable):
+        return STILL_OPEN
+    return detectable_phrase(comparison.detectable)
 
 
 def detectable_phrase(value: float) -> str:
@@ -450,7 +463,7 @@ def _undecided_sentences(by: dict[str, list[Arm]]) -> list[str]:
             f"; with these runs a true difference of {size} points would be found {POWER} of "
             "the time"
             if pd.notna(low)
-            else " (still open at the sweep's cap: more seeds, or a wider margin, would decide)"
+            else f" ({STILL_OPEN})"
         )
         said.append(f"No clear difference: {', '.join(a.label for a in by[UNCLEAR])}{found}.")
     if DID_NOT_TRAIN in by:

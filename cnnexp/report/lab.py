@@ -17,6 +17,7 @@ from cnnexp.report import ladder
 from cnnexp.report.agreement import agreements, sentence
 from cnnexp.report.answers import (
     POWER,
+    could_find,
     counted,
     interval,
     pct,
@@ -432,9 +433,8 @@ def _pooling_sentence(study, base: Arm, arm: Arm, setting: str, alpha: float) ->
         return f"On {setting}: {verdict}: {means}; {interval(arm, alpha)})."
     if arm.verdict == UNCLEAR:
         return (
-            f"On {setting}: no clear difference: {means}; {interval(arm, alpha)}; a true "
-            f"difference of {100 * arm.comparison.detectable:.2f} points would have been "
-            f"found {POWER} of the time)."
+            f"On {setting}: no clear difference: {means}; {interval(arm, alpha)}; "
+            f"{could_find(arm.comparison)})."
         )
     return f"On {setting}: {arm.words}: {means})."
 
