@@ -274,17 +274,7 @@ def build_report(
     doc = Document(out)
     doc.heading(1, title)
     verdicts = [summarise(study, alpha=alpha, method=method) for study in studies]
-    how = (
-        "in rounds, the level spent over the looks"
-        if all(v.decided for v in verdicts)
-        else f"{method}'s correction"
-    )
-    doc.para(
-        f"Made {time.strftime('%Y-%m-%d %H:%M')} by `python -m cnnexp.report` from "
-        + ", ".join(map(shown_path, paths))
-        + f". Each verdict holds at {100 * (1 - alpha):.0f}% confidence for all of its "
-        f"study's comparisons together ({how}; see family-wise in the glossary)."
-    )
+    doc.para(made_line(paths, verdicts, alpha, method))
     taken = take_shots(studies, out / "figures") if tensorboard else {}
     evidence = []
     if lab_order:
@@ -308,12 +298,7 @@ def build_report(
         lab.add_evidence(doc, evidence)
     add_appendix(doc, studies)
     add_glossary(doc)
-    pd.concat([table_of_runs(s) for s in studies]).to_csv(out / "runs.csv", index=False)
-    summary = pd.concat(
-        [v.table.assign(study=s.name) for v, s in zip(verdicts, studies, strict=True)]
-    )
-    summary["values"] = summary["values"].map(lambda v: " ".join(f"{x:.6g}" for x in v))
-    summary.to_csv(out / "summary.csv", index=False)
+    write_tables(studies, verdicts, out)
     (out / "report.md").write_text(doc.markdown())
     (out / "report.html").write_text(doc.html(title))
     return out / "report.md"
@@ -456,3 +441,29 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"wrote {report} and {report.with_suffix('.html')}")
     return 0
+
+
+def made_line(paths: list[Path], verdicts: list[Verdicts], alpha: float, method: str) -> str:
+    """When and from which folders the report was made, and the level its verdicts hold at."""
+    how = (
+        "in rounds, the level spent over the looks"
+        if all(v.decided for v in verdicts)
+        else f"{method}'s correction"
+    )
+    return (
+        f"Made {time.strftime('%Y-%m-%d %H:%M')} by `python -m cnnexp.report` from "
+        + ", ".join(map(shown_path, paths))
+        + f". Each verdict holds at {100 * (1 - alpha):.0f}% confidence for all of its "
+        f"study's comparisons together ({how}; see family-wise in the glossary)."
+    )
+
+
+def write_tables(studies: list[Study], verdicts: list[Verdicts], out: Path) -> None:
+    """runs.csv (every run, with its config and curves) and summary.csv (every arm's verdict),
+    the tables a later `--tables` report is made from."""
+    pd.concat([table_of_runs(s) for s in studies]).to_csv(out / "runs.csv", index=False)
+    summary = pd.concat(
+        [v.table.assign(study=s.name) for v, s in zip(verdicts, studies, strict=True)]
+    )
+    summary["values"] = summary["values"].map(lambda v: " ".join(f"{x:.6g}" for x in v))
+    summary.to_csv(out / "summary.csv", index=False)

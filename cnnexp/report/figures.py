@@ -65,32 +65,10 @@ def curves_figure(
         levels = dict(zip(factors, _tuple(name), strict=True))
         is_base = bool(baseline) and all(str(levels.get(f)) == v for f, v in baseline.items())
         colour, line = (BASELINE_STYLE["color"], "-") if is_base else next(style)
-        mean_std = (scale * group.groupby("epoch")[key].agg(["mean", "std"])).fillna(0.0)
-        ax.plot(
-            mean_std.index,
-            mean_std["mean"],
-            color=colour,
-            ls=line,
-            lw=BASELINE_STYLE["lw"] if is_base else 1.4,
-            zorder=BASELINE_STYLE["zorder"] if is_base else 2,
-            marker="o",
-            ms=3,
-            label=(label + " (baseline)" if is_base else label) or "all runs",
-        )
+        _curve(ax, group, key, scale, colour, line, is_base, label)
         if marks is not None and len(marks):
             _mark(ax, marks[matching(marks, levels)] if levels else marks, key, scale, colour)
-        if group["run"].nunique() > 1:
-            low, high = mean_std["mean"] - mean_std["std"], mean_std["mean"] + mean_std["std"]
-            low = low.clip(lower=0.0) if bounded else low.clip(lower=mean_std["mean"].min() / 10)
-            high = high.clip(upper=100.0) if bounded else high
-            ax.fill_between(mean_std.index, low, high, color=colour, alpha=0.10)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    name = key.replace("_", " ").replace(" acc", " accuracy")
-    if "loss" in key:
-        ax.set_yscale("log")
-    ax.set_ylabel(name + (" (%)" if bounded else "") + (" (log scale)" if "loss" in key else ""))
-    ax.grid(alpha=0.3)
+    _curve_axes(ax, key, bounded)
     if marks is not None and len(marks) and not factors:
         ax.legend(fontsize=8, loc="lower right")
     if factors and below:
@@ -98,6 +76,40 @@ def curves_figure(
     elif factors:
         fig.legend(loc="outside right upper", fontsize=7, ncol=2 if len(groups) > 14 else 1)
     return _save(fig, path)
+
+
+def _curve(ax, group: pd.DataFrame, key: str, scale: float, colour, line, is_base, label) -> None:
+    """One group's mean line over its seeds, with a +-1 std band where it has several runs
+    (clipped to 0-100% for accuracies, above zero for the log-scaled losses)."""
+    mean_std = (scale * group.groupby("epoch")[key].agg(["mean", "std"])).fillna(0.0)
+    ax.plot(
+        mean_std.index,
+        mean_std["mean"],
+        color=colour,
+        ls=line,
+        lw=BASELINE_STYLE["lw"] if is_base else 1.4,
+        zorder=BASELINE_STYLE["zorder"] if is_base else 2,
+        marker="o",
+        ms=3,
+        label=(label + " (baseline)" if is_base else label) or "all runs",
+    )
+    if group["run"].nunique() > 1:
+        bounded = scale == 100.0
+        low, high = mean_std["mean"] - mean_std["std"], mean_std["mean"] + mean_std["std"]
+        low = low.clip(lower=0.0) if bounded else low.clip(lower=mean_std["mean"].min() / 10)
+        high = high.clip(upper=100.0) if bounded else high
+        ax.fill_between(mean_std.index, low, high, color=colour, alpha=0.10)
+
+
+def _curve_axes(ax, key: str, bounded: bool) -> None:
+    """Whole epochs, the metric named in words, losses on a log scale."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    name = key.replace("_", " ").replace(" acc", " accuracy")
+    if "loss" in key:
+        ax.set_yscale("log")
+    ax.set_ylabel(name + (" (%)" if bounded else "") + (" (log scale)" if "loss" in key else ""))
+    ax.grid(alpha=0.3)
 
 
 MARK_LABEL = "last epoch with test-time augmentation"
