@@ -14,7 +14,7 @@ from typing import Any
 
 from cnnexp import stats
 from cnnexp.errors import DamagedFileError
-from cnnexp.schema import COMPLETED, DECIDE_FILE, chance_reason, read_record
+from cnnexp.schema import ACC, COMPLETED, DECIDE_FILE, chance_reason, read_record
 from cnnexp.sequential import DID_NOT_TRAIN, Deciding
 from cnnexp.studies import Study, key_value
 
@@ -125,7 +125,7 @@ def accuracy(result: Any) -> float | None:
         return None
     if record is None or record.status != COMPLETED or chance_reason(record):
         return None
-    value = record.final("test_acc")
+    value = record.final(ACC)
     return None if value is None else float(value)
 
 

@@ -285,8 +285,12 @@ def headings() -> dict[str, str]:
     return {**finals, **own}
 
 
-# The headline numbers the report decides on, by their metrics.json keys (final_<Epoch field>).
+# The per-epoch metrics read by name (Epoch's fields, in each epoch of a run's history), and
+# the headline numbers the report decides on, by their metrics.json keys (final_<Epoch field>).
+ACC, LOSS = "test_acc", "train_loss"
 TEST_ACC, TRAIN_LOSS, VAL_ACC = "final_test_acc", "final_train_loss", "final_val_acc"
+assert {ACC, LOSS} <= {f.name for f in fields(Epoch)}, "an epoch's metric was renamed"
+assert (TEST_ACC, TRAIN_LOSS) == (FINAL + ACC, FINAL + LOSS), "the headline names its epoch's"
 assert {TEST_ACC, TRAIN_LOSS, VAL_ACC} <= set(headline_columns()), "a headline key was renamed"
 
 
@@ -336,7 +340,7 @@ def chance_reason(record: Run | dict[str, Any]) -> str | None:
     test accuracy no better than always answering the most frequent test class, or a final
     training loss near ln(classes), the loss of a network that outputs the same for all."""
     run = record if isinstance(record, Run) else Run.from_json(record)
-    acc, loss = run.final("test_acc"), run.final("train_loss")
+    acc, loss = run.final(ACC), run.final(LOSS)
     counts = run.test_class_counts or [sum(row) for row in run.confusion_matrix or []]
     classes = len(counts) or len(run.class_names or []) or None
     if acc is None or not classes:

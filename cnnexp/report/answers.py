@@ -65,7 +65,7 @@ def add_answers(doc: Document, study: Study, verdicts: Verdicts) -> None:
             doc.para(method_sentence(study, family, alpha))
     doc.bullets(found + unstable_sentences(study, verdicts))
     for family in [] if verdicts.decided else verdicts.families:
-        planned = plan(verdicts.table, family)
+        planned = plan(verdicts, family)
         if planned is not None:
             doc.para(plan_sentence(planned))
     if pairs:
@@ -177,7 +177,7 @@ def unstable_sentences(study: Study, verdicts: Verdicts) -> list[str]:
     verdicts that change without it (it stays in the numbers: nothing is dropped silently)."""
     alpha = verdicts.alpha
     said = []
-    for run in unstable_runs(study, verdicts.table, alpha):
+    for run in unstable_runs(study, verdicts):
         again = without_run(study, run.index, alpha, verdicts.method)
         said.append(f"{unstable_phrase(run)} {changed_without(verdicts, again)}")
     return said
@@ -447,7 +447,7 @@ def verdict_sentences(study: Study, verdicts: Verdicts) -> str:
     if verdicts.decided:
         said.append(DECIDED_IN_ROUNDS)
     said += _undecided_sentences(by)
-    said.append(f"Budget check: {check_phrase(study, verdicts.table)}.")
+    said.append(f"Budget check: {check_phrase(study, verdicts)}.")
     return " ".join(said)
 
 

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pandas as pd
-
 from cnnexp import stats
 from cnnexp.report.document import Document
-from cnnexp.report.runs import Study, experiment_of, label
+from cnnexp.report.runs import Study, experiment_of
 from cnnexp.report.verdicts import (
     BudgetCheck,
     BudgetEffect,
-    baseline_row,
+    Verdicts,
     budget_check,
     budget_effects,
 )
@@ -25,20 +23,20 @@ def seeds_phrase(n: int) -> str:
     return f"mean of {n} seeds" if n > 1 else "one run"
 
 
-def add_baseline_check(doc: Document, study: Study, summary: pd.DataFrame, alpha: float) -> None:
+def add_baseline_check(doc: Document, study: Study, verdicts: Verdicts) -> None:
     """Whether the baseline reached the accuracy its config states, and what twice the epochs
     gave it."""
-    row = baseline_row(study, summary) if not summary.empty else None
-    if row is None:
+    arm, alpha = verdicts.baseline_arm(study.baseline), verdicts.alpha
+    if arm is None:
         return
     stated = study.kind.baseline_reaches
-    text = f"The baseline ({label(study, row)}) reached {100 * row['mean']:.2f}% "
-    text += f"({seeds_phrase(int(row['n']))})"
+    text = f"The baseline ({arm.label or study.name}) reached {100 * arm.mean:.2f}% "
+    text += f"({seeds_phrase(arm.n)})"
     if stated is not None:
-        met = "met" if row["mean"] >= float(stated) else "NOT met"
+        met = "met" if arm.mean >= float(stated) else "NOT met"
         text += f"; its study states at least {100 * float(stated):.1f}%: {met}"
     doc.heading(3, "Baseline check")
-    doc.bullets([text + ". " + convergence(study, budget_check(study, summary, alpha), alpha)])
+    doc.bullets([text + ". " + convergence(study, budget_check(study, verdicts), alpha)])
     add_budget_effects(doc, study, alpha)
 
 
@@ -136,10 +134,10 @@ def reference_study(study: Study) -> Study:
     return replace(study, baseline={k: v for k, v in levels.items() if k in study.factors})
 
 
-def check_phrase(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA) -> str:
+def check_phrase(study: Study, verdicts: Verdicts) -> str:
     """What the budget check found, in a phrase to stand beside a verdict."""
-    study = reference_study(study)
-    check = budget_check(study, summary, alpha) if study.baseline else None
+    study, alpha = reference_study(study), verdicts.alpha
+    check = budget_check(study, verdicts) if study.baseline else None
     if check is None:
         return "convergence not checked (no budget check among these runs)"
     c = check.comparison

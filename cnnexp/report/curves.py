@@ -22,7 +22,7 @@ from cnnexp.report.runs import (
     or_warn,
     system_log,
 )
-from cnnexp.schema import NVIDIA_SMI, without_key
+from cnnexp.schema import ACC, LOSS, NVIDIA_SMI, without_key
 
 NO_TTA = without_key("tta")  # a run's last test accuracy without test-time augmentation
 
@@ -49,7 +49,7 @@ def time_to(history: list[dict[str, Any]], target: float) -> float | None:
     seconds = 0.0
     for row in history:
         seconds += row["train_seconds"]
-        if row["test_acc"] >= target:
+        if row[ACC] >= target:
             return seconds
     return None
 
@@ -57,7 +57,7 @@ def time_to(history: list[dict[str, Any]], target: float) -> float | None:
 def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
     """Per level: mean test accuracy and training loss after each of the first epochs, and
     the mean training seconds of an epoch."""
-    acc, loss = curves(study, "test_acc"), curves(study, "train_loss")
+    acc, loss = curves(study, ACC), curves(study, LOSS)
     seconds = curves(study, "train_seconds")
     if acc.empty or not study.factors:
         return pd.DataFrame()
@@ -66,9 +66,9 @@ def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
         levels = dict(zip(study.factors, as_tuple(level), strict=True))
         row, mask = dict(levels), matching(loss, levels)
         for e in range(1, epochs + 1):
-            mean_acc = part[part.epoch == e].test_acc.mean()
+            mean_acc = part[part.epoch == e][ACC].mean()
             row[f"test acc % after epoch {e}"] = round(100 * mean_acc, 2)
-            mean_loss = loss[mask & (loss.epoch == e)].train_loss.mean()
+            mean_loss = loss[mask & (loss.epoch == e)][LOSS].mean()
             row[f"train loss after epoch {e}"] = round(mean_loss, 4)
         row["train s / epoch"] = round(seconds[matching(seconds, levels)].train_seconds.mean(), 2)
         rows.append(row)
@@ -76,8 +76,8 @@ def first_epochs(study: Study, epochs: int = 3) -> pd.DataFrame:
 
 
 CURVES = {
-    "test_acc": "test accuracy per epoch",
-    "train_loss": "training loss per epoch",
+    ACC: "test accuracy per epoch",
+    LOSS: "training loss per epoch",
     "test_loss": "test loss per epoch",
 }
 
@@ -89,7 +89,7 @@ def add_curves(doc: Document, study: Study, tag: str, keys: tuple[str, ...] = tu
         if frame.empty:
             continue
         marks = None
-        if key == "test_acc":
+        if key == ACC:
             frame, marks = tta_apart(study, frame)
         path = doc.out / "figures" / f"{tag}-{key}.png"
         figures.curves_figure(frame, study.factors, key, path, study.baseline, marks)
@@ -120,7 +120,7 @@ def tta_apart(study: Study, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
         return frame, None
     marks = frame[apart].copy()
     frame = frame.copy()
-    frame.loc[apart, "test_acc"] = replaced[apart]
+    frame.loc[apart, ACC] = replaced[apart]
     return frame, marks
 
 

@@ -16,7 +16,7 @@ from cnnexp.report.document import Document
 from cnnexp.report.network import build_from_config, counts_sentence
 from cnnexp.report.recipe import in_words
 from cnnexp.report.runs import REPLICATE, USABLE, Study, or_warn
-from cnnexp.schema import TEST_ACC, read_record
+from cnnexp.schema import ACC, TEST_ACC, read_record
 
 SCALARS, IMAGES = "TensorBoard's Scalars page", "TensorBoard's Images page"  # shots' captions
 HOW_SURE = (
@@ -52,7 +52,7 @@ def add_network_answer(
     doc.table(seeds_table(usable), as_text=True)
     if said := tta_sentence(usable):
         doc.para(said)
-    add_curves(doc, study, f"{tag}-main", keys=("test_acc",))
+    add_curves(doc, study, f"{tag}-main", keys=(ACC,))
     for path, caption in shots:
         if caption.startswith(SCALARS):
             doc.image(path, caption)

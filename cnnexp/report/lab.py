@@ -262,17 +262,17 @@ def answer(
 def change_answer(study: Study, verdicts: Verdicts, pairs: list[Summarised]) -> str:
     """3.2 from one study: a factorial's main effects, a confirmation's measured gain of the
     network the effects recommend, or a one-factor study's verdicts."""
-    alpha, summary = verdicts.alpha, verdicts.table
+    alpha = verdicts.alpha
     if study.kind.climbs():
         return f"{ladder.answer(study, alpha)} Under {budget_phrase(study)}."
     if study.kind.answers_factors():
-        check = check_phrase(study, summary, alpha)
+        check = check_phrase(study, verdicts)
         return f"{effects_answer(study, _setting(study), alpha)} Budget check: {check}."
     if study.kind.confirms():
         studies = [s for s, _ in pairs]
         best = best_point_sentence(study, verdicts, studies)
         source = design_of(study, studies)
-        check = check_phrase(source, _table_of(source, pairs)) if source is not None else None
+        check = check_phrase(source, _verdicts_of(source, pairs)) if source is not None else None
         budget = f" Budget check of the design: {check}." if check else ""
         return confirm_answer(study, verdicts) + (f" {best}" if best else "") + budget
     return verdict_sentences(study, verdicts)
@@ -309,13 +309,13 @@ def pooling_effects(designs: list[Study], pairs: list[Summarised]) -> list[str]:
     for study in designs:
         effect = pooling_effect(study, _setting(study))
         if effect:
-            check = check_phrase(study, _table_of(study, pairs))
+            check = check_phrase(study, _verdicts_of(study, pairs))
             said.append(f"{effect} Budget check: {check}.")
     return said
 
 
-def _table_of(study: Study, pairs: list[Summarised]) -> pd.DataFrame:
-    return next(verdicts.table for s, verdicts in pairs if s is study)
+def _verdicts_of(study: Study, pairs: list[Summarised]) -> Verdicts:
+    return next(verdicts for s, verdicts in pairs if s is study)
 
 
 def single_run_answer(study: Study, verdicts: Verdicts) -> str:
@@ -369,7 +369,7 @@ def pooling_answer(members: list[Summarised]) -> list[str]:
         if not sentences:
             said.append(f"On {_setting(study)}: no verdict (no baseline or no arm to compare).")
             continue
-        check = check_phrase(study, verdicts.table, verdicts.alpha)
+        check = check_phrase(study, verdicts)
         said += [f"{sentence} Budget check: {check}." for sentence in sentences]
     return said
 

@@ -41,7 +41,7 @@ def add_study(
     if network and len(usable) and usable["config"].iloc[0]:
         add_network(doc, usable["config"].iloc[0])
     add_recipe(doc, study)
-    add_baseline_check(doc, reference_study(study), summary, alpha)
+    add_baseline_check(doc, reference_study(study), verdicts)
     for section in study.kind.report_sections():
         _section(section)(doc, study, tag, alpha)
     add_answers(doc, study, verdicts)

@@ -123,6 +123,7 @@ class Arm:
     margin: float | None = None  # points: an equivalent arm's margin
     comparison: stats.Comparison | None = None
     decided_at: str | None = None  # '7 seeds, look 3': where a deciding sweep's rounds decided
+    seconds: float = float("nan")  # a run's mean wall time (training time where none is kept)
 
     @property
     def words(self) -> str:
@@ -164,6 +165,17 @@ class Verdicts:
         found = (a for a in self.arms if all(str(a.levels[f]) == str(v) for f, v in wanted.items()))
         return next(found, None)
 
+    def baseline_arm(self, baseline: dict[str, Any] | None = None) -> Arm | None:
+        """The first arm with usable runs at the baseline's levels (`baseline`'s where given:
+        a factorial's reference configuration); the first usable arm where there is none."""
+        wanted = self.baseline if baseline is None else baseline
+        found = (
+            a
+            for a in self.arms
+            if a.n > 0 and all(str(a.levels.get(f)) == str(v) for f, v in wanted.items())
+        )
+        return next(found, None)
+
     def _arm(self, row: pd.Series) -> Arm:
         verdict, margin = _typed_verdict(row.get("verdict"))
         compared = verdict is not None and pd.notna(row.get("diff"))
@@ -185,6 +197,7 @@ class Verdicts:
             margin=margin,
             comparison=comparison,
             decided_at=decided_at if isinstance(decided_at, str) else None,
+            seconds=_seconds(row),
         )
 
 
@@ -282,13 +295,6 @@ def is_baseline(study: Study, summary: pd.DataFrame) -> pd.Series:
     if not study.baseline:
         return pd.Series(False, index=summary.index)
     return matching(summary, study.baseline)
-
-
-def baseline_row(study: Study, summary: pd.DataFrame) -> pd.Series | None:
-    """The first baseline row with usable runs (the only row of a study without a baseline)."""
-    rows = summary[is_baseline(study, summary)] if study.baseline else summary
-    rows = rows[rows["n"] > 0]
-    return rows.iloc[0] if len(rows) else None
 
 
 def contexts(study: Study, summary: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
@@ -460,18 +466,20 @@ class Unstable:
     p: float
 
 
-def unstable_runs(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA):
+def unstable_runs(study: Study, verdicts: Verdicts) -> list[Unstable]:
     """The runs out of line with the other seeds of their arm (three seeds or more)."""
     found, tested = [], 0
-    for _, row in summary.iterrows():
-        runs = _usable_runs(study, row)
+    usable = study.runs[study.runs["status"] == USABLE]
+    for arm in verdicts.arms:
+        runs = usable[matching(usable, arm.levels)]
         if len(runs) < 3:
             continue
         values = runs[METRIC].astype(float).to_numpy()
         test = sm.OLS(values, np.ones(len(values))).fit().outlier_test(method="bonf")
         tested += len(values)
         for position, p in enumerate(test[:, 1]):
-            found.append((label(study, row), runs, position, float(p)))
+            found.append((arm.label or study.name, runs, position, float(p)))
+    alpha = verdicts.alpha
     return [
         _unstable(arm, runs, position, min(1.0, p * tested))
         for arm, runs, position, p in found
@@ -556,18 +564,19 @@ class BudgetCheck:
     comparison: stats.Comparison | None
 
 
-def budget_check(study: Study, summary: pd.DataFrame, alpha: float = stats.ALPHA):
-    """The gap the budget check's runs (usable ones) open on the baseline's, or None when the
-    study has no check."""
-    base = baseline_row(study, summary) if study.check is not None else None
+def budget_check(study: Study, verdicts: Verdicts) -> BudgetCheck | None:
+    """The gap the budget check's runs (usable ones) open on the baseline's (`study.baseline`:
+    a factorial's reference configuration, see budget.reference_study), or None when the study
+    has no check."""
+    base = verdicts.baseline_arm(study.baseline) if study.check is not None else None
     if base is None:
         return None
     check = study.check[study.check["status"] == USABLE]
     check = check[matching(check, study.baseline)]  # the baseline's own, of the arms it checks
     values = check[METRIC].astype(float).tolist()
-    test = stats.welch(values, base["values"], alpha) if len(values) > 1 and base["n"] > 1 else None
-    epochs = _joined(_usable_runs(study, base)["epochs"])
-    return BudgetCheck(epochs, _joined(check["epochs"]), int(base["n"]), len(values), test)
+    enough = len(values) > 1 and base.n > 1
+    test = stats.welch(values, list(base.values), verdicts.alpha) if enough else None
+    return BudgetCheck(base.epochs, _joined(check["epochs"]), base.n, len(values), test)
 
 
 @dataclass(frozen=True)
@@ -651,21 +660,33 @@ class Plan:
 TARGETS = (0.01, 0.005)  # 1 and 0.5 points of accuracy
 
 
-def plan(summary: pd.DataFrame, family: Family) -> Plan | None:
+def plan(verdicts: Verdicts, family: Family) -> Plan | None:
     """Where the arms' variances agree (so one standard deviation describes them): the seeds
     per arm that detect 1 and 0.5 points by Welch's test at the level the family's verdicts
     ran at (its first step, for Holm)."""
     variances = family.variances
-    levels = summary.loc[summary["test"] == "welch", "level"].dropna()
-    if not variances.pooled or variances.left_out or levels.empty:
+    levels = [
+        a.comparison.level
+        for a in verdicts.compared
+        if a.comparison is not None and a.comparison.test == "welch" and a.comparison.level > 0
+    ]
+    if not variances.pooled or variances.left_out or not levels:
         return None
-    level = float(levels.min())
-    arms = int((summary["n"] > 0).sum())
-    seconds = summary["wall_seconds_mean"].astype(float)
-    if seconds.isna().all():
-        seconds = summary["train_seconds_mean"].astype(float)
+    level = min(levels)
+    arms = sum(a.n > 0 for a in verdicts.arms)
+    seconds = float(np.nanmean([a.seconds for a in verdicts.arms if a.n > 0]))
     seeds = {t: stats.seeds_needed(variances.sigma, t, level) for t in TARGETS}
-    return Plan(variances.sigma, arms, level, float(seconds.mean()), seeds)
+    return Plan(variances.sigma, arms, level, seconds, seeds)
+
+
+def _seconds(row: pd.Series) -> float:
+    """A summary row's mean wall seconds a run, or its training seconds where no wall time
+    was kept."""
+    for column in ("wall_seconds_mean", "train_seconds_mean"):
+        value = row.get(column)
+        if value is not None and pd.notna(value):
+            return float(value)
+    return float("nan")
 
 
 def _joined(column: pd.Series) -> str:
