@@ -51,6 +51,8 @@ class Decide:
     step: int = 2
     max_seeds: int = 9
     spending: float = RHO
+    margin: float = 0.2  # points of accuracy
+    minutes: float | None = None
 
     def rounds(self) -> Rounds:
         """Its looks and spending; ConfigError naming the keys where they cannot be."""
@@ -58,9 +60,6 @@ class Decide:
             return Rounds(self.first, self.step, self.max_seeds, self.spending)
         except ValueError as err:
             raise ConfigError(f"study.decide: {err}") from None
-
-    margin: float = 0.2  # points of accuracy
-    minutes: float | None = None
 
 
 @dataclass

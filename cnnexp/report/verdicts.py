@@ -674,7 +674,7 @@ def plan(verdicts: Verdicts, family: Family) -> Plan | None:
         return None
     level = min(levels)
     arms = sum(a.n > 0 for a in verdicts.arms)
-    seconds = float(np.nanmean([a.seconds for a in verdicts.arms if a.n > 0]))
+    seconds = float(pd.Series([a.seconds for a in verdicts.arms if a.n > 0], dtype=float).mean())
     seeds = {t: stats.seeds_needed(variances.sigma, t, level) for t in TARGETS}
     return Plan(variances.sigma, arms, level, seconds, seeds)
 
