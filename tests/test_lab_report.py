@@ -18,6 +18,7 @@ from PIL import Image
 from cnnexp.models import build_model
 from cnnexp.report import figures, shots
 from cnnexp.report import main as report_main
+from cnnexp.report.build import add_environments
 from cnnexp.report.document import PAGE_WIDTH, Document, extent
 from cnnexp.report.figures import BASELINE_STYLE
 from cnnexp.report.lab import QUESTIONS
@@ -351,3 +352,21 @@ def test_the_docs_lab_report_is_short_enough_to_grade():
     seen = extent(LAB_REPORT.read_text())
     assert 2000 <= seen.words <= 3500, seen
     assert seen.figures <= 15, seen
+
+
+def test_the_environment_names_the_instruction_sets_the_runs_were_limited_to(tmp_path):
+    """A run made under ATEN_CPU_CAPABILITY=avx2 on a bf16 CPU says so beside its CPU flags:
+    its speed and precision are those of the cap, not of the flags."""
+    run = tmp_path / "0"
+    run.mkdir()
+    caps = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    env = {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512_bf16"], "isa_caps": caps, "gpus": []}
+    (run / "env.json").write_text(json.dumps(env))
+    from cnnexp.report.runs import Study as Runs
+
+    doc = Document(tmp_path)
+    add_environments(doc, [Runs("lenet", tmp_path, pd.DataFrame({"run": [str(run)]}), [])])
+    text = doc.markdown()
+    assert "cpu flags: avx2, avx512_bf16" in text
+    assert "isa caps: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in text
+    assert "gpus: none" in text

@@ -51,6 +51,7 @@ ENV_KEYS = [
     "torch_threads",
     "cpu_bf16",
     "cpu_flags",
+    "isa_caps",  # the instruction sets the runs were limited to (cnnexp.environment)
     "hostname",
     "platform",
     "git_commit",
@@ -185,9 +186,11 @@ def add_environments(doc: Document, studies: list[Study]) -> None:
 
 
 def _env_value(value) -> str:
-    """A key of env.json as text: lists joined, nothing as 'none'."""
-    if value is None or value == [] or value == "":
+    """A key of env.json as text: lists joined, a mapping as KEY=value, nothing as 'none'."""
+    if value is None or value == [] or value == "" or value == {}:
         return "none"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
     return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
@@ -448,7 +451,7 @@ def made_line(paths: list[Path], verdicts: list[Verdicts], alpha: float, method:
     how = (
         "in rounds, the level spent over the looks"
         if all(v.decided for v in verdicts)
-        else f"{method}'s correction"
+        else f"{method.capitalize()}'s correction"
     )
     return (
         f"Made {time.strftime('%Y-%m-%d %H:%M')} by `python -m cnnexp.report` from "
