@@ -66,9 +66,16 @@ class EndOfJob(Callback):
         except CnnexpError as err:  # Hydra turns a callback's exception into a warning
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-        started = _progress(root).get("started", time.time())  # a restarted sweep keeps its start
+        now = time.time()
+        started = _progress(root).get("started", now)  # a restarted sweep keeps its first start
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "command": _command()}
-        state = {"total": sweep_size(config), "started": started, "overrides": jobs, "owner": owner}
+        state = {
+            "total": sweep_size(config),
+            "started": started,
+            "this_start": now,  # its time, not the time it stood stopped
+            "overrides": jobs,
+            "owner": owner,
+        }
         atomic_write_json(state, root / PROGRESS)
         shutil.rmtree(root / LEDGER, ignore_errors=True)  # a restarted sweep notes its jobs anew
 
@@ -88,8 +95,7 @@ class EndOfJob(Callback):
             {NOT_FINISHED: missing}
         )
         counts = ", ".join(f"{n} {status}" for status, n in statuses.most_common())
-        started = _progress(root).get("started")
-        took = f" in {_duration(time.time() - started)}" if started else ""
+        took = _took(_progress(root), time.time())
         print(f"sweep folder: {root} ({counts or 'no jobs'}){took}")
         print(f"report: python -m cnnexp.report {root}")
         if self.lock is not None:
@@ -98,6 +104,18 @@ class EndOfJob(Callback):
         if code:
             print(f"error: {why}; see each job's cnnexp.log", file=sys.stderr)
             sys.exit(code)
+
+
+def _took(progress: dict[str, Any], now: float) -> str:
+    """' in 3 min', since this start; a sweep started again also says when it first started
+    (the time between stood stopped, and is not its time)."""
+    this, first = progress.get("this_start"), progress.get("started")
+    if this is None:
+        return f" in {_duration(now - first)}" if first else ""
+    said = f" in {_duration(now - this)}"
+    if first is not None and this - first > 1:
+        said += f" this time (first started {_duration(now - first)} ago)"
+    return said
 
 
 def take_folder(root: Path, overrides: list[str]) -> FileLock:

@@ -265,6 +265,8 @@ def test_a_sweep_folder_belongs_to_one_sweep(tmp_path):
     again = run_cli("-m", *first, cwd=REPO)  # the same sweep again: it resumes, and counts its own
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"sweep folder: {root} (2 completed)" in again.stdout
+    (end,) = [line for line in again.stdout.splitlines() if line.startswith("sweep folder:")]
+    assert " this time (first started " in end  # its own time, not the time it stood stopped
     assert json.loads((root / PROGRESS).read_text())["owner"]["pid"] != proc.pid
 
 
