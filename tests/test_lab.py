@@ -134,6 +134,16 @@ def test_the_plan_names_each_study_its_runs_and_minutes_and_the_total(capsys):
     assert lines[-1].startswith("  total: 13 runs, about ")
 
 
+def test_a_study_takes_as_long_as_its_jobs_in_order_on_the_free_slots():
+    """Three equal jobs two at a time take two jobs' time (the third runs alone on its one
+    slot), not one and a half; a long job first keeps one slot while the short ones share
+    the other."""
+    assert lab.Planned("ours", "2", [], seconds=[600.0] * 3).minutes(2) == 20.0
+    assert lab.Planned("ours", "2", [], seconds=[600.0] * 4).minutes(2) == 20.0
+    assert lab.Planned("ladder", "3.2", [], seconds=[1800.0, 600, 600, 600]).minutes(2) == 30.0
+    assert lab.Planned("lenet", "1", [], seconds=[60.0] * 3).minutes(1) == 3.0
+
+
 def test_a_lab_folder_refuses_another_commit_or_budget(tmp_path, monkeypatch):
     monkeypatch.setattr(lab, "git_commit", lambda: "abc")
     assert lab.check_commit(tmp_path, "quick", []) is None  # new: recorded
