@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -189,27 +188,35 @@ def test_report_images_keep_their_width_in_chromium(lab):
     assert min(scales) >= 0.7, scales
 
 
+@needs_chromium
+def test_a_long_class_path_or_commit_wraps_on_a_phone(tmp_path):
+    """No sideways scroll at a phone's 390 px for a word longer than the line (a model's class
+    path, a commit hash): the page is as wide as the phone."""
+    doc = Document(tmp_path)
+    doc.para("WhitenedResNet (cnnexp.models.whitened_resnet.WhitenedResNet) on 3 x 32 x 32 inputs")
+    doc.bullets(["git commit: " + "55749f9e22fbae213f11e76997ebccc434ee8062" * 2])
+    (tmp_path / "page.html").write_text(doc.html("t"))
+    assert laid_out(tmp_path / "page.html", 390, "document.documentElement.scrollWidth") == 390
+
+
 def image_scales(page: Path, width: int) -> list[float]:
     """Each image's drawn width over its natural width, as headless Chromium lays the page out."""
-    probe = (
-        "<script>window.addEventListener('load',()=>{document.body.setAttribute('data-scales',"
-        "JSON.stringify([...document.images].map(i=>i.width/i.naturalWidth)))})</script>"
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        copy = Path(folder) / "page.html"
-        copy.write_text(page.read_text().replace("</body>", probe + "</body>"))
-        dom = subprocess.run(
-            [shots.browser(), *shots.FLAGS, f"--user-data-dir={folder}/profile"]
-            + [f"--window-size={width},1000", "--virtual-time-budget=5000", "--dump-dom"]
-            + [copy.as_uri()],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-    found = re.search(r'data-scales="([^"]*)"', dom)
-    assert found, dom[-2000:]
-    return json.loads(found.group(1).replace("&quot;", '"'))
+    return laid_out(page, width, "[...document.images].map(i=>i.width/i.naturalWidth)")
+
+
+def laid_out(page: Path, width: int, expression: str):
+    """What a script `expression` gives once headless Chromium has laid the page out in a
+    window `width` px wide (a JSON value)."""
+    with (
+        tempfile.TemporaryDirectory() as profile,
+        shots.DevTools(shots.browser(), profile) as tools,
+    ):
+        tab = tools.open(width, 1000)
+        tools.load(tab, page.as_uri())
+        answer = tools.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, tab
+        )
+    return answer["result"]["value"]
 
 
 def test_twenty_arms_get_twenty_colours_and_none_is_the_baselines_black():

@@ -69,6 +69,7 @@ PAGE_WIDTH = 1000  # px of the HTML page's text column; figures are drawn to fit
 STYLE = (
     f"body{{font-family:sans-serif;max-width:{PAGE_WIDTH}px;margin:2em auto;padding:0 1em;"
     "line-height:1.45}"
+    "p,li,figcaption{overflow-wrap:anywhere}"  # a class path or a commit hash wraps on a phone
     "table.t{border-collapse:collapse;font-size:12px;margin:0.5em 0}"
     "table.t td,table.t th{border:1px solid #ccc;padding:2px 6px}"
     "details{margin:0.5em 0}summary{cursor:pointer;font-weight:bold}"
