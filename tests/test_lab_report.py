@@ -377,3 +377,14 @@ def test_the_environment_names_the_instruction_sets_the_runs_were_limited_to(tmp
     assert "cpu flags: avx2, avx512_bf16" in text
     assert "isa caps: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in text
     assert "gpus: none" in text
+
+
+def test_a_report_without_tensorboard_pictures_says_why_and_what_takes_them(monkeypatch):
+    from cnnexp.report import evidence
+
+    assert "made without `--tensorboard-shots`" in evidence.why_no_shots(asked=False)
+    monkeypatch.setattr(evidence, "browser", lambda: None)
+    assert "no Chromium was found" in evidence.why_no_shots(asked=True)
+    assert "apt-get install chromium" in evidence.why_no_shots(asked=True)
+    monkeypatch.setattr(evidence, "browser", lambda: "/usr/bin/chromium")
+    assert "taking them failed" in evidence.why_no_shots(asked=True)

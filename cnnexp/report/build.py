@@ -278,7 +278,7 @@ def build_report(
     doc.heading(1, title)
     verdicts = [summarise(study, alpha=alpha, method=method) for study in studies]
     doc.para(made_line(paths, verdicts, alpha, method))
-    taken = take_shots(studies, out / "figures") if tensorboard else {}
+    taken = take_shots(studies, out / "figures") if tensorboard else None  # None: not asked
     evidence = []
     if lab_order:
         evidence = lab.add_questions(doc, studies, verdicts, taken, caveat)
@@ -293,7 +293,7 @@ def build_report(
         doc.bullets(findings(studies, verdicts) + tested)
         for i, (study, decided) in enumerate(zip(studies, verdicts, strict=True)):
             tag = f"{i}-{study.name}".replace("/", "_")
-            add_study(doc, study, decided, tag, shots=taken.get(study.name, []))
+            add_study(doc, study, decided, tag, shots=(taken or {}).get(study.name, []))
         add_environments(doc, studies)
     doc.heading(2, "References")
     doc.bullets(references(studies))

@@ -16,6 +16,7 @@ from cnnexp.report.document import Document
 from cnnexp.report.network import build_from_config, counts_sentence
 from cnnexp.report.recipe import in_words
 from cnnexp.report.runs import REPLICATE, USABLE, Study, or_warn
+from cnnexp.report.shots import INSTALL, browser
 from cnnexp.schema import ACC, TEST_ACC, read_record
 
 SCALARS, IMAGES = "TensorBoard's Scalars page", "TensorBoard's Images page"  # shots' captions
@@ -103,9 +104,11 @@ def tta_sentence(usable: pd.DataFrame) -> str | None:
     )
 
 
-def add_bonuses(doc: Document, studies: list[Study], shots: dict[str, list]) -> None:
+def add_bonuses(
+    doc: Document, studies: list[Study], shots: dict[str, list], asked: bool = True
+) -> None:
     """The lab's extras, each with its evidence or the command that makes it, and the
-    compliance line."""
+    compliance line; `asked`: whether TensorBoard's pages were to be taken."""
     doc.heading(2, "Bonuses and compliance")
     runs = pd.concat([s.runs for s in studies], ignore_index=True)
     doc.bullets(
@@ -127,9 +130,18 @@ def add_bonuses(doc: Document, studies: list[Study], shots: dict[str, list]) -> 
     if not images:
         doc.para(
             "Intermediate layers in TensorBoard: every run writes its feature maps to its "
-            "events (the Images page); this report has no screenshot of the page because no "
-            "Chromium was found when it was made."
+            "events (the Images page); this report has no screenshot of the page: "
+            f"{why_no_shots(asked)}."
         )
+
+
+def why_no_shots(asked: bool) -> str:
+    """Why a report has no picture of TensorBoard's pages, and what takes them."""
+    if not asked:
+        return "it was made without `--tensorboard-shots`, which takes them"
+    if browser() is None:
+        return f"no Chromium was found when it was made ({INSTALL})"
+    return "taking them failed when it was made (the warning it printed says why)"
 
 
 def ddp_line(runs: pd.DataFrame) -> str:

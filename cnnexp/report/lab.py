@@ -100,12 +100,14 @@ def add_questions(
     doc: Document,
     studies: list[Study],
     verdicts: list[Verdicts],
-    shots: dict[str, list[tuple[Path, str]]],
+    shots: dict[str, list[tuple[Path, str]]] | None,
     caveat: str | None = None,
 ) -> list[Evidence]:
     """A summary of the answers, the GPU paragraph, then one section per lab question in the
     lab's order: its answer in plain words (`caveat` opening it), one small table and its
-    figures; then the bonuses. Returns each study's evidence, for the appendix."""
+    figures; then the bonuses. `shots`: TensorBoard's pages taken, None where they were not
+    asked for. Returns each study's evidence, for the appendix."""
+    asked, shots = shots is not None, shots or {}
     by_question: dict[str, list[tuple[int, Study, Verdicts]]] = {}
     for i, (study, decided) in enumerate(zip(studies, verdicts, strict=True)):
         by_question.setdefault(question_of(study), []).append((i, study, decided))
@@ -128,7 +130,7 @@ def add_questions(
             with doc.folded("The same answer with its numbers: seeds, intervals, tests, budgets"):
                 doc.bullets(said)
         _main_evidence(doc, number, by_question.get(number, []), shots, ours)
-    add_bonuses(doc, studies, shots)
+    add_bonuses(doc, studies, shots, asked)
     return [
         Evidence(number, study, decided, _tag(i, study), shots.get(study.name, []))
         for number, members in by_question.items()
