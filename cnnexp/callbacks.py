@@ -109,11 +109,12 @@ class EndOfJob(Callback):
 def _took(progress: dict[str, Any], now: float) -> str:
     """' in 3 min', since this start; a sweep started again also says when it first started
     (the time between stood stopped, and is not its time)."""
-    this, first = progress.get("this_start"), progress.get("started")
+    first = progress.get("started")
+    this = progress.get("this_start", first)  # a folder of an older sweep kept only its first
     if this is None:
-        return f" in {_duration(now - first)}" if first else ""
+        return ""
     said = f" in {_duration(now - this)}"
-    if first is not None and this - first > 1:
+    if this - first > 1:
         said += f" this time (first started {_duration(now - first)} ago)"
     return said
 

@@ -15,7 +15,8 @@
 #   bash docs/make.sh ablation-factorial   # the factorial ablation of cifar10_cpu's recipe
 #   bash docs/make.sh pooling-mnist   # pooling on LeNet-5 as a deciding study, then its report
 #   bash docs/make.sh tables    # the reports again from the runs.csv each report here keeps
-#                               # (no run folders needed; final numbers only for tables written
+#                               # (not the lab report, which `lab` makes from its run folders;
+#                               # no run folders needed; final numbers only for tables written
 #                               # before the tables kept configs and curves)
 # Run folders go to multirun/docs/ and outputs/docs/ (git-ignored); each run's time is in its
 # metrics.json.
@@ -114,9 +115,8 @@ tables() {  # from the runs tables the reports here keep (each is read before it
     rm -rf "docs/$name/figures"
     $py -m cnnexp.report "docs/$name/runs.csv" --out "docs/$name" --title "${entry#*:}"
   done
-  rm -rf docs/lab-report/figures
-  $py -m cnnexp.report docs/lab-report/runs.csv --lab --out docs/lab-report \
-      --title "cnnexp lab report"
+  # Not docs/lab-report: a runs table keeps no TensorBoard events or load, so made from one it
+  # would lose its screenshots and feature maps; `lab` makes it again from the lab's folders.
 }
 
 # A factorial study (two jobs at a time, one core each: faster than one job on two cores) with
