@@ -14,6 +14,8 @@
 #   bash docs/make.sh factorial-mnist   # the same on MNIST (study.budget=mnist_cpu)
 #   bash docs/make.sh ablation-factorial   # the factorial ablation of cifar10_cpu's recipe
 #   bash docs/make.sh pooling-mnist   # pooling on LeNet-5 as a deciding study, then its report
+#   bash docs/make.sh pooling-cifar10 factorial-mnist   # several studies: their runs, then
+#                               # their reports (architecture-cifar10 and pooling-cifar10 too)
 #   bash docs/make.sh tables    # the reports again from the runs.csv each report here keeps
 #                               # (not the lab report, which `lab` makes from its run folders;
 #                               # no run folders needed; final numbers only for tables written
@@ -143,17 +145,37 @@ factorial_cifar10() { factorial factorial factorial-cifar10 cifar10_cpu; }
 factorial_mnist() { factorial factorial factorial-mnist mnist_cpu; }
 ablation_factorial() { factorial ablation_factorial ablation-factorial cifar10_cpu; }
 
+# A study's runs: its sweep with its budget check inside, and its confirmation where the
+# report asks for one.
+study_runs() {  # $1: the study's folder name under multirun/docs/ and docs/
+  case "$1" in
+    factorial-cifar10) factorial_cifar10 ;;
+    factorial-mnist) factorial_mnist ;;
+    ablation-factorial) ablation_factorial ;;
+    architecture-cifar10) clean_tree; sweep architecture multirun/docs/architecture-cifar10 ;;
+    pooling-cifar10) clean_tree; sweep pooling multirun/docs/pooling-cifar10 ;;
+    pooling-mnist) clean_tree; sweep pooling multirun/docs/pooling-mnist study.budget=mnist_cpu ;;
+    *) return 1 ;;
+  esac
+}
+
 case "$what" in
-  factorial-cifar10) factorial_cifar10; report factorial-cifar10 ;;
-  factorial-mnist) factorial_mnist; report factorial-mnist ;;
-  ablation-factorial) ablation_factorial; report ablation-factorial ;;
-  pooling-mnist) clean_tree; sweep pooling multirun/docs/pooling-mnist study.budget=mnist_cpu
-    report pooling-mnist ;;
   runs) runs ;;
   reports) reports ;;
   report) report "${2:?which report: one of the folders under multirun/docs/}" ;;
   tables) tables ;;
   lab) lab ;;
   all) factorial_cifar10; runs; factorial_mnist; ablation_factorial; reports; lab ;;
-  *) echo "docs/make.sh: unknown step '$what': use runs, reports, report NAME, tables, lab, factorial-cifar10, factorial-mnist, ablation-factorial, pooling-mnist or all" >&2; exit 2 ;;
+  *)
+    # One or more studies by name: every one's runs first, then their reports (a report
+    # written into docs/ changes the tree, and the runs after it must record a clean commit).
+    for name in "$@"; do
+      [ -n "$(title_of "$name")" ] || {
+        echo "docs/make.sh: unknown step '$name': use runs, reports, report NAME, tables, lab, all, or study names (factorial-cifar10, factorial-mnist, ablation-factorial, architecture-cifar10, pooling-cifar10, pooling-mnist)" >&2
+        exit 2
+      }
+    done
+    for name in "$@"; do study_runs "$name"; done
+    for name in "$@"; do report "$name"; done
+    ;;
 esac
