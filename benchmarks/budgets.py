@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 from scipy import stats
 
 from cnnexp.report.runs import (
-    USABLE,
     Study,
+    StudyRun,
+    frame,
     groups,
     jobs_at_a_time,
     load_studies,
-    matching,
+    mean_of,
 )
 from cnnexp.stats import pooled_fit
 from cnnexp.studies import flatten
@@ -49,8 +51,7 @@ def seed_sd(study: Study) -> tuple[float, int]:
     """The pooled within-configuration standard deviation of test accuracy, in points, and its
     degrees of freedom (the report's OLS of accuracy on the configuration)."""
     by_config = {
-        str(levels): 100 * part.loc[part["status"] == USABLE, "final_test_acc"].astype(float)
-        for levels, part in groups(study)
+        str(levels): [100 * r.final() for r in part if r.usable] for levels, part in groups(study)
     }
     sd, df = pooled_fit(by_config)
     return sd, int(df)
@@ -58,28 +59,21 @@ def seed_sd(study: Study) -> tuple[float, int]:
 
 def budget_of(study: Study) -> dict[str, object]:
     """What the study trained: images, epochs and widths, from its runs' records and configs."""
-    configs = [flatten(c) for c in study.runs["config"] if c]
-    widths = sorted({c.get("model.width_mult") for c in configs} - {None})
+    widths = sorted({flatten(c).get("model.width_mult") for c in study.configs()} - {None})
     return {
-        "images": _one(study.runs["train_images"]),
-        "epochs": _one(study.runs["epochs"]),
+        "images": _one(r.record.train_images for r in study.runs),
+        "epochs": _one(r.record.epochs for r in study.runs),
         "widths": "/".join(f"{w:g}" for w in widths) or "-",
     }
 
 
-def _one(column: pd.Series) -> str:
-    values = sorted({int(v) for v in column.dropna()})
-    return "/".join(f"{v:,}" for v in values)
+def _one(values: Iterable[int | None]) -> str:
+    return "/".join(f"{v:,}" for v in sorted({int(v) for v in values if v is not None}))
 
 
-def baseline_acc(study: Study, usable: pd.DataFrame) -> float:
+def baseline_acc(study: Study) -> float:
     """The mean test accuracy (%) of the baseline, or of a design's reference configuration."""
-    return (
-        100
-        * usable.loc[matching(usable, baseline_levels(study)), "final_test_acc"]
-        .astype(float)
-        .mean()
-    )
+    return 100 * mean_of(study.usable(baseline_levels(study)))
 
 
 def check_gain(path: Path, baseline: float) -> float:
@@ -88,10 +82,8 @@ def check_gain(path: Path, baseline: float) -> float:
     check = path.with_name(path.name + "-check")
     if path.suffix or not check.is_dir():
         return math.nan
-    runs = load_studies(check)[0]
-    runs = runs.check if runs.check is not None else runs.runs
-    done = runs[runs["status"] == USABLE]
-    return 100 * done["final_test_acc"].astype(float).mean() - baseline
+    found = load_studies(check)[0]
+    return 100 * mean_of([r for r in found.check or found.runs if r.usable]) - baseline
 
 
 def half_width(sd: float, seconds: float, jobs: int, minutes: float) -> tuple[int, float]:
@@ -104,9 +96,9 @@ def half_width(sd: float, seconds: float, jobs: int, minutes: float) -> tuple[in
 def row(path: Path, study: Study, minutes: float, default_jobs: int) -> dict[str, object]:
     """One study's budget, noise, cost and the half-width they give in `minutes`."""
     sd, df = seed_sd(study)
-    usable = study.runs[study.runs["status"] == USABLE]
-    baseline = baseline_acc(study, usable)
-    seconds = usable["wall_seconds"].astype(float).mean()
+    usable = study.usable()
+    baseline = baseline_acc(study)
+    seconds = mean_of(usable, "wall_seconds")
     jobs = jobs_at_a_time(study.runs) or default_jobs
     runs_in_time, half = half_width(sd, seconds, jobs, minutes)
     return {
@@ -124,21 +116,20 @@ def row(path: Path, study: Study, minutes: float, default_jobs: int) -> dict[str
     }
 
 
-def baseline_runs(path: Path, study: Study) -> pd.DataFrame:
-    """The usable runs of the baseline network in a study folder and in the budget check and
-    confirmation folders beside it."""
-    usable = study.runs[study.runs["status"] == USABLE]
-    parts = [usable[matching(usable, baseline_levels(study))]]
+def baseline_runs(path: Path, study: Study) -> list[StudyRun]:
+    """The usable runs of the baseline network in a study folder, in its budget check (inside
+    it, or in the folder beside it) and in the confirmation folder beside it."""
+    runs = study.usable(baseline_levels(study))
+    runs += [r for r in study.check if r.usable and r.at(baseline_levels(study))]
     check = path.with_name(path.name + "-check")
     if not path.suffix and check.is_dir():
         found = load_studies(check)[0]
-        parts.append(found.check if found.check is not None else found.runs)
+        runs += [r for r in found.check or found.runs if r.usable]
     confirm = path.with_name(path.name + "-confirm")
     if not path.suffix and confirm.is_dir():
         found = load_studies(confirm)[0]
-        parts.append(found.runs[matching(found.runs, baseline_levels(found))])
-    runs = pd.concat(parts, ignore_index=True)
-    return runs[runs["status"] == USABLE]
+        runs += found.usable(baseline_levels(found))
+    return runs
 
 
 def baseline_levels(study: Study) -> dict[str, str]:
@@ -149,10 +140,10 @@ def baseline_levels(study: Study) -> dict[str, str]:
 def budget_rows(path: Path, study: Study, minutes: float, default_jobs: int) -> list[dict]:
     """The baseline network at each budget its folders hold: seeds, accuracy, seed sd with its
     95% interval, seconds per run and the half-width they give in `minutes`."""
-    runs = baseline_runs(path, study)
-    width = [flatten(c).get("model.width_mult") if c else None for c in runs["config"]]
-    runs = runs.assign(width=[f"{w:g}" if w is not None else "-" for w in width])
-    jobs = jobs_at_a_time(runs) or default_jobs
+    found = baseline_runs(path, study)
+    jobs = jobs_at_a_time(found) or default_jobs
+    width = [flatten(r.config).get("model.width_mult") for r in found]
+    runs = frame(found).assign(width=[f"{w:g}" if w is not None else "-" for w in width])
     out = []
     for (images, epochs, w), part in runs.groupby(["train_images", "epochs", "width"]):
         acc = 100 * part["final_test_acc"].astype(float)
@@ -197,7 +188,7 @@ def main() -> None:
         row(path, study, args.minutes, args.jobs)
         for path in args.studies
         for study in load_studies(path)
-        if not study.runs.empty
+        if study.runs
     ]
     print(f"{args.minutes:g} minutes a study; half-widths are one effect's, not family-wise")
     print(pd.DataFrame(rows).to_markdown(index=False))
@@ -206,7 +197,7 @@ def main() -> None:
         for path in args.studies
         if not path.suffix
         for study in load_studies(path)
-        if not study.runs.empty
+        if study.runs
         for line in budget_rows(path, study, args.minutes, args.jobs)
     ]
     if network:

@@ -5,10 +5,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import statsmodels.formula.api as smf
 
-from cnnexp.report.runs import USABLE, Study
+from cnnexp.report.runs import USABLE, Study, runs_of
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "budgets.py"
 spec = importlib.util.spec_from_file_location("budgets", SCRIPT)
@@ -36,14 +35,14 @@ def constructed_study() -> Study:
                         "config": {"model": {"width_mult": 0.5}},
                     }
                 )
-    return Study("pooling", Path("constructed.csv"), pd.DataFrame(rows), ["pool"], {"pool": "max"})
+    return Study("pooling", Path("constructed.csv"), runs_of(rows), ["pool"], {"pool": "max"})
 
 
 def test_budget_table_follows_the_baseline_only_and_matches_its_seeds():
     study = constructed_study()
     lines = budgets.budget_rows(Path("constructed.csv"), study, minutes=30, default_jobs=2)
     assert [(line["epochs"], line["seeds"]) for line in lines] == [(6, 6), (12, 6)]
-    baseline = study.runs[study.runs["pool"] == "max"]
+    baseline = study.table[study.table["pool"] == "max"]
     for line in lines:
         acc = 100 * baseline.loc[baseline["epochs"] == line["epochs"], "final_test_acc"]
         assert line["acc (%)"] == round(acc.mean(), 2)
@@ -63,7 +62,7 @@ def test_pooled_sd_across_budgets_is_statsmodels_residual_sd():
     study = constructed_study()
     lines = budgets.budget_rows(Path("constructed.csv"), study, minutes=30, default_jobs=2)
     text = budgets.same_noise(lines, minutes=30)
-    baseline = study.runs[study.runs["pool"] == "max"].assign(
+    baseline = study.table[study.table["pool"] == "max"].assign(
         acc=lambda f: 100 * f["final_test_acc"].astype(float)
     )
     fit = smf.ols("acc ~ C(epochs)", data=baseline).fit()

@@ -281,7 +281,7 @@ def test_the_lab_answers_pooling_and_changes_from_a_factorial_and_names_the_conf
     from pathlib import Path
 
     from cnnexp.report.lab import answer, pooling_effects
-    from cnnexp.report.runs import make_study
+    from cnnexp.report.runs import make_study, runs_of
     from cnnexp.report.verdicts import summarise
 
     spec = study_config("factorial", "mnist_cpu").study
@@ -297,13 +297,13 @@ def test_the_lab_answers_pooling_and_changes_from_a_factorial_and_names_the_conf
     rows = _rows(declared, arms, [[v] for v in table["final_test_acc"]])
     for i, row in enumerate(rows):  # one row per run: two seeds of each point
         row["seed"] = i % 2
-    factorial = make_study(rows, Path("factorial"))
+    factorial = make_study(runs_of(rows), Path("factorial"))
     kernel = factors["kernel"]
     best = {**{f["key"]: f["low"] for f in factors.values()}, kernel["key"]: kernel["high"]}
     reference = {f["key"]: f["low"] for f in factors.values()}
     confirmation = make_study(
-        _rows({**declared, "design": "confirm", "name": "factorial_mnist_confirm"},
-              [reference, best], [[0.970, 0.971, 0.969], [0.981, 0.980, 0.982]]),
+        runs_of(_rows({**declared, "design": "confirm", "name": "factorial_mnist_confirm"},
+                      [reference, best], [[0.970, 0.971, 0.969], [0.981, 0.980, 0.982]])),
         Path("confirm"),
     )  # fmt: skip
     assert confirmation.baseline == {kernel["key"]: str(kernel["low"])}  # the reference
@@ -350,7 +350,7 @@ def test_two_studies_of_one_comparison_are_tested_for_agreement():
     from pathlib import Path
 
     from cnnexp.report.agreement import agreements, sentence
-    from cnnexp.report.runs import make_study
+    from cnnexp.report.runs import make_study, runs_of
     from cnnexp.report.verdicts import summarise
 
     spec = study_config("factorial", "mnist_cpu").study
@@ -362,13 +362,15 @@ def test_two_studies_of_one_comparison_are_tested_for_agreement():
         {factors[n]["key"]: factors[n]["high" if c[n] > 0 else "low"] for n in FACTORS}
         for c in table[FACTORS].to_dict("records")
     ]
-    factorial = make_study(_rows(declared, arms, [[v] for v in table["final_test_acc"]]), Path("f"))
+    factorial = make_study(
+        runs_of(_rows(declared, arms, [[v] for v in table["final_test_acc"]])), Path("f")
+    )
     said = {}
     for gain in (0.02, 0.0):
         base, other = [0.700, 0.703, 0.697, 0.701, 0.699], [0.701, 0.699, 0.702, 0.698, 0.700]
         pooling = make_study(
-            _rows({"name": "pooling", "baseline": {"pool": "max"}},
-                  [{"pool": "max"}, {"pool": "avg"}], [base, [v + gain for v in other]]),
+            runs_of(_rows({"name": "pooling", "baseline": {"pool": "max"}},
+                          [{"pool": "max"}, {"pool": "avg"}], [base, [v + gain for v in other]])),
             Path("p"),
         )  # fmt: skip
         studies = [pooling, factorial]

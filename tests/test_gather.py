@@ -6,13 +6,13 @@ from pathlib import Path
 import pandas as pd
 
 from cnnexp.report import build
-from cnnexp.report.runs import Study
+from cnnexp.report.runs import Study, runs_of
 
 
 def study(data: str, check: bool) -> Study:
-    runs = pd.DataFrame([{"pool": "max", "seed": 0, "config": {"data": {"name": data}}}])
+    runs = runs_of([{"pool": "max", "seed": 0, "config": {"data": {"name": data}}}])
     if check:
-        return Study("pooling", Path(f"{data}-check"), runs.iloc[0:0], [], check=runs)
+        return Study("pooling", Path(f"{data}-check"), (), [], check=runs)
     return Study("pooling", Path(data), runs, ["pool"])
 
 
@@ -28,7 +28,7 @@ def test_each_check_joins_the_study_of_its_data_set(monkeypatch):
     assert [s.root for s in studies] == [Path("mnist"), Path("cifar10")]
     for s in studies:
         assert len(s.check) == 1
-        assert s.check["config"].iloc[0]["data"]["name"] == str(s.root)
+        assert s.check[0].config["data"]["name"] == str(s.root)
 
 
 def test_a_report_shows_no_absolute_path_of_the_machine_that_ran(tmp_path):

@@ -12,14 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from conftest import REPO
 
 from cnnexp import lab, studies
 from cnnexp.errors import STOPPED, ConfigError
 from cnnexp.report import ladder
-from cnnexp.report.runs import USABLE, Study
+from cnnexp.report.runs import USABLE, Study, runs_of
 from cnnexp.schema import TEST_ACC
 
 STEPS = {
@@ -71,7 +70,7 @@ def _ladder_study(values: dict[str, list[float]], tta_gain: float = 0.0) -> Stud
                 ladder.NO_TTA: acc, "parameters": 1000.0, "macs": 5000.0, "wall_seconds": 60.0,
             })  # fmt: skip
     kind = studies.Ladder(name="ladder", steps={name: {} for name in values})
-    return Study("ladder", Path("."), pd.DataFrame(rows), ["study.step"], kind=kind)
+    return Study("ladder", Path("."), runs_of(rows), ["study.step"], kind=kind)
 
 
 def test_a_ladder_decides_each_gain_against_the_step_before_it_as_one_family():
@@ -99,13 +98,14 @@ def test_a_ladder_decides_each_gain_against_the_step_before_it_as_one_family():
 
 def test_the_ladders_last_step_is_set_beside_question_2_at_its_own_budget():
     climb = _ladder_study({"a": [0.50, 0.51, 0.49], "ours": [0.80, 0.81, 0.79]})
-    ours = Study("ours", Path("."), pd.DataFrame({
-        "status": [USABLE] * 3, TEST_ACC: [0.88, 0.87, 0.89], ladder.NO_TTA: [0.86, 0.85, 0.87],
-    }), [])  # fmt: skip
+    ours = Study("ours", Path("."), runs_of([
+        {"status": USABLE, TEST_ACC: acc, ladder.NO_TTA: without}
+        for acc, without in [(0.88, 0.86), (0.87, 0.85), (0.89, 0.87)]
+    ]), [])  # fmt: skip
     said = ladder.at_full_budget(climb, ours)
     assert "Its last step, ours, is Question 2's network: 80.00% here against 86.00%" in said
     assert "the longer training adds +6.00 points (95% interval +" in said
-    one_seed = Study("ours", Path("."), ours.runs.iloc[:1], [])
+    one_seed = Study("ours", Path("."), ours.runs[:1], [])
     assert ladder.at_full_budget(climb, one_seed) is None  # no spread: nothing to test
 
 

@@ -278,9 +278,10 @@ def test_a_page_fits_a_phone_and_shows_no_markdown_and_no_missing_value_markers(
 def test_a_report_cites_only_what_its_runs_contain():
     from cnnexp.report.build import references
     from cnnexp.report.runs import Study as Runs
+    from cnnexp.report.runs import runs_of
 
     def study(*configs):
-        return Runs("s", Path("."), pd.DataFrame({"config": list(configs)}), [])
+        return Runs("s", Path("."), runs_of([{"config": c} for c in configs]), [])
 
     lenet = {"model": {"_target_": "cnnexp.models.lenet.LeNet5"}, "data": {"name": "mnist"},
              "label_smoothing": 0.0, "optimizer": {"_target_": "torch.optim.SGD"}}  # fmt: skip
@@ -319,13 +320,14 @@ def test_the_procedure_gives_each_study_the_command_its_folder_recorded(tmp_path
 
     from cnnexp.report.build import command_of
     from cnnexp.report.runs import Study as Runs
+    from cnnexp.report.runs import runs_of
 
     recorded = {"hydra": {"overrides": {
         "hydra": ["hydra/launcher=workers", f"hydra.sweep.dir={tmp_path}"],
         "task": ["+experiment=pooling", "study.budget=mnist_cpu", "study.check.seeds=[0,1]"],
     }}}  # fmt: skip
     (tmp_path / "multirun.yaml").write_text(yaml.safe_dump(recorded))
-    study = Runs("pooling", tmp_path, pd.DataFrame({"config": [{}, {}]}), [])
+    study = Runs("pooling", tmp_path, runs_of([{}, {}]), [])
     assert command_of(study) == (
         "python -m cnnexp -m hydra/launcher=workers +experiment=pooling study.budget=mnist_cpu "
         "'study.check.seeds=[0,1]'"
@@ -333,7 +335,7 @@ def test_the_procedure_gives_each_study_the_command_its_folder_recorded(tmp_path
     run = tmp_path / "one"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["+experiment=cifar10_cpu"]))
-    single = Runs("ours", run, pd.DataFrame({"config": [{}]}), [])
+    single = Runs("ours", run, runs_of([{}]), [])
     assert command_of(single) == "python -m cnnexp +experiment=cifar10_cpu"
 
 
@@ -370,9 +372,10 @@ def test_the_environment_names_the_instruction_sets_the_runs_were_limited_to(tmp
     env = {"cpu": "AMD EPYC", "cpu_flags": ["avx2", "avx512_bf16"], "isa_caps": caps, "gpus": []}
     (run / "env.json").write_text(json.dumps(env))
     from cnnexp.report.runs import Study as Runs
+    from cnnexp.report.runs import runs_of
 
     doc = Document(tmp_path)
-    add_environments(doc, [Runs("lenet", tmp_path, pd.DataFrame({"run": [str(run)]}), [])])
+    add_environments(doc, [Runs("lenet", tmp_path, runs_of([{"run": str(run)}]), [])])
     text = doc.markdown()
     assert "cpu flags: avx2, avx512_bf16" in text
     assert "isa caps: ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2" in text

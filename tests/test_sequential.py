@@ -170,19 +170,19 @@ def test_a_decided_arm_keeps_its_verdict_while_the_others_run_on():
 
 
 def test_a_fixed_study_says_equivalent_where_its_interval_lies_inside_the_margin():
-    import pandas as pd
+    from cnnexp.report.verdicts import BETTER, UNCLEAR, Arm, Verdicts, with_equivalence
+    from cnnexp.stats import Comparison
 
-    from cnnexp.report.verdicts import UNCLEAR, Verdicts, with_equivalence
+    def arm(verdict, low, high):
+        compared = Comparison(0.0, 0.001, 4, 0.0, 1.0, 1.0, low, high, 0.05, 0.01, "welch")
+        return Arm({}, "", 3, 3, {}, (0.9,) * 3, 0.9, "4", verdict=verdict,
+                   comparison=compared if verdict else None)  # fmt: skip
 
-    summary = pd.DataFrame(
-        {
-            "verdict": [None, UNCLEAR, UNCLEAR, "better"],
-            "ci_low": [None, -0.0015, -0.0025, 0.001],
-            "ci_high": [None, 0.0012, 0.0010, 0.0015],
-        }
-    )
-    said = with_equivalence(Verdicts(summary), margin=0.2).table["verdict"].tolist()[1:]
+    arms = [arm(None, 0, 0), arm(UNCLEAR, -0.0015, 0.0012), arm(UNCLEAR, -0.0025, 0.0010),
+            arm(BETTER, 0.001, 0.0015)]  # fmt: skip
+    said = [a.words for a in with_equivalence(Verdicts(arms), margin=0.2).arms][1:]
     assert said == ["equivalent within ±0.2 points", UNCLEAR, "better"]
+    assert with_equivalence(Verdicts(arms), 0.2).table["verdict"].tolist()[1] == said[0]
 
 
 def test_an_option_that_changes_nothing_ends_as_the_same_networks_at_the_first_look():

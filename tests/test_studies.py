@@ -132,20 +132,20 @@ def test_study_runs_end_to_end_and_is_reported(study, tmp_path):
     loaded = load_study(root)
     key = arm_key(study)
     arms = sweep_params(study)[key].split(",")
-    assert sorted(loaded.runs[key].unique()) == sorted(arms)
+    assert sorted(loaded.table[key].unique()) == sorted(arms)
     assert len(loaded.runs) == len(seeds.split(",")) * len(arms)
-    assert (loaded.runs["status"] != "failed").all(), loaded.runs[["run", "error"]]
+    assert (loaded.table["status"] != "failed").all(), loaded.table[["run", "error"]]
     assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "budget: cifar10_cpu: sized for two cpu cores" in text.lower()
     assert f"{key}={arms[1]}" in text
     assert "| images read from " in text and "synthetic" in text  # the recipe table's source
-    if loaded.runs["config"].iloc[0]["model"].get("widths"):  # a convnet: its channels
+    if loaded.table["config"].iloc[0]["model"].get("widths"):  # a convnet: its channels
         assert "| channels per stage, at width 1 " in text
     if study == "ablation":  # the test-time flip is measured inside each run, never retrained
         assert "Measured inside each run" in text and "test-time augmentation (tta)" in text
         assert "test_flip-off" not in text  # no arm trains the full recipe's networks again
-        assert all("final_test_acc_without_tta" in m for m in map(metrics_of, loaded.runs["run"]))
+        assert all("final_test_acc_without_tta" in m for m in map(metrics_of, loaded.table["run"]))
 
 
 BUDGET_OUTCOMES = ("no clear change", "it flips", "it shrinks", "it grows")
@@ -173,8 +173,8 @@ def test_a_budget_check_runs_in_the_study_sweep_and_tests_each_effect_at_both_bu
     assert "job 8 of 8" in result.stdout
     study = load_study(root)
     assert len(study.runs) == 4 and len(study.check) == 4
-    assert sorted(study.check["pool"]) == ["avg", "avg", "max", "max"]
-    assert set(study.check["epochs"]) == {4}
+    assert sorted(r.levels["pool"] for r in study.check) == ["avg", "avg", "max", "max"]
+    assert {r.record.epochs for r in study.check} == {4}
     assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     (line,) = [x for x in text.splitlines() if "At 4 epochs instead of 2" in x]
@@ -238,7 +238,7 @@ def test_a_tuned_study_compares_each_variant_at_its_best_validation_lr(tmp_path)
         best = max(val, key=lambda lr: sum(val[lr]) / len(val[lr]))
         chosen = study.tuning.set_index("arch").loc[arch, "optimizer.lr"]
         assert chosen == best
-        assert set(study.runs[study.runs["arch"] == arch]["optimizer.lr"]) == {best}
+        assert {r.levels["optimizer.lr"] for r in study.runs if r.levels["arch"] == arch} == {best}
     assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "chosen for each variant from the grid below" in text
@@ -266,6 +266,6 @@ def test_other_budgets_run_end_to_end(study, budget, tmp_path):
                      f"hydra.sweep.dir={root}", cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     loaded = load_study(root)
-    assert sorted(loaded.runs[key].unique()) == sorted(arms)
-    assert (loaded.runs["status"] != "failed").all(), loaded.runs[["run", "error"]]
+    assert sorted(loaded.table[key].unique()) == sorted(arms)
+    assert (loaded.table["status"] != "failed").all(), loaded.table[["run", "error"]]
     assert report_main([str(root), "--out", str(tmp_path / "report")]) == 0

@@ -14,7 +14,7 @@ from PIL import Image
 from cnnexp.errors import DivergedError
 from cnnexp.report import main as report_main
 from cnnexp.report.answers import answers
-from cnnexp.report.runs import Study
+from cnnexp.report.runs import Study, runs_of
 from cnnexp.report.verdicts import summarise
 from cnnexp.train import train
 
@@ -123,7 +123,7 @@ def test_report_files_figures_and_failed_runs(sweep):
 
 
 def study_of(rows: list[dict]) -> Study:
-    runs = pd.DataFrame(
+    runs = runs_of(
         [
             {
                 "status": "completed",

@@ -17,7 +17,7 @@ from statsmodels.stats.multitest import multipletests
 from cnnexp import stats
 from cnnexp.report import main as report_main
 from cnnexp.report.answers import answers, method_sentence
-from cnnexp.report.runs import Study, load_study
+from cnnexp.report.runs import Study, load_study, runs_of
 from cnnexp.report.verdicts import (
     DECIDED,
     TOO_FEW,
@@ -49,7 +49,7 @@ def study(
                          "train_seconds": 10.0, "wall_seconds": 12.0, "images_per_second": 1.0,
                          "parameters": 1, "macs": 1, "error": None,
                          **(extra or {}).get(key, {})})  # fmt: skip
-    return Study("architecture", Path("."), pd.DataFrame(rows), ["arch"], {"arch": "baseline"})
+    return Study("architecture", Path("."), runs_of(rows), ["arch"], {"arch": "baseline"})
 
 
 def planted(mean: float, std: float, n: int, seed: int) -> list[float]:
@@ -267,9 +267,9 @@ def test_chance_level_runs_are_flagged_and_kept_out_of_the_means():
 
     statuses = {("sigmoid", s): "did_not_train" for s in range(3)}
     losses = {("sigmoid", s): 2.303 for s in range(3)}
+    chance = {("sigmoid", s): {"error": "test accuracy is chance"} for s in range(3)}
     s = study({"baseline": [0.97, 0.975, 0.98], "sigmoid": [0.1135, 0.101, 0.1135]}, statuses,
-              losses)  # fmt: skip
-    s.runs.loc[s.runs["status"] == "did_not_train", "error"] = "test accuracy is chance"
+              losses, chance)  # fmt: skip
     verdicts = summarise(s)
     summary = verdicts.table
     sigmoid = row(summary, "sigmoid")
@@ -314,7 +314,7 @@ def test_an_arm_that_cannot_train_is_reported_as_not_trained(tmp_path):
                      "+study.baseline.optimizer.lr=0.05", f"hydra.sweep.dir={root}",
                      cwd=REPO)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = load_study(root).runs
+    runs = load_study(root).table
     lr = runs["optimizer.lr"].astype(float)
     assert set(runs.loc[lr == 1e-7, "status"]) == {"did_not_train"}
     assert set(runs.loc[lr == 0.05, "status"]) == {"completed"}

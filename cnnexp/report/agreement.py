@@ -7,14 +7,13 @@ report never calls two answers consistent when the test says they differ."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import pandas as pd
+from typing import Any
 
 from cnnexp import stats
 from cnnexp.report.answers import p_text
 from cnnexp.report.factorial import fitted_design
 from cnnexp.report.recipe import recipe
-from cnnexp.report.runs import USABLE, Study, data_title
+from cnnexp.report.runs import Study, StudyRun, data_title
 from cnnexp.report.verdicts import Verdicts
 from cnnexp.studies import flatten
 
@@ -53,12 +52,12 @@ class Agreement:
     test: stats.Comparison
 
 
-def settings(run: pd.Series, factors: list[str]) -> dict[str, str]:
+def settings(run: StudyRun, factors: list[str]) -> dict[str, str]:
     """A run's config as text by key, with Hydra's group choices (activation, pool) and the
     study's swept overrides beside."""
-    config = {k: str(v) for k, v in flatten(run["config"] or {}).items()}
-    choices = {k: str(v) for k, v in (run.get("choices") or {}).items()}
-    return {**config, **choices, **{f: str(run[f]) for f in factors}}
+    config = {k: str(v) for k, v in flatten(run.config).items()}
+    choices = {k: str(v) for k, v in run.record.choices.items()}
+    return {**config, **choices, **{f: str(run.levels.get(f)) for f in factors}}
 
 
 def factorial_estimates(study: Study, alpha: float) -> list[Estimate]:
@@ -85,12 +84,11 @@ def factorial_estimates(study: Study, alpha: float) -> list[Estimate]:
 def arm_estimates(study: Study, verdicts: Verdicts) -> list[Estimate]:
     """Each compared arm of a one-factor study, by the one config key it changes from the
     baseline (arms that change several keys, or none, estimate nothing a design has)."""
-    usable = study.runs[study.runs["status"] == USABLE]
     out = []
-    base = _first_settings(study, usable, study.baseline)
+    base = _first_settings(study, study.baseline)
     for arm in verdicts.compared:
         c = arm.comparison
-        mine = _first_settings(study, usable, arm.levels)
+        mine = _first_settings(study, arm.levels)
         if base is None or mine is None or c is None or not c.se > 0:
             continue
         keys = [k for k in set(base) | set(mine) if base.get(k) != mine.get(k)]
@@ -102,11 +100,9 @@ def arm_estimates(study: Study, verdicts: Verdicts) -> list[Estimate]:
     return out
 
 
-def _first_settings(study, usable, levels) -> dict[str, str] | None:
-    mask = pd.Series(True, index=usable.index)
-    for key, value in levels.items():
-        mask &= usable[key].astype(str) == str(value)
-    return settings(usable[mask].iloc[0], study.factors) if mask.any() else None
+def _first_settings(study: Study, levels: dict[str, Any]) -> dict[str, str] | None:
+    runs = study.usable(levels)
+    return settings(runs[0], study.factors) if runs else None
 
 
 def agreements(
@@ -139,16 +135,14 @@ def _where(study: Study) -> set:
     """The data sets and network classes of a study's runs: two studies estimate one
     comparison only on the same data with the same kind of network."""
     keys = ("data.name", "model._target_")
-    return {tuple(flatten(c).get(k) for k in keys) for c in study.runs["config"] if c}
+    return {tuple(flatten(c).get(k) for k in keys) for c in study.configs()}
 
 
 def named(study: Study) -> str:
     """'the pooling study (ConvNet on CIFAR-10)'."""
     data, model = sorted(_where(study), key=str)[0]
     network = str(model).rsplit(".", 1)[-1]
-    titles = {
-        data_title(c) for c in study.runs["config"] if c and flatten(c).get("data.name") == data
-    }
+    titles = {data_title(c) for c in study.configs() if flatten(c).get("data.name") == data}
     return f"the {study.name} study ({network} on {titles.pop() if len(titles) == 1 else data})"
 
 

@@ -18,7 +18,6 @@ from cnnexp.report.runs import (
     REPLICATE,
     Study,
     jobs_at_a_time,
-    matching,
     shown_path,
 )
 from cnnexp.report.verdicts import (
@@ -178,7 +177,7 @@ def unstable_sentences(study: Study, verdicts: Verdicts) -> list[str]:
     alpha = verdicts.alpha
     said = []
     for run in unstable_runs(study, verdicts):
-        again = without_run(study, run.index, alpha, verdicts.method)
+        again = without_run(study, run.run, alpha, verdicts.method)
         said.append(f"{unstable_phrase(run)} {changed_without(verdicts, again)}")
     return said
 
@@ -313,13 +312,12 @@ def counted(arm: Arm) -> str:
 
 def _not_trained(study: Study, arm: Arm) -> str:
     """The numbers of an arm's runs that did not train: their losses and accuracies."""
-    mask = study.runs["status"] == NOT_TRAINED
-    bad = study.runs[mask & matching(study.runs, arm.levels)]
-    losses = ", ".join(f"{v:.3f}" for v in bad[TRAIN_LOSS].astype(float))
-    accs = ", ".join(pct(v) for v in bad[TEST_ACC].astype(float))
+    bad = [r for r in study.runs if r.status == NOT_TRAINED and r.at(arm.levels)]
+    losses = ", ".join(f"{r.final(TRAIN_LOSS):.3f}" for r in bad)
+    accs = ", ".join(pct(r.final(TEST_ACC)) for r in bad)
     return (
         f"{len(bad)} of {arm.runs} runs: final training loss {losses}, test accuracy "
-        f"{accs}; {bad['error'].iloc[0]}"
+        f"{accs}; {bad[0].record.error}"
     )
 
 
@@ -365,10 +363,12 @@ def one_seed_sentence(study: Study, verdicts: Verdicts) -> str | None:
         return None
     command = deciding_command(study)
     most = Decide().max_seeds
-    seconds = pd.to_numeric(study.runs.get("wall_seconds"), errors="coerce").dropna()
-    minutes = seconds.mean() * len(arms) * most / (jobs_at_a_time(study.runs) or 1) / 60
+    seconds = [r.final("wall_seconds") for r in study.runs]
+    seconds = [s for s in seconds if not math.isnan(s)]
     took = ""
-    if len(seconds):
+    if seconds:
+        mean = sum(seconds) / len(seconds)
+        minutes = mean * len(arms) * most / (jobs_at_a_time(study.runs) or 1) / 60
         took = "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
         took = f" (at most {took} on the machine that ran these, often less)"
     return (
@@ -383,11 +383,11 @@ def one_seed_sentence(study: Study, verdicts: Verdicts) -> str | None:
 def deciding_command(study: Study) -> str:
     """The sweep's own command line with the factors' levels, as a deciding sweep into a
     folder of its own."""
-    first = study.runs.iloc[0]
-    given = first.get("given") if isinstance(first.get("given"), dict) else {}
+    given = study.runs[0].given
     texts = [t for k, t in given.items() if k not in (*study.factors, REPLICATE)]
     levels = [
-        f"{f}={','.join(map(str, pd.unique(study.runs[f].astype(str))))}" for f in study.factors
+        f"{f}={','.join(dict.fromkeys(str(r.levels.get(f)) for r in study.runs))}"
+        for f in study.factors
     ]
     folder = f"hydra.sweep.dir={shown_path(study.root)}-decided"
     return " ".join(["python -m cnnexp -m hydra/sweeper=decide", *texts, *levels, folder])

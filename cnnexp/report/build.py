@@ -9,6 +9,7 @@ import argparse
 import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,9 @@ from cnnexp.report.glossary import add_glossary
 from cnnexp.report.runs import (
     REPLICATE,
     Study,
+    StudyRun,
     environment_of,
+    experiment_of,
     is_check,
     load_studies,
     or_warn,
@@ -128,8 +131,8 @@ def references(studies: list[Study]) -> list[str]:
     """The works cited for what these studies' runs contain."""
     used: dict[str, set[str]] = {}
     for study in studies:
-        for config in study.runs["config"]:
-            for key, value in flatten(config or {}).items():
+        for config in study.configs():
+            for key, value in flatten(config).items():
                 used.setdefault(key, set()).add(str(value))
     return [text for when, text in REFERENCES if _cited(when, used)]
 
@@ -164,7 +167,7 @@ def appendix_columns() -> dict[str, str]:
 def add_environments(doc: Document, studies: list[Study]) -> None:
     """The environment once: what every study shares as one list, then only the keys that
     differ, one column per study."""
-    envs = {s.name: environment_of(Path(s.runs["run"].iloc[0])) for s in studies}
+    envs = {s.name: environment_of(Path(s.runs[0].path)) for s in studies}
     envs = {name: env for name, env in envs.items() if env}
     doc.heading(2, "Environment")
     if not envs:
@@ -230,9 +233,9 @@ def gather(paths: list[Path]) -> list[Study]:
     return studies
 
 
-def data_sets(runs: pd.DataFrame) -> set[str]:
+def data_sets(runs: Sequence[StudyRun]) -> set[str]:
     """The data sets these runs trained on, from their configs."""
-    return {flatten(c).get("data.name") for c in runs.get("config", []) if c} - {None}
+    return {flatten(r.config).get("data.name") for r in runs} - {None}
 
 
 PROCEDURE = [
@@ -331,7 +334,7 @@ def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path
         warn(f"the report has no TensorBoard screenshots: {shots.INSTALL}")
         return taken
     for study in studies:
-        run = Path(study.runs["run"].iloc[0])
+        run = Path(study.runs[0].path)
         if not study.factors and (run / "tb").is_dir():
             name = study.name.replace("/", "_")
             taken[study.name] = or_warn(shots.tensorboard_shots, run, fig_dir, name) or []
@@ -358,10 +361,10 @@ def command_of(study: Study) -> str:
     single = yaml_or_warn(study.root / ".hydra" / "overrides.yaml", list)
     if single is not None and len(study.runs) == 1:
         return " ".join(["python -m cnnexp", *map(shlex.quote, single)])
-    names = study.runs["experiment"].dropna().unique() if "experiment" in study.runs else []
+    name = experiment_of(study)
     words = ["python -m cnnexp"]
     words += ["-m"] if len(study.runs) > 1 else []
-    words += [f"+experiment={names[0]}"] if len(names) == 1 else []
+    words += [f"+experiment={name}"] if name else []
     return " ".join(words)
 
 

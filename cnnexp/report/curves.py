@@ -3,6 +3,7 @@ the GPU (else CPU) load over a run's time."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,6 @@ from cnnexp.report.document import Document
 from cnnexp.report.runs import (
     REPLICATE,
     SKIPPED,
-    USABLE,
     Study,
     as_tuple,
     label,
@@ -30,17 +30,12 @@ NO_TTA = without_key("tta")  # a run's last test accuracy without test-time augm
 def curves(study: Study, key: str) -> pd.DataFrame:
     """Per-epoch `key` (e.g. test_acc) of every usable run: run, factors..., epoch, value."""
     rows = []
-    for _, run in study.runs[study.runs["status"] == USABLE].iterrows():
-        for h in run["history"]:
-            if key in h:
-                rows.append(
-                    {
-                        "run": run["run"],
-                        **{f: run[f] for f in study.factors},
-                        "epoch": h["epoch"],
-                        key: h[key],
-                    }
-                )
+    for run in study.usable():
+        levels = {f: run.levels.get(f) for f in study.factors}
+        for epoch in run.record.history:
+            value = getattr(epoch, key, None)
+            if value is not None:
+                rows.append({"run": run.path, **levels, "epoch": epoch.epoch, key: value})
     return pd.DataFrame(rows)
 
 
@@ -108,11 +103,9 @@ def tta_apart(study: Study, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     """The test accuracy of the last epoch is measured with test-time augmentation where a run
     has it: the curve takes that epoch's accuracy without it (measured in the same run), so
     that every point is measured alike, and the one with it becomes a mark apart."""
-    if NO_TTA not in study.runs:
+    without = {r.path: r.final(NO_TTA) for r in study.runs if not math.isnan(r.final(NO_TTA))}
+    if not without:
         return frame, None
-    without = dict(
-        zip(study.runs["run"], pd.to_numeric(study.runs[NO_TTA], errors="coerce"), strict=True)
-    )
     last = frame.groupby("run")["epoch"].transform("max") == frame["epoch"]
     replaced = frame["run"].map(without)
     apart = last & replaced.notna()
@@ -126,21 +119,21 @@ def tta_apart(study: Study, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
 
 def add_system(doc: Document, study: Study, tag: str) -> None:
     """GPU utilisation and memory over the first run's time, or the CPU's where no GPU ran."""
-    first = Path(study.runs["run"].iloc[0])
+    first = Path(study.runs[0].path)
     system = system_log(first)
     if system is None or not len(system):
         return
     gpu = any(c.endswith("_util_percent") for c in system.columns)
     what = "GPU utilisation and memory" if gpu else "CPU utilisation"
-    row = study.runs.iloc[0]
-    seed = f", seed {row[REPLICATE]}" if REPLICATE in row and pd.notna(row[REPLICATE]) else ""
-    levels = label(study, row) if study.factors else study.name
+    run = study.runs[0]
+    seed = f", seed {run.levels[REPLICATE]}" if run.levels.get(REPLICATE) is not None else ""
+    levels = label(study, run.levels) if study.factors else study.name
     which = f"{study.name}'s first run ({levels}{seed})" if study.factors else f"{levels}{seed}"
     path = doc.out / "figures" / f"{tag}-system.png"
     figures.system_figure(system, path, f"{what}: {which}")
     where = "" if gpu else " (100% is one core; the machine's line is every core together)"
     doc.image(path, f"{what} over the training of {which}, sampled every second{where}")
-    load = study.runs["system"].iloc[0]
+    load = run.record.system
     if load:
         doc.para(
             ", ".join(

@@ -5,8 +5,10 @@ folded into the report's appendix (cnnexp.report.lab.add_evidence)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cnnexp import stats
@@ -15,7 +17,7 @@ from cnnexp.report.curves import NO_TTA, add_curves
 from cnnexp.report.document import Document
 from cnnexp.report.network import build_from_config, counts_sentence
 from cnnexp.report.recipe import in_words
-from cnnexp.report.runs import REPLICATE, USABLE, Study, or_warn
+from cnnexp.report.runs import Study, StudyRun, or_warn
 from cnnexp.report.shots import INSTALL, browser
 from cnnexp.schema import ACC, TEST_ACC, read_record
 
@@ -38,11 +40,10 @@ def add_network_answer(
     """Question 1 or 2: the network in words and its size, how it was trained, its accuracy
     seed by seed (with and without test-time augmentation, paired), its test accuracy over the
     epochs and TensorBoard's curves."""
-    usable = study.runs[study.runs["status"] == USABLE]
-    if usable.empty:
+    usable = study.usable()
+    if not usable:
         return
-    config = usable["config"].iloc[0]
-    choices = usable["choices"].iloc[0] if "choices" in usable else None
+    config, choices = usable[0].config, usable[0].record.choices
     model = build_from_config(config)
     if words := getattr(type(model), "IN_WORDS", None):
         doc.para(words)
@@ -59,37 +60,37 @@ def add_network_answer(
             doc.image(path, caption)
 
 
-def seeds_table(usable: pd.DataFrame) -> pd.DataFrame:
+def seeds_table(usable: list[StudyRun]) -> pd.DataFrame:
     """One row a seed, then their mean and spread: test accuracy, without test-time
     augmentation where it was used, and training seconds."""
-    runs = usable.sort_values(REPLICATE) if REPLICATE in usable else usable
+    runs = sorted(usable, key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0))
     columns = {TEST_ACC: "test acc %"}
-    if NO_TTA in runs and runs[NO_TTA].notna().all():
+    if all(not math.isnan(r.final(NO_TTA)) for r in runs):
         columns[NO_TTA] = "without test-time augmentation %"
     rows = [
         {
-            "seed": str(run.get(REPLICATE, "")),
-            **{name: f"{100 * float(run[key]):.2f}" for key, name in columns.items()},
-            "training s": f"{float(run['train_seconds']):.0f}",
+            "seed": str(run.seed if run.seed is not None else ""),
+            **{name: f"{100 * run.final(key):.2f}" for key, name in columns.items()},
+            "training s": f"{run.final('train_seconds'):.0f}",
         }
-        for _, run in runs.iterrows()
+        for run in runs
     ]
     if len(runs) > 1:
         spread = {
-            name: f"{100 * runs[key].astype(float).mean():.2f} ± "
-            f"{100 * runs[key].astype(float).std():.2f}"
+            name: f"{100 * np.mean(v):.2f} ± {100 * np.std(v, ddof=1):.2f}"
             for key, name in columns.items()
+            for v in [[r.final(key) for r in runs]]
         }
-        seconds = f"{runs['train_seconds'].astype(float).mean():.0f}"
+        seconds = f"{np.mean([r.final('train_seconds') for r in runs]):.0f}"
         rows.append({"seed": "mean ± std", **spread, "training s": seconds})
     return pd.DataFrame(rows)
 
 
-def tta_sentence(usable: pd.DataFrame) -> str | None:
+def tta_sentence(usable: list[StudyRun]) -> str | None:
     """What test-time augmentation adds, tested seed by seed on the same networks."""
-    if NO_TTA not in usable or not usable[NO_TTA].notna().all() or len(usable) < 2:
+    if len(usable) < 2 or any(math.isnan(r.final(NO_TTA)) for r in usable):
         return None
-    test = stats.paired(usable[TEST_ACC].astype(float), usable[NO_TTA].astype(float))
+    test = stats.paired([r.final(TEST_ACC) for r in usable], [r.final(NO_TTA) for r in usable])
     if pd.isna(test.ci_low):
         return (
             f"Test-time augmentation adds {100 * test.diff:+.2f} points on every seed alike "
@@ -110,7 +111,7 @@ def add_bonuses(
     """The lab's extras, each with its evidence or the command that makes it, and the
     compliance line; `asked`: whether TensorBoard's pages were to be taken."""
     doc.heading(2, "Bonuses and compliance")
-    runs = pd.concat([s.runs for s in studies], ignore_index=True)
+    runs = [run for s in studies for run in s.runs]
     doc.bullets(
         [
             "Custom `Dataset`: `ImageTensorDataset` (cnnexp/data.py) holds a data set's images "
@@ -144,14 +145,13 @@ def why_no_shots(asked: bool) -> str:
     return "taking them failed when it was made (the warning it printed says why)"
 
 
-def ddp_line(runs: pd.DataFrame) -> str:
+def ddp_line(runs: list[StudyRun]) -> str:
     """DDP: the runs of several processes among these, or the command that makes one."""
-    world = pd.to_numeric(runs.get("world_size", pd.Series(dtype=float)), errors="coerce")
-    several = runs[world > 1]
-    if len(several):
-        run = several.iloc[0]
-        world = int(run["world_size"])
-        record = or_warn(read_record, Path(run["run"]))
+    several = [r for r in runs if _processes(r) > 1]
+    if several:
+        run = several[0]
+        world = _processes(run)
+        record = or_warn(read_record, Path(run.path))
         sums = set(record.rank_weight_checksums or []) if record else set()
         step = {
             1: "the replicas' weights identical at the end (one checksum per process, equal)",
@@ -171,11 +171,10 @@ def ddp_line(runs: pd.DataFrame) -> str:
     )
 
 
-def lightning_line(runs: pd.DataFrame) -> str:
+def lightning_line(runs: list[StudyRun]) -> str:
     """PyTorch Lightning: the runs trained through it, or the option that does."""
-    chosen = runs.get("choices", pd.Series(dtype=object))
-    lightning = runs[[(c or {}).get("trainer") == "lightning" for c in chosen]]
-    if len(lightning):
+    lightning = [r for r in runs if _trainer(r) == "lightning"]
+    if lightning:
         return (
             f"PyTorch Lightning: {_runs(len(lightning))} here trained through it "
             "(`trainer=lightning`), with the same network, data, recipe and seed as our own "
@@ -187,42 +186,49 @@ def lightning_line(runs: pd.DataFrame) -> str:
     )
 
 
-def bonus_table(runs: pd.DataFrame) -> pd.DataFrame:
+def bonus_table(runs: list[StudyRun]) -> pd.DataFrame:
     """The runs of several processes or through Lightning beside the plain run of the same
     network, data and seed: how each trained, its accuracy and its time."""
-    usable = runs[runs["status"] == USABLE]
-    world = pd.to_numeric(usable.get("world_size", 1), errors="coerce").fillna(1)
-    trainer = pd.Series([(c or {}).get("trainer", "native") for c in usable["choices"]],
-                        index=usable.index) if "choices" in usable else "native"  # fmt: skip
-    extra = usable[(world > 1) | (trainer == "lightning")]
-    if extra.empty:
-        return pd.DataFrame()
+    usable = [r for r in runs if r.usable]
+    plain = [r for r in usable if _processes(r) == 1 and _trainer(r) == "native"]
     rows = []
-    for _, run in extra.iterrows():
-        same_seed = usable[REPLICATE] == run[REPLICATE] if REPLICATE in usable else True
-        twins = usable[
-            (usable["model"] == run["model"])
-            & same_seed
-            & (usable["train_images"] == run["train_images"])
-            & (usable["epochs_done"] == run["epochs_done"])
-            & (world == 1)
-            & (trainer == "native")
-        ]
-        rows += [_bonus_row(run, int(world[run.name]), trainer[run.name])]
-        rows += [_bonus_row(twins.iloc[0], 1, "native")] if len(twins) else []
+    for run in (r for r in usable if _processes(r) > 1 or _trainer(r) == "lightning"):
+        twins = [r for r in plain if _twin(r) == _twin(run)]
+        rows += [_bonus_row(run)]
+        rows += [_bonus_row(twins[0])] if twins else []
     return pd.DataFrame(rows).drop_duplicates()
 
 
-def _bonus_row(run: pd.Series, processes: int, trainer: str) -> dict[str, str]:
+def _processes(run: StudyRun) -> int:
+    return int(run.record.world_size or 1)
+
+
+def _trainer(run: StudyRun) -> str:
+    return (run.record.choices or {}).get("trainer", "native")
+
+
+def _twin(run: StudyRun) -> tuple:
+    """What a plain run shares with a DDP or Lightning run it is set beside."""
+    record = run.record
+    return (
+        record.model,
+        run.seed,
+        record.train_images,
+        record.headline and record.headline.epochs_done,
+    )
+
+
+def _bonus_row(run: StudyRun) -> dict[str, str]:
+    processes, trainer = _processes(run), _trainer(run)
     how = "our loop" if trainer == "native" else "PyTorch Lightning"
     return {
         "trained by": how + (" under DDP" if processes > 1 else ""),
         "processes": str(processes),
-        "network": str(run["model"]),
-        "seed": str(run.get(REPLICATE, "")),
-        "epochs": str(int(run["epochs_done"])),
-        "test acc %": f"{100 * float(run[TEST_ACC]):.2f}",
-        "training s": f"{float(run['train_seconds']):.0f}",
+        "network": str(run.record.model),
+        "seed": str(run.seed if run.seed is not None else ""),
+        "epochs": str(int(run.final("epochs_done"))),
+        "test acc %": f"{100 * run.final(TEST_ACC):.2f}",
+        "training s": f"{run.final('train_seconds'):.0f}",
     }
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from cnnexp import design, stats
 from cnnexp.report import figures
 from cnnexp.report.document import Document
-from cnnexp.report.runs import USABLE, Study, experiment_of
+from cnnexp.report.runs import Study, experiment_of
 from cnnexp.report.verdicts import Verdicts
 from cnnexp.schema import TEST_ACC
 from cnnexp.stats import ALPHA
@@ -20,14 +20,19 @@ RESPONSE = TEST_ACC
 
 
 def coded_runs(study: Study) -> tuple[pd.DataFrame, list[str]]:
-    """The usable runs with one column per design factor, coded -1 (low) and +1 (high)."""
+    """The usable runs as the table a model is fitted to: the response and one column per
+    design factor, coded -1 (low) and +1 (high)."""
     spec = study.kind.factors
-    runs = study.runs[study.runs["status"] == USABLE].copy()
     names = list(spec)
-    for name in names:
-        key, low, high = spec[name]["key"], str(spec[name]["low"]), str(spec[name]["high"])
-        column = runs[key] if key in runs else runs["config"].map(lambda c, k=key: flatten(c)[k])
-        runs[name] = column.map(lambda v, lo=low, hi=high: {lo: -1, hi: 1}.get(str(v)))
+    rows = []
+    for run in study.usable():
+        row = {"run": run.path, RESPONSE: run.final(RESPONSE)}
+        for name in names:
+            key, low, high = spec[name]["key"], str(spec[name]["low"]), str(spec[name]["high"])
+            level = run.levels[key] if key in run.levels else flatten(run.config).get(key)
+            row[name] = {low: -1, high: 1}.get(str(level))
+        rows.append(row)
+    runs = pd.DataFrame(rows, columns=["run", RESPONSE, *names])
     return runs.dropna(subset=names), names
 
 
@@ -235,11 +240,11 @@ def best_point(study: Study) -> tuple[dict[str, str], list[float]] | None:
 
 def design_of(confirm: Study, studies: list[Study]) -> Study | None:
     """The factorial study a confirmation confirms: the one with its factors and data set."""
-    data = {flatten(c).get("data.name") for c in confirm.runs["config"] if c}
+    data = {flatten(c).get("data.name") for c in confirm.configs()}
     for study in studies:
         if not study.kind.answers_factors():
             continue
-        same = {flatten(c).get("data.name") for c in study.runs["config"] if c} == data
+        same = {flatten(c).get("data.name") for c in study.configs()} == data
         if same and study.kind.factors == confirm.kind.factors:
             return study
     return None

@@ -30,7 +30,7 @@ from cnnexp.report.evidence import HOW_SURE, add_bonuses, add_network_answer
 from cnnexp.report.factorial import best_point_sentence, design_of, effects_answer, pooling_effect
 from cnnexp.report.pooling import MECHANICS, add_feature_maps
 from cnnexp.report.recipe import budget_phrase, heading
-from cnnexp.report.runs import USABLE, Study
+from cnnexp.report.runs import Study, StudyRun, mean_of
 from cnnexp.report.section import add_study
 from cnnexp.report.verdicts import DECIDED, EQUIVALENT, UNCLEAR, Arm, Verdicts
 from cnnexp.schema import TEST_ACC, without_key
@@ -76,7 +76,7 @@ NO_GPU = (
 
 def gpu_paragraph(studies: list[Study]) -> str:
     """Whether the lab's GPU requirement is met here, and how to meet it where it is not."""
-    devices = (str(d) for s in studies for d in s.runs.get("device", []))
+    devices = (str(r.record.device) for s in studies for r in s.runs)
     if not any(d.startswith("cuda") for d in devices):
         return NO_GPU
     return (
@@ -92,7 +92,7 @@ def question_of(study: Study) -> str:
     (CIFAR-10, CIFAR-100)."""
     if number := study.kind.answers_lab():
         return number
-    channels = {flatten(c).get("data.channels") for c in study.runs["config"] if c}
+    channels = {flatten(c).get("data.channels") for c in study.configs()}
     return {1: "1", 3: "2"}.get(channels.pop(), OTHER) if len(channels) == 1 else OTHER
 
 
@@ -322,39 +322,33 @@ def _verdicts_of(study: Study, pairs: list[Summarised]) -> Verdicts:
 
 def single_run_answer(study: Study, verdicts: Verdicts) -> str:
     """'LeNet5 reached 99.32% ... (one run, seed 0; budget; 77 s of training on the cpu).'"""
-    usable = study.runs[study.runs["status"] == USABLE]
-    if usable.empty:
-        why = "; ".join(
-            f"{r['status'].replace('_', ' ')}: {r['error']}" for _, r in study.runs.iterrows()
-        )
+    usable = study.usable()
+    if not usable:
+        why = "; ".join(f"{r.status.replace('_', ' ')}: {r.record.error}" for r in study.runs)
         return f"{study.name} has no test accuracy to report: the run {why}."
-    run = usable.iloc[0]
-    seed = flatten(run["config"]).get("seed")
-    times = usable["train_seconds"].astype(float)
+    run = usable[0]
+    seed = flatten(run.config).get("seed")
     who = f"one run, seed {seed}" if len(usable) == 1 else counted(verdicts.arms[0])
-    network = network_name(study)
-    images = run.get("test_images")
-    on = f" on the {int(images):,} test images" if pd.notna(images) else ""
-    text = f"{network} reached {pct(usable[TEST_ACC].mean())} test accuracy{on} ({who}; "
+    images = run.record.test_images
+    on = f" on the {int(images):,} test images" if images is not None else ""
+    text = f"{network_name(study)} reached {pct(mean_of(usable, TEST_ACC))} test accuracy{on} ("
     text += (
-        f"{budget_phrase(study)}; {times.mean():.0f} s of training on the "
-        f"{run['device']} in {run['precision']})."
+        f"{who}; {budget_phrase(study)}; {mean_of(usable, 'train_seconds'):.0f} s of training "
+        f"on the {run.record.device} in {run.record.precision})."
     )
-    return text + "".join(_evaluation_only(study, usable))
+    return text + "".join(_evaluation_only(usable))
 
 
-def _evaluation_only(study: Study, usable: pd.DataFrame) -> list[str]:
+def _evaluation_only(usable: list[StudyRun]) -> list[str]:
     """What the headline figure owes to the evaluation-only options (same networks, same run)."""
-    config = flatten(usable["config"].iloc[0])
-    choices = usable["choices"].iloc[0] if "choices" in usable else None
+    config, choices = flatten(usable[0].config), usable[0].record.choices
     said = []
     for option, what in (("tta", "test-time augmentation"), ("ema", "a weight average")):
-        column = without_key(option)
         # tta is a group (its choice names it), ema a value; older runs had tta as a value
         setting = (choices or {}).get(option, config.get(option))
-        if setting in (None, "none", False) or column not in usable:
+        if setting in (None, "none", False):
             continue
-        without = pd.to_numeric(usable[column], errors="coerce").mean()
+        without = mean_of(usable, without_key(option))
         if pd.notna(without):
             said.append(
                 f" That figure is measured with {what} ({option}={setting}); without it the "
@@ -447,8 +441,8 @@ def _setting(study: Study) -> str:
 
 def network_name(study: Study) -> str:
     """The class of the study's network, from its records or else its saved config."""
-    named = study.runs["model"].dropna() if "model" in study.runs else pd.Series()
-    if len(named):
-        return str(named.iloc[0])
-    targets = {flatten(c).get("model._target_") for c in study.runs["config"] if c} - {None}
+    named = [r.record.model for r in study.runs if r.record.model]
+    if named:
+        return str(named[0])
+    targets = {flatten(c).get("model._target_") for c in study.configs()} - {None}
     return str(targets.pop()).rsplit(".", 1)[-1] if len(targets) == 1 else heading(study)

@@ -15,7 +15,7 @@ from cnnexp import stats, studies
 from cnnexp.report.curves import NO_TTA
 from cnnexp.report.document import Document
 from cnnexp.report.figures import WIDTH, _save
-from cnnexp.report.runs import REPLICATE, USABLE, Study
+from cnnexp.report.runs import Study, mean_of
 from cnnexp.report.verdicts import NO_NOISE, UNCLEAR
 from cnnexp.schema import TEST_ACC
 
@@ -58,17 +58,17 @@ def steps(study: Study, alpha: float = stats.ALPHA) -> tuple[list[Step], stats.C
     """The ladder's steps in order, each gain one of a family (Bonferroni over every gain and
     the test-time augmentation pair, so all its intervals hold together at 1 - alpha), and the
     last step's test-time augmentation gain, measured in pairs on its own runs."""
-    every = study.runs
-    runs = every[every["status"] == USABLE]
-    names = [n for n in study.kind.steps if STEP in every and (every[STEP] == n).any()]
-    metric = NO_TTA if NO_TTA in runs and runs[NO_TTA].notna().all() else TEST_ACC
-    last = runs[runs[STEP] == names[-1]] if names else runs.iloc[:0]
+    runs = study.usable()
+    names = [n for n in study.kind.steps if any(r.levels.get(STEP) == n for r in study.runs)]
+    with_tta = runs and all(not math.isnan(r.final(NO_TTA)) for r in runs)
+    metric = NO_TTA if with_tta else TEST_ACC
+    last = study.usable({STEP: names[-1]}) if names else []
     tta_pair = metric == NO_TTA and len(last) > 1
     level = alpha / max(1, len(names) - 1 + tta_pair)
     out: list[Step] = []
     for name in names:
-        mine = runs[runs[STEP] == name]
-        values = tuple(float(v) for v in mine[metric])
+        mine = study.usable({STEP: name})
+        values = tuple(r.final(metric) for r in mine)
         gain = None
         if out and len(values) > 1 and len(out[-1].values) > 1:
             gain = stats.welch(values, out[-1].values, level)
@@ -77,28 +77,23 @@ def steps(study: Study, alpha: float = stats.ALPHA) -> tuple[list[Step], stats.C
                 name,
                 _change(study.kind.steps[name]),
                 values,
-                int((every[STEP] == name).sum()),
-                _mean(mine, "parameters"),
-                _mean(mine, "macs"),
-                _mean(mine, "wall_seconds") / 60,
+                sum(r.levels.get(STEP) == name for r in study.runs),
+                mean_of(mine, "parameters"),
+                mean_of(mine, "macs"),
+                mean_of(mine, "wall_seconds") / 60,
                 gain,
             )
         )
     tta = None
     if tta_pair:
-        by_seed = last.sort_values(REPLICATE) if REPLICATE in last else last
         tta = stats.paired(
-            by_seed[TEST_ACC].astype(float).tolist(), by_seed[NO_TTA].astype(float).tolist(), level
+            [r.final(TEST_ACC) for r in last], [r.final(NO_TTA) for r in last], level
         )
     return out, tta
 
 
 def _change(changes: dict) -> str:
     return ", ".join(f"{k}={studies.override_text(v)}" for k, v in changes.items())
-
-
-def _mean(runs: pd.DataFrame, column: str) -> float:
-    return float(pd.to_numeric(runs[column], errors="coerce").mean()) if len(runs) else math.nan
 
 
 def table(ladder: list[Step], tta: stats.Comparison | None) -> pd.DataFrame:
@@ -245,10 +240,9 @@ def at_full_budget(study: Study, ours: Study, alpha: float = stats.ALPHA) -> str
     training adds, and what that says of the steps' gains, measured at the ladder's budget."""
     ladder, _ = steps(study, alpha)
     last = ladder[-1] if ladder else None
-    usable = ours.runs[ours.runs["status"] == USABLE]
-    if last is None or not last.values or NO_TTA not in usable or usable[NO_TTA].isna().any():
+    full = [r.final(NO_TTA) for r in ours.usable()]
+    if last is None or not last.values or any(math.isnan(v) for v in full):
         return None
-    full = usable[NO_TTA].astype(float).tolist()
     if len(full) < 2 or len(last.values) < 2:
         return None
     test = stats.welch(full, list(last.values), alpha)

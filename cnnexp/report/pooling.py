@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from cnnexp.files import read_events
 from cnnexp.report import figures
 from cnnexp.report.curves import first_epochs
 from cnnexp.report.document import Document
-from cnnexp.report.runs import REPLICATE, SKIPPED, USABLE, Study, or_warn
+from cnnexp.report.runs import SKIPPED, Study, groups, or_warn
 from cnnexp.schema import BEFORE_POOL
 from cnnexp.studies import flatten
 
@@ -46,8 +47,10 @@ def add_feature_maps(doc: Document, study: Study, tag: str) -> None:
     """The feature maps of the same test images around the first pool, one row of pictures
     per kind of pooling, from the lowest seed's runs, and how to read them."""
     rows = {}
-    for kind, runs in study.runs[study.runs["status"] == USABLE].groupby("pool", sort=False):
-        run = Path(runs.sort_values(REPLICATE)["run"].iloc[0]) if REPLICATE in runs else None
+    for levels, runs in groups(replace(study, factors=["pool"])):
+        kind = levels["pool"]
+        seeded = sorted((r for r in runs if r.usable and r.seed is not None), key=lambda r: r.seed)
+        run = Path(seeded[0].path) if seeded else None
         if run is not None and (run / "tb").is_dir():
             pictures = or_warn(feature_map_images, run) or []
             pair = around_first_pool(pictures)
@@ -59,7 +62,7 @@ def add_feature_maps(doc: Document, study: Study, tag: str) -> None:
     if not rows or not all(rows.values()):
         return
     path = figures.picture_grid(rows, doc.out / "figures" / f"{tag}-feature-maps.png")
-    data = flatten(study.runs["config"].iloc[0])
+    data = flatten(study.runs[0].config)
     what = SHOWN.get(data.get("data.channels"), "a feature")
     doc.image(
         path,

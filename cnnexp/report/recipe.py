@@ -4,6 +4,9 @@ records, and anything that varied between runs of the same arm by mistake."""
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -13,10 +16,13 @@ from cnnexp.report.runs import (
     INCOMPLETE,
     REPLICATE,
     Study,
+    StudyRun,
     data_title,
+    experiment_of,
     groups,
     jobs_at_a_time,
     label,
+    portable,
     shown_path,
 )
 from cnnexp.studies import flatten
@@ -93,11 +99,13 @@ def add_recipe(doc: Document, study: Study) -> None:
 
 
 def _precisions(doc: Document, study: Study) -> None:
-    precisions = study.runs.groupby("precision", dropna=True)
+    precisions: dict[str, set[str]] = {}
+    for run in study.runs:
+        if run.record.precision is not None:
+            precisions.setdefault(run.record.precision, set()).add(label(study, run.levels))
     if len(precisions) > 1:
         chosen = "; ".join(
-            f"{name}: " + ", ".join(sorted({label(study, r) for _, r in group.iterrows()}))
-            for name, group in precisions
+            f"{name}: " + ", ".join(sorted(levels)) for name, levels in sorted(precisions.items())
         )
         doc.para(
             "The runs trained in different number formats (precision=auto chooses per network "
@@ -109,7 +117,7 @@ def _precisions(doc: Document, study: Study) -> None:
 def recipe(study: Study) -> pd.DataFrame:
     """What the study's runs were trained with, read from their saved configs and metrics:
     one row per recipe item, the value (or the values, where the swept factors change it)."""
-    configs = [flatten(c) for c in study.runs["config"] if c]
+    configs = [flatten(c) for c in study.configs()]
     items = []
     for name, key in RECIPE.items():
         values = {_short(c[key]) for c in configs if key in c} - {None}
@@ -117,40 +125,42 @@ def recipe(study: Study) -> pd.DataFrame:
             values.add(OFF_WHEN_NULL[key])
         if values:
             items.append({"what": name, "value": ", ".join(sorted(map(str, values)))})
-    done = study.runs[study.runs["status"] != INCOMPLETE]
+    done = [r.record for r in study.runs if r.status != INCOMPLETE]
     configured = {item["what"] for item in items}
+    seeds = {str(r.levels[REPLICATE]) for r in study.runs if REPLICATE in r.levels}
     extra = {
-        "epochs": _joined(done["epochs"]) if "epochs" not in configured else "",
-        "training images used": _joined(done["train_images"].dropna().astype(int)),
-        "images read from": _joined(done.get("data_source")),
+        "epochs": _joined(r.epochs for r in done) if "epochs" not in configured else "",
+        "training images used": _joined(r.train_images for r in done),
+        "images read from": _joined(portable(r.data_source) for r in done),
         "optimizer steps": _optimizer_steps(study),
-        "precision": _joined(done["precision"]),
-        "device": _joined(done["device"]),
-        "seeds": str(study.runs[REPLICATE].nunique()) if REPLICATE in study.runs else "1",
-        "training time per run (s)": _seconds(done["train_seconds"]),
+        "precision": _joined(r.precision for r in done),
+        "device": _joined(r.device for r in done),
+        "seeds": str(len(seeds) or 1),
+        "training time per run (s)": _seconds(
+            [r.headline.train_seconds for r in done if r.headline]
+        ),
     }
     items += [{"what": k, "value": v} for k, v in extra.items() if v]
     return pd.DataFrame(items, columns=["what", "value"])
 
 
-def _seconds(column: pd.Series) -> str:
+def _seconds(values: list[float]) -> str:
     """'77' for one run, '70-81 (mean 75)' for several."""
-    values = column.dropna().astype(float)
-    if values.empty:
+    if not values:
         return ""
     if len(values) == 1:
-        return f"{values.iloc[0]:.0f}"
-    return f"{values.min():.0f}-{values.max():.0f} (mean {values.mean():.0f})"
+        return f"{values[0]:.0f}"
+    return f"{min(values):.0f}-{max(values):.0f} (mean {sum(values) / len(values):.0f})"
 
 
 def _optimizer_steps(study: Study) -> str:
     """Optimizer steps of each run: epochs x (images per epoch // global batch)."""
     steps = set()
-    for _, run in study.runs.iterrows():
-        history, batch = run["history"] or [], flatten(run["config"] or {}).get("batch_size")
-        if history and batch and run["epochs"]:
-            per_epoch = int(history[0]["images"]) // (batch * int(run["world_size"] or 1))
-            steps.add(int(run["epochs"]) * per_epoch)
+    for run in study.runs:
+        record, batch = run.record, flatten(run.config).get("batch_size")
+        if record.history and batch and record.epochs:
+            per_epoch = int(record.history[0].images) // (batch * int(record.world_size or 1))
+            steps.add(int(record.epochs) * per_epoch)
     return ", ".join(f"{s:,}" for s in sorted(steps))
 
 
@@ -159,7 +169,7 @@ def varying_keys(study: Study) -> pd.DataFrame:
     something changed that the sweep did not mean to change."""
     rows = []
     for levels, runs in groups(study):
-        configs = [flatten(c) for c in runs["config"] if c]
+        configs = [flatten(r.config) for r in runs if r.config]
         keys = set().union(*configs) if configs else set()
         for key in sorted(keys):
             if key.startswith(IGNORED_KEYS):
@@ -172,15 +182,16 @@ def varying_keys(study: Study) -> pd.DataFrame:
 
 def provenance(study: Study) -> str:
     """Which commits the runs ran at, and whether any had uncommitted changes."""
-    runs = study.runs
-    if runs["git_commit"].isna().all():
+    commits = [r.record.git_commit for r in study.runs]
+    if not any(commits):
         return "The runs did not record a git commit."
     parts = []
-    for (commit, dirty), group in runs.groupby(["git_commit", "uncommitted_changes"], dropna=False):
-        label = f"{str(commit)[:10]}{' with uncommitted changes' if dirty is True else ''}"
-        parts.append(f"{label} ({len(group)} run{'s' if len(group) != 1 else ''})")
+    for commit, count in sorted(Counter(commits).items(), key=lambda item: str(item[0])):
+        dirty = " with uncommitted changes" if str(commit).endswith("-dirty") else ""
+        name = str(commit).removesuffix("-dirty")[:10]
+        parts.append(f"{name}{dirty} ({count} run{'s' if count != 1 else ''})")
     warning = ""
-    if len(parts) > 1 or (runs["uncommitted_changes"] == True).any():  # noqa: E712 (NaN-safe)
+    if len(parts) > 1 or any(str(c).endswith("-dirty") for c in commits):
         warning = " Not one clean commit: compare these runs with care."
     return "Code: " + "; ".join(parts) + "." + warning
 
@@ -199,12 +210,12 @@ def time_taken(study: Study, budget: str) -> str:
     """What the study's runs took (its budget check's too), against what the budget allows.
     Runs that ran several at a time (one thread each, from their env.json) share the cores:
     the study's time is then about the sum over that many."""
-    runs = pd.concat([study.runs, study.check]) if study.check is not None else study.runs
-    seconds = pd.to_numeric(runs.get("wall_seconds"), errors="coerce").dropna()
-    if seconds.empty:
+    runs = study.runs + study.check
+    seconds = [r.final("wall_seconds") for r in runs if not math.isnan(r.final("wall_seconds"))]
+    if not seconds:
         return ""
     jobs = jobs_at_a_time(runs) or 1
-    total = seconds.sum() / 60
+    total = sum(seconds) / 60
     text = f"The {len(seconds)} runs' times add up to {total:.1f} min"
     if jobs > 1:
         total /= jobs
@@ -233,10 +244,8 @@ def budget_phrase(study: Study) -> str:
 def describe(study: Study) -> str:
     """What was run, in a sentence."""
     runs = study.runs
-    seeds = runs[REPLICATE].nunique() if REPLICATE in runs else 1
-    levels = "; ".join(
-        f"{f}: {', '.join(map(str, runs[f].dropna().unique()))}" for f in study.factors
-    )
+    seeds = len({str(r.levels[REPLICATE]) for r in runs if REPLICATE in r.levels}) or 1
+    levels = "; ".join(f"{f}: {_levels(runs, f)}" for f in study.factors)
     text = f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {shown_path(study.root)}"
     if levels:
         text += f", varying {levels}"
@@ -246,20 +255,24 @@ def describe(study: Study) -> str:
         text += "; differences are measured from " + ", ".join(
             f"{k}={v}" for k, v in study.baseline.items()
         )
-    if study.check is not None:
+    if study.check:
         text += f"; {len(study.check)} more runs check the baseline's budget"
     return text + "."
 
 
+def _levels(runs: Sequence[StudyRun], key: str) -> str:
+    """'max, avg': the levels of `key` these runs ran at, in order."""
+    found = (str(r.levels[key]) for r in runs if r.levels.get(key) is not None)
+    return ", ".join(dict.fromkeys(found))
+
+
 def heading(study: Study) -> str:
     """The study's name, with its data set where the runs name one."""
-    data = {str(data_title(c)) for c in study.runs["config"] if c}
+    data = {str(data_title(c)) for c in study.configs()}
     if len(data) == 1 and "None" not in data:
         return f"{study.name}: {data.pop()}"
-    experiments = set(study.runs["experiment"].dropna()) if "experiment" in study.runs else set()
-    return (
-        f"{study.name} (+experiment={experiments.pop()})" if len(experiments) == 1 else study.name
-    )
+    experiment = experiment_of(study)
+    return f"{study.name} (+experiment={experiment})" if experiment else study.name
 
 
 def _short(value: Any) -> Any:
@@ -269,13 +282,14 @@ def _short(value: Any) -> Any:
     return value.rsplit(".", 1)[-1] if isinstance(value, str) and "." in value else value
 
 
-def _joined(column: pd.Series | None) -> str:
-    if column is None:
-        return ""
-    values = column.dropna()
-    if pd.api.types.is_float_dtype(values) and (values % 1 == 0).all():
-        values = values.astype(int)
-    return ", ".join(sorted({str(v) for v in values}))
+def _joined(values: Iterable[Any]) -> str:
+    """The distinct values, sorted as text, a whole number without its '.0'."""
+    shown = {
+        str(int(v)) if isinstance(v, float) and v % 1 == 0 else str(v)
+        for v in values
+        if v is not None
+    }
+    return ", ".join(sorted(shown))
 
 
 def in_words(config: dict[str, Any], choices: dict[str, str] | None) -> str:

@@ -13,8 +13,9 @@ import math
 import os
 import re
 import sys
-from dataclasses import dataclass, field
-from functools import cache
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,22 +83,107 @@ OBJECTS = ("history", "system", "config", "choices", "given")
 HIDDEN = (*OBJECTS, "study")  # not shown as columns
 
 
+@dataclass(frozen=True)
+class StudyRun:
+    """One run as the report reads it: its record, typed, with the status the report judges
+    (a completed run at chance did not train; one with no record is incomplete), the levels
+    it ran at (its overrides, a list or dict level as its override text), its composed config,
+    and its overrides as given ({key: text})."""
+
+    path: str  # its folder, or the run column of the runs table it was read from
+    record: Run
+    levels: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    given: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def usable(self) -> bool:
+        return self.record.status == USABLE
+
+    @property
+    def seed(self) -> Any:
+        return self.levels.get(REPLICATE, self.record.seed)
+
+    def final(self, column: str = TEST_ACC) -> float:
+        """A number of its record (a headline's: final_test_acc, wall_seconds; or the network's
+        parameters or macs) as a float; NaN where it has none."""
+        value = self._numbers.get(column)
+        return float(value) if value is not None else math.nan
+
+    @cached_property
+    def _numbers(self) -> dict[str, Any]:
+        flat = self.record.to_json()
+        return {k: flat.get(k) for k in (*headline_columns(), "parameters", "macs")}
+
+    def at(self, levels: dict[str, Any]) -> bool:
+        """Whether it ran at these levels (compared as text, since overrides are typed and a
+        baseline is declared as text); a key it was not run with is passed over."""
+        return all(str(self.levels[k]) == str(v) for k, v in levels.items() if k in self.levels)
+
+    def row(self) -> dict[str, Any]:
+        """Its row of the runs table: its levels, the record's columns, its provenance and its
+        per-run objects."""
+        flat = self.record.to_json()
+        commit = self.record.git_commit or ""
+        return {
+            "run": self.path,
+            **self.levels,
+            **{k: flat.get(k) for k in metric_columns()},
+            "data_source": portable(self.record.data_source),
+            "git_commit": commit.removesuffix("-dirty") or None,
+            "uncommitted_changes": commit.endswith("-dirty") if commit else None,
+            "history": flat["history"],
+            "system": self.record.system or {},
+            "config": self.config,
+            "choices": self.record.choices,
+            "given": self.given,
+        }
+
+
+def mean_of(runs: Sequence[StudyRun], column: str = TEST_ACC) -> float:
+    """The mean of a number (StudyRun.final) over the runs that have it; NaN for none."""
+    values = [r.final(column) for r in runs if not math.isnan(r.final(column))]
+    return sum(values) / len(values) if values else math.nan
+
+
+def frame(runs: Sequence[StudyRun]) -> pd.DataFrame:
+    """Runs as a table, one row each (for a table drawn, a CSV written or a model fitted)."""
+    return pd.DataFrame([run.row() for run in runs])
+
+
 @dataclass
 class Study:
     """The runs of one sweep (or a set of single runs) and what the sweep varied."""
 
     name: str
     root: Path
-    runs: pd.DataFrame  # one row per run
+    runs: tuple[StudyRun, ...]
     factors: list[str]  # override keys whose values differ between runs, seed excluded
     baseline: dict[str, str] = field(default_factory=dict)
     # When the study tunes a key (study.tune): per group, the level chosen on validation and the
     # validation accuracy of each level; `runs` then holds only the chosen level's runs.
     tuning: pd.DataFrame | None = None
-    check: pd.DataFrame | None = None  # the budget check's runs, where the study has them
+    check: tuple[StudyRun, ...] = ()  # the budget check's runs, where the study has them
     note: str = ""  # where the runs were read from, when not from their folders
     # What kind of study the runs were configured as, and its settings (cnnexp.studies).
     kind: studies.Study = field(default_factory=studies.Study)
+
+    def usable(self, levels: dict[str, Any] | None = None) -> list[StudyRun]:
+        """Its runs that enter means and verdicts (at these levels, where given)."""
+        return [r for r in self.runs if r.usable and r.at(levels or {})]
+
+    @cached_property
+    def table(self) -> pd.DataFrame:
+        """Its runs as a table (frame)."""
+        return frame(self.runs)
+
+    def configs(self) -> list[dict[str, Any]]:
+        """Its runs' composed configs, those that have one."""
+        return [r.config for r in self.runs if r.config]
 
 
 # --- reading runs ------------------------------------------------------------------------------
@@ -139,8 +225,8 @@ def shown_path(path: Path) -> str:
         return path.name
 
 
-def read_run(run: Path) -> dict[str, Any]:
-    """One row: the run's overrides as columns, its metrics, history, config and provenance."""
+def read_run(run: Path) -> StudyRun:
+    """One run: its record with the status the report judges, its overrides, its config."""
     config = yaml_or_warn(run / ".hydra" / "config.yaml", dict) or {}
     try:
         found = read_record(run)
@@ -155,20 +241,17 @@ def read_run(run: Path) -> dict[str, Any]:
     reason = chance_reason(record) if record.status == USABLE else None
     if reason:
         record.status, record.error = NOT_TRAINED, reason
-    flat = record.to_json()
-    row: dict[str, Any] = {"run": str(run), **_overrides(run, record)}
-    row.update({k: flat.get(k) for k in metric_columns()})
-    row["data_source"] = portable(row["data_source"])
-    commit = record.git_commit or ""
-    row["git_commit"] = commit.removesuffix("-dirty") or None
-    row["uncommitted_changes"] = commit.endswith("-dirty") if commit else None
-    row["history"] = flat["history"]
-    row["system"] = record.system or {}
-    row["config"] = config
-    row["choices"] = record.choices  # Hydra's group choices (tta=flip), which a config lacks
     texts = yaml_or_warn(run / ".hydra" / "overrides.yaml", list) or []
-    row["given"] = {studies.key_value(text)[0]: text for text in texts}
-    return row
+    given = {studies.key_value(text)[0]: text for text in texts}
+    return StudyRun(str(run), record, _levels(_overrides(run, record)), config, given)
+
+
+def _levels(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The levels a run ran at: [6,16] as its override text, so that levels compare as text."""
+    return {
+        k: studies.override_text(v) if isinstance(v, list | dict) else v
+        for k, v in overrides.items()
+    }
 
 
 def _overrides(run: Path, record: Run) -> dict[str, Any]:
@@ -199,47 +282,37 @@ def load_study(path: Path) -> Study:
     return make_study(rows, path)
 
 
-def make_study(rows: list[dict[str, Any]], root: Path, note: str = "") -> Study:
-    """A Study of run rows: the budget check's runs apart, the factors the rest varied, the
+def make_study(runs: Sequence[StudyRun], root: Path, note: str = "") -> Study:
+    """A Study of runs: the budget check's runs apart, the factors the rest varied, the
     baseline the study declares, and only the tuned level's runs where it tunes a key."""
-    runs = pd.DataFrame(rows)
-    declared = [(c.get("study") or {}) for c in runs["config"] if c]
+    declared = [(r.config.get("study") or {}) for r in runs if r.config]
     kind = studies.of(next((s for s in declared if s.get("role") != BUDGET_CHECK), {}))
-    roles = runs["config"].map(lambda c: (c.get("study") or {}).get("role") if c else None)
-    check = runs[roles == BUDGET_CHECK].reset_index(drop=True)
-    runs = runs[roles != BUDGET_CHECK].reset_index(drop=True)
-    fixed = {"run", *HIDDEN, REPLICATE, "git_commit", "uncommitted_changes", *metric_columns()}
-    for column in [c for c in runs.columns if c not in fixed]:  # [6,16]: a level, as its text
-        runs[column] = runs[column].map(
-            lambda v: studies.override_text(v) if isinstance(v, list | dict) else v
-        )
-    varied = [c for c in runs.columns if c not in fixed and runs[c].astype(str).nunique() > 1]
+    role = lambda r: (r.config.get("study") or {}).get("role")  # noqa: E731
+    check = tuple(r for r in runs if role(r) == BUDGET_CHECK)
+    runs = tuple(r for r in runs if role(r) != BUDGET_CHECK)
+    keys = dict.fromkeys(k for r in runs for k in r.levels if k != REPLICATE)
+    varied = [k for k in keys if len({str(r.levels.get(k)) for r in runs}) > 1]
     factors = kind.arm_keys(varied)
     baseline = {k: v for k, v in kind.reference().items() if k in factors}
     if not baseline and len(factors) == 1 and not kind.name:
-        baseline = {factors[0]: str(runs[factors[0]].iloc[0])}  # a sweep's own: its first level
+        baseline = {factors[0]: str(runs[0].levels.get(factors[0]))}  # a sweep's own: its first
     if kind.answers_factors():
         baseline = {}  # a design's arms are not compared one by one: its effects answer
     name = kind.name or next((s["name"] for s in declared if s.get("name")), None) or root.name
-    study = Study(
-        name, root, runs, factors, baseline, check=check if len(check) else None, note=note,
-        kind=kind,
-    )  # fmt: skip
+    study = Study(name, root, runs, factors, baseline, check=check, note=note, kind=kind)
     tuned = kind.tuned_key()
     return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
 
 
 def with_check(study: Study, check: Study) -> Study:
     """`study` with the runs of a budget check read from a folder of their own."""
-    runs = check.check if check.check is not None else check.runs
-    both = runs if study.check is None else pd.concat([study.check, runs], ignore_index=True)
-    study.check = both
+    study.check = study.check + (check.check or check.runs)
     return study
 
 
 def is_check(study: Study) -> bool:
     """A folder that holds only a budget check's runs."""
-    return study.runs.empty and study.check is not None
+    return not study.runs and bool(study.check)
 
 
 # --- a runs table written by an earlier report ------------------------------------------------
@@ -266,7 +339,7 @@ def read_table(path: Path) -> list[Study]:
         part = _whole_numbers(part.dropna(axis=1, how="all"))  # another study's factors
         rows = [_table_row(row, kept, path) for row in part.to_dict("records")]
         root = part["study_root"].iloc[0] if "study_root" in part else _common(part["run"])
-        studies.append(make_study(rows, Path(root), _table_note(path, rows)))
+        studies.append(make_study(runs_of(rows), Path(root), _table_note(path, rows)))
     return studies
 
 
@@ -317,6 +390,35 @@ def _table_row(row: dict[str, Any], kept: bool, path: Path) -> dict[str, Any]:
     return row
 
 
+NOT_LEVELS = {"run", *OBJECTS, "study", "study_root", "git_commit", "uncommitted_changes"}
+
+
+def from_row(row: dict[str, Any]) -> StudyRun:
+    """A run from its row of a runs table (StudyRun.row's form; columns it lacks are empty)."""
+    numbers = set(metric_columns())
+    commit = row.get("git_commit")
+    if commit and row.get("uncommitted_changes") in (True, "True", "true"):
+        commit += "-dirty"
+    record = Run.from_json(
+        {
+            **{k: v for k, v in row.items() if k in numbers and k != "data_source"},
+            "data_source": row.get("data_source"),
+            "history": row.get("history") or [],
+            "system": row.get("system") or None,
+            "choices": row.get("choices") or {},
+            "git_commit": commit,
+        }
+    )
+    levels = {k: v for k, v in row.items() if k not in numbers and k not in NOT_LEVELS}
+    return StudyRun(str(row.get("run", "")), record, _levels(levels), row.get("config") or {},
+                    row.get("given") or {})  # fmt: skip
+
+
+def runs_of(rows: Sequence[dict[str, Any]]) -> tuple[StudyRun, ...]:
+    """Runs from rows of a runs table (from_row)."""
+    return tuple(from_row(row) for row in rows)
+
+
 @cache
 def _declared(experiment: str) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
@@ -338,11 +440,10 @@ def declared_study(experiment: Any) -> dict[str, Any]:
 
 def table_of_runs(study: Study) -> pd.DataFrame:
     """runs.csv's rows: every run's columns, its per-run objects as JSON, its study's name."""
-    runs = pd.concat([study.runs, study.check]) if study.check is not None else study.runs
+    runs = frame(study.runs + study.check)
     table = runs.drop(columns=[c for c in HIDDEN if c in runs])
     for key in OBJECTS:
-        if key in runs:
-            table[key] = runs[key].map(lambda v: json.dumps(v, default=str))
+        table[key] = runs[key].map(lambda v: json.dumps(v, default=str))
     return table.assign(study=study.name, study_root=str(study.root))
 
 
@@ -351,46 +452,44 @@ def select_tuned(study: Study, key: str, metric: str = VAL_ACC) -> Study:
     (a learning rate, say) with the best mean validation accuracy over its usable seeds: each
     variant is then compared at its own best setting, chosen without looking at the test set."""
     others = [f for f in study.factors if f != key]
-    keep, rows = [], []
-    groups = study.runs.groupby(others, sort=False) if others else [((), study.runs)]
-    for levels, runs in groups:
-        usable = runs[runs["status"] == USABLE]
-        if len(usable) and usable[metric].isna().all():
+    keep, rows = set(), []
+    for levels, runs in groups(replace(study, factors=others)):
+        usable = [r for r in runs if r.usable]
+        if usable and all(math.isnan(r.final(metric)) for r in usable):
             raise ValueError(
                 f"{study.root}: the study tunes {key} on validation accuracy, but its runs "
                 "recorded none: hold out a validation split (data.validation=5000)"
             )
-        scores = usable.groupby(key, sort=False)[metric].mean()
-        best = scores.idxmax() if len(scores) else runs[key].iloc[0]
-        keep.append(runs[runs[key] == best])
+        scores = _mean_by_level(usable, key, metric)
+        best = max(scores, key=scores.get) if scores else str(runs[0].levels.get(key))
+        keep |= {id(r) for r in runs if str(r.levels.get(key)) == best}
         per_level = ", ".join(f"{level}: {100 * score:.2f}" for level, score in scores.items())
+        shown = next(r.levels.get(key) for r in runs if str(r.levels.get(key)) == best)
         rows.append(
-            {
-                **dict(zip(others, as_tuple(levels), strict=True)),
-                key: best,
-                "validation acc % (mean) per level": per_level or "none trained",
-            }
+            {**levels, key: shown, "validation acc % (mean) per level": per_level or "none trained"}
         )
-    runs = pd.concat(keep).sort_index()
-    return Study(
-        name=study.name,
-        root=study.root,
-        runs=runs,
+    return replace(
+        study,
+        runs=tuple(r for r in study.runs if id(r) in keep),
         factors=others,
         baseline={k: v for k, v in study.baseline.items() if k != key},
         tuning=pd.DataFrame(rows),
-        check=study.check,
-        note=study.note,
-        kind=study.kind,
     )
+
+
+def _mean_by_level(runs: list[StudyRun], key: str, metric: str) -> dict[str, float]:
+    """{level of `key` as text: the mean of `metric` over its runs that have it}, in order."""
+    values: dict[str, list[float]] = {}
+    for run in runs:
+        values.setdefault(str(run.levels.get(key)), []).append(run.final(metric))
+    means = {k: [v for v in vs if not math.isnan(v)] for k, vs in values.items()}
+    return {k: sum(vs) / len(vs) for k, vs in means.items() if vs}
 
 
 def experiment_of(study: Study) -> str | None:
     """The conf/experiment/ YAML its runs were made from (+experiment=...), where they name one."""
-    if "experiment" not in study.runs:
-        return None
-    names = study.runs["experiment"].dropna().unique()
-    return str(names[0]) if len(names) == 1 else None
+    names = {str(r.levels["experiment"]) for r in study.runs if r.levels.get("experiment")}
+    return names.pop() if len(names) == 1 else None
 
 
 def as_tuple(levels: object) -> tuple:
@@ -399,26 +498,24 @@ def as_tuple(levels: object) -> tuple:
 
 def runs_table(study: Study) -> pd.DataFrame:
     """The table of all runs: swept choices and overrides, then the results and provenance."""
-    keys = [c for c in study.runs.columns if c not in HIDDEN]
+    keys = [c for c in study.table.columns if c not in HIDDEN]
     first = ["run", *study.factors, *([REPLICATE] if REPLICATE in keys else [])]
-    return study.runs[first + [c for c in keys if c not in first]]
+    return study.table[first + [c for c in keys if c not in first]]
 
 
-def groups(study: Study) -> list[tuple[dict[str, Any], pd.DataFrame]]:
-    """(factor levels, runs) for every combination of the swept factors, in sweep order."""
-    if not study.factors:
-        return [({}, study.runs)]
-    keys = study.runs[study.factors].astype(str)
-    out = []
-    by = study.factors if len(study.factors) > 1 else study.factors[0]  # scalar keys for one
-    for levels, index in keys.groupby(by, sort=False).groups.items():
-        out.append((dict(zip(study.factors, as_tuple(levels), strict=True)), study.runs.loc[index]))
-    return out
+def groups(study: Study) -> list[tuple[dict[str, Any], list[StudyRun]]]:
+    """(factor levels as text, runs) for every combination of the swept factors, in sweep
+    order (levels compare as text: overrides are typed, a baseline is declared as text)."""
+    found: dict[tuple[str, ...], tuple[dict[str, Any], list[StudyRun]]] = {}
+    for run in study.runs:
+        levels = {f: str(run.levels.get(f)) for f in study.factors}
+        found.setdefault(tuple(levels.values()), (levels, []))[1].append(run)
+    return list(found.values()) if study.factors else [({}, list(study.runs))]
 
 
 def matching(frame: pd.DataFrame, levels: dict[str, Any]) -> pd.Series:
-    """Which rows of `frame` are at these factor levels (compared as text, since overrides are
-    typed and the baseline is declared as text); keys `frame` lacks are passed over."""
+    """Which rows of a table (a summary's) are at these factor levels (compared as text, since
+    overrides are typed and the baseline is declared as text); keys it lacks are passed over."""
     mask = pd.Series(True, index=frame.index)
     for key, value in levels.items():
         if key in frame:
@@ -426,12 +523,7 @@ def matching(frame: pd.DataFrame, levels: dict[str, Any]) -> pd.Series:
     return mask
 
 
-def levels_of(study: Study, row: pd.Series, factors: list[str] | None = None) -> dict[str, Any]:
-    """A summary or run row's levels of the study's factors (or of `factors`)."""
-    return {f: row[f] for f in (study.factors if factors is None else factors)}
-
-
-def label(study: Study, row: pd.Series) -> str:
+def label(study: Study, row: pd.Series | dict[str, Any]) -> str:
     """'arch=stride-2', a row's levels as the report names them; the study's name for none."""
     return ", ".join(f"{f}={row[f]}" for f in study.factors) or study.name
 
@@ -439,7 +531,7 @@ def label(study: Study, row: pd.Series) -> str:
 def problems(study: Study) -> pd.DataFrame:
     """Runs that are not in the means: did not train, diverged, failed, incomplete or
     unreadable; blank where a run has no number."""
-    bad = study.runs[study.runs["status"] != USABLE]
+    bad = frame([r for r in study.runs if not r.usable])
     columns = ["run", *study.factors, "status", TEST_ACC, TRAIN_LOSS, "error"]
     shown = bad[[c for c in columns if c in bad]].astype(object)
     return shown.where(shown.notna(), "")
@@ -457,10 +549,10 @@ def environment_of(run: Path) -> dict[str, Any]:
     return or_warn(read_json, Path(run) / ENVIRONMENT, SKIPPED) or {}
 
 
-def jobs_at_a_time(runs: pd.DataFrame) -> int | None:
+def jobs_at_a_time(runs: Sequence[StudyRun]) -> int | None:
     """How many of these runs ran at a time: the cores over each run's threads, from their
     env.json (the most common value); None where no run folder says (a runs table)."""
-    envs = [environment_of(Path(run)) for run in runs.get("run", [])]
+    envs = [environment_of(Path(run.path)) for run in runs]
     ratios = [e["cpu_cores"] // e["torch_threads"] for e in envs if e.get("torch_threads")]
     return max(set(ratios), key=ratios.count) if ratios else None
 

@@ -19,7 +19,7 @@ from cnnexp.report.curves import add_curves, add_system
 from cnnexp.report.document import Document, display_summary
 from cnnexp.report.network import add_network
 from cnnexp.report.recipe import add_recipe, describe, heading
-from cnnexp.report.runs import USABLE, Study, as_tuple, problems
+from cnnexp.report.runs import Study, as_tuple, problems
 from cnnexp.report.verdicts import Verdicts
 
 
@@ -37,9 +37,9 @@ def add_study(
     alpha, summary = verdicts.alpha, verdicts.table
     doc.heading(2, heading(study))
     doc.para(describe(study))
-    usable = study.runs[study.runs["status"] == USABLE]
-    if network and len(usable) and usable["config"].iloc[0]:
-        add_network(doc, usable["config"].iloc[0])
+    usable = study.usable()
+    if network and usable and usable[0].config:
+        add_network(doc, usable[0].config)
     add_recipe(doc, study)
     add_baseline_check(doc, reference_study(study), verdicts)
     for section in study.kind.report_sections():

@@ -20,16 +20,16 @@ from cnnexp import sequential, stats
 from cnnexp.files import read_json
 from cnnexp.report.runs import (
     COUNT_COLUMNS,
+    NOT_TRAINED,
     REPLICATE,
     STATUSES,
     USABLE,
     Study,
+    StudyRun,
     groups,
-    label,
-    levels_of,
-    matching,
+    mean_of,
 )
-from cnnexp.schema import DECIDE_FILE, FINAL, TEST_ACC, TRAIN_LOSS, WITHOUT, without_key
+from cnnexp.schema import ACC, DECIDE_FILE, TEST_ACC, TRAIN_LOSS, WITHOUT, Run, without_key
 from cnnexp.studies import key_value
 
 
@@ -105,6 +105,10 @@ class Family:
     contexts: int  # the study's level is split evenly between this many families
 
 
+# The mean over an arm's usable runs of each of these, for its row of the summary table
+ARM_MEANS = ("train_seconds", "wall_seconds", "images_per_second", "parameters", "macs")
+
+
 @dataclass(frozen=True)
 class Arm:
     """One combination of the swept levels, typed: its runs (how many, how many are in its
@@ -124,6 +128,9 @@ class Arm:
     comparison: stats.Comparison | None = None
     decided_at: str | None = None  # '7 seeds, look 3': where a deciding sweep's rounds decided
     seconds: float = float("nan")  # a run's mean wall time (training time where none is kept)
+    seeds: tuple[Any, ...] = ()  # each value's seed
+    compared_with: str | None = None  # 'pool=max': the baseline's levels, for a compared arm
+    means: dict[str, float] = field(default_factory=dict)  # ARM_MEANS over its usable runs
 
     @property
     def words(self) -> str:
@@ -132,16 +139,47 @@ class Arm:
             return equivalent_within(self.margin)
         return str(self.verdict or "")
 
+    def at(self, levels: dict[str, Any]) -> bool:
+        """Whether it is at these levels (as text; keys it does not vary are passed over)."""
+        return all(str(self.levels[k]) == str(v) for k, v in levels.items() if k in self.levels)
+
+    def row(self) -> dict[str, Any]:
+        """Its row of the summary table (summary.csv, and the table the report draws)."""
+        c = self.comparison
+        compared = {k: getattr(c, k) if c else math.nan for k in COMPARISON}
+        compared["correction"] = c.correction if c else None
+        counts = {COUNT_COLUMNS[USABLE]: self.n}
+        counts |= {name: self.left_out.get(name, 0) for name in list(COUNT_COLUMNS.values())[1:]}
+        values = list(self.values)
+        return {
+            **self.levels,
+            **counts,
+            "runs": self.runs,
+            "n": self.n,
+            "mean": self.mean,
+            "median": float(np.median(values)) if values else math.nan,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else math.nan,
+            "values": values,
+            "value_seeds": list(self.seeds),
+            "budget_epochs": self.epochs,
+            **{f"{k}_mean": v for k, v in self.means.items()},
+            **compared,
+            "test": c.test if c else None,
+            "verdict": self.words or None,
+            "compared_with": self.compared_with,
+            **({"decided_at": self.decided_at} if self.decided_at else {}),
+        }
+
 
 @dataclass
 class Verdicts:
-    """A study's arms against its baseline (summarise): `table`, one row per combination of
-    the swept levels (run counts, the values over seeds, the comparison and the verdict), and
-    how they were decided: the level, the correction, each context's family and, where a
-    deciding sweep's rounds decided them, its record (decide.json). `arms` are the same rows
-    typed, for the report's sentences; the table is for tables and CSV files."""
+    """A study's arms against its baseline (summarise): one Arm per combination of the swept
+    levels (run counts, the values over seeds, the comparison and the verdict), and how they
+    were decided: the level, the correction, each context's family and, where a deciding
+    sweep's rounds decided them, its record (decide.json). `table` is the arms as a table, for
+    the tables drawn and the CSV files."""
 
-    table: pd.DataFrame
+    arms: list[Arm]
     alpha: float = stats.ALPHA
     method: str = stats.METHOD
     families: list[Family] = field(default_factory=list)
@@ -150,9 +188,9 @@ class Verdicts:
     factors: list[str] = field(default_factory=list)  # the study's swept keys
 
     @cached_property
-    def arms(self) -> list[Arm]:
-        """Every row of the table as an Arm, in its order."""
-        return [self._arm(row) for _, row in self.table.iterrows()]
+    def table(self) -> pd.DataFrame:
+        """One row per arm, in order (Arm.row)."""
+        return pd.DataFrame([arm.row() for arm in self.arms])
 
     @property
     def compared(self) -> list[Arm]:
@@ -176,72 +214,16 @@ class Verdicts:
         )
         return next(found, None)
 
-    def _arm(self, row: pd.Series) -> Arm:
-        verdict, margin = _typed_verdict(row.get("verdict"))
-        compared = verdict is not None and pd.notna(row.get("diff"))
-        comparison = None
-        if compared:
-            fields_ = {k: row.get(k) for k in stats.Comparison.__dataclass_fields__}
-            comparison = stats.Comparison(**fields_)
-        decided_at = row.get("decided_at")
-        return Arm(
-            levels={f: row[f] for f in self.factors},
-            label=", ".join(f"{f}={row[f]}" for f in self.factors),
-            runs=int(row["runs"]),
-            n=int(row["n"]),
-            left_out={c: int(row[c]) for c in list(COUNT_COLUMNS.values())[1:] if row[c]},
-            values=tuple(row["values"]),
-            mean=float(row["mean"]),
-            epochs=str(row.get("budget_epochs", "")),
-            verdict=verdict,
-            margin=margin,
-            comparison=comparison,
-            decided_at=decided_at if isinstance(decided_at, str) else None,
-            seconds=_seconds(row),
-        )
-
-
-def _typed_verdict(cell: Any) -> tuple[Verdict | None, float | None]:
-    """A table's verdict cell as the enum and, for an equivalent arm, its margin."""
-    if cell is None or (isinstance(cell, float) and math.isnan(cell)):
-        return None, None
-    margin = margin_of(cell)
-    return (EQUIVALENT, margin) if margin is not None else (Verdict(cell), None)
-
 
 def summarise(
     study: Study, metric: str = METRIC, alpha: float = stats.ALPHA, method: str = stats.METHOD
 ) -> Verdicts:
-    """Per combination of the swept factors: how many runs of each status, and over the usable
-    runs the mean, median, std and every seed's value; then each arm against the baseline
+    """Per combination of the swept factors an Arm: how many runs of each status, and over the
+    usable runs every seed's value and their mean; then each arm against the baseline
     (compare), each context one family."""
-    rows = []
-    for levels, runs in groups(study):
-        usable = runs[runs["status"] == USABLE]
-        values = usable[metric].astype(float).tolist()
-        seeds = usable[REPLICATE].tolist() if REPLICATE in usable else list(range(len(values)))
-        counts = {COUNT_COLUMNS[s]: int((runs["status"] == s).sum()) for s in STATUSES}
-        means = {
-            f"{k}_mean": pd.to_numeric(usable[k], errors="coerce").mean() if k in usable else None
-            for k in ("train_seconds", "wall_seconds", "images_per_second", "parameters", "macs")
-        }
-        rows.append(
-            {
-                **levels,
-                **counts,
-                "runs": len(runs),
-                "n": len(values),
-                "mean": np.mean(values) if values else math.nan,
-                "median": np.median(values) if values else math.nan,
-                "std": np.std(values, ddof=1) if len(values) > 1 else math.nan,
-                "values": values,
-                "value_seeds": seeds,
-                "budget_epochs": _joined(usable["epochs"]) if "epochs" in usable else "",
-                **means,
-            }
-        )
-    table, families = compare(study, pd.DataFrame(rows), alpha, method)
-    verdicts = Verdicts(table, alpha, method, families, None, study.baseline, study.factors)
+    arms = [_arm(study, levels, runs, metric) for levels, runs in groups(study)]
+    arms, families = compare(study, arms, alpha, method)
+    verdicts = Verdicts(arms, alpha, method, families, None, study.baseline, study.factors)
     fix = "run the deciding sweep again (it rewrites the file from its runs)"
     decided = read_json(study.root / DECIDE_FILE, fix)
     if decided:
@@ -249,140 +231,143 @@ def summarise(
     return with_equivalence(verdicts, study.kind.decide.margin)
 
 
+def _arm(study: Study, levels: dict[str, Any], runs: list[StudyRun], metric: str) -> Arm:
+    """One combination of levels and its runs, before any comparison."""
+    usable = [r for r in runs if r.usable]
+    values = tuple(r.final(metric) for r in usable)
+    left_out = {COUNT_COLUMNS[s]: sum(r.status == s for r in runs) for s in STATUSES[1:]}
+    means = {k: mean_of(usable, k) for k in ARM_MEANS}
+    seconds = means["wall_seconds"]
+    return Arm(
+        levels=levels,
+        label=", ".join(f"{f}={v}" for f, v in levels.items()),
+        runs=len(runs),
+        n=len(values),
+        left_out={why: count for why, count in left_out.items() if count},
+        values=values,
+        mean=float(np.mean(values)) if values else math.nan,
+        epochs=_joined(usable),
+        seconds=seconds if not math.isnan(seconds) else means["train_seconds"],
+        seeds=tuple(r.levels.get(REPLICATE, i) for i, r in enumerate(usable)),
+        means=means,
+    )
+
+
 def with_equivalence(verdicts: Verdicts, margin: float) -> Verdicts:
     """'Equivalent within +-margin points' for an arm with no clear difference whose interval
     lies inside the margin (its family-wise interval at 1 - alpha/m inside +-margin is the two
     one-sided tests of equivalence passing at alpha/(2m)): the runs show the arms differ by
     less than the margin, which is an answer, not a failure to find one."""
-    summary = verdicts.table
-    inside = (
-        (summary["verdict"] == UNCLEAR)
-        & (summary["ci_low"] > -margin / 100)
-        & (summary["ci_high"] < margin / 100)
-    )
-    if not inside.any():
-        return verdicts
-    summary = summary.copy()
-    summary.loc[inside, "verdict"] = equivalent_within(margin)
-    return replace(verdicts, table=summary)
+
+    def judged(arm: Arm) -> Arm:
+        c = arm.comparison
+        inside = c is not None and -margin / 100 < c.ci_low and c.ci_high < margin / 100
+        if arm.verdict == UNCLEAR and inside:
+            return replace(arm, verdict=EQUIVALENT, margin=margin)
+        return arm
+
+    return replace(verdicts, arms=[judged(arm) for arm in verdicts.arms])
 
 
 def as_decided(verdicts: Verdicts, decided: dict) -> Verdicts:
     """A deciding sweep's verdicts (hydra/sweeper=decide): each arm's as its rounds decided it,
     at the level its look spent (cnnexp.sequential), not a fixed-sample test of the same runs,
     which would not hold its level after stopping when decided."""
-    summary = verdicts.table.copy()
+    arms = list(verdicts.arms)
     margin = decided.get("margin_points")
-    for arm in decided["arms"].values():
-        levels = dict(key_value(o) for o in arm["overrides"])
-        row = matching(summary, {k: v for k, v in levels.items() if k in summary})
-        verdict = ROUNDS_VERDICTS.get(arm["verdict"], UNCLEAR)
-        if arm["verdict"] == sequential.EQUIVALENT:
-            verdict = equivalent_within(margin)
-        for column, value in (
-            ("diff", arm["diff"]), ("ci_low", arm["ci_low"]), ("ci_high", arm["ci_high"]),
-            ("verdict", verdict), ("correction", "sequential"), ("test", "welch"),
-            ("p_adjusted", math.nan), ("detectable", math.nan), ("level", arm["level"]),
-            ("df", arm.get("df", math.nan)),
-            ("decided_at", f"{arm['seeds']} seeds, look {arm['look']}"),
-        ):  # fmt: skip
-            summary.loc[row, column] = value
-    return replace(verdicts, table=summary, decided=decided)
+    for record in decided["arms"].values():
+        levels = dict(key_value(o) for o in record["overrides"])
+        verdict = ROUNDS_VERDICTS.get(record["verdict"], UNCLEAR)
+        equivalent = record["verdict"] == sequential.EQUIVALENT
+        for i, arm in enumerate(arms):
+            if not arm.at({k: v for k, v in levels.items() if k in verdicts.factors}):
+                continue
+            before = arm.comparison or stats.Comparison(*[math.nan] * 10, test="welch")
+            arms[i] = replace(
+                arm,
+                verdict=EQUIVALENT if equivalent else verdict,
+                margin=margin if equivalent else None,
+                decided_at=f"{record['seeds']} seeds, look {record['look']}",
+                comparison=replace(
+                    before, diff=record["diff"], ci_low=record["ci_low"],
+                    ci_high=record["ci_high"], correction="sequential", test="welch",
+                    p_adjusted=math.nan, detectable=math.nan, level=record["level"],
+                    df=record.get("df", math.nan),
+                ),
+            )  # fmt: skip
+    return replace(verdicts, arms=arms, decided=decided)
 
 
-def is_baseline(study: Study, summary: pd.DataFrame) -> pd.Series:
-    """Which summary rows are the baseline's levels (in their context)."""
-    if not study.baseline:
-        return pd.Series(False, index=summary.index)
-    return matching(summary, study.baseline)
-
-
-def contexts(study: Study, summary: pd.DataFrame) -> list[tuple[dict[str, Any], pd.DataFrame]]:
-    """The rows of each combination of the factors that are not the baseline's."""
+def contexts(study: Study, arms: list[Arm]) -> list[list[int]]:
+    """The positions of the arms of each combination of the factors that are not the
+    baseline's, in order."""
     others = [f for f in study.factors if f not in study.baseline]
-    if not others:
-        return [({}, summary)]
-    keys = summary[others].astype(str)
-    by = others if len(others) > 1 else others[0]
-    return [
-        (
-            dict(zip(others, levels if isinstance(levels, tuple) else (levels,), strict=True)),
-            summary.loc[index],
-        )
-        for levels, index in keys.groupby(by, sort=False).groups.items()
-    ]
+    found: dict[tuple[str, ...], list[int]] = {}
+    for i, arm in enumerate(arms):
+        found.setdefault(tuple(str(arm.levels[f]) for f in others), []).append(i)
+    return list(found.values())
 
 
 def compare(
-    study: Study, summary: pd.DataFrame, alpha: float, method: str
-) -> tuple[pd.DataFrame, list[Family]]:
+    study: Study, arms: list[Arm], alpha: float, method: str
+) -> tuple[list[Arm], list[Family]]:
     """Each arm against the baseline of its context, every context's arms one family (the
-    study's level split evenly between contexts): the table with the COMPARISON columns, the
-    test, the verdict and compared_with added, and the families."""
+    study's level split evenly between contexts): the arms with their comparisons and verdicts,
+    and the families."""
     if method not in stats.METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(stats.METHODS)}")
-    summary = summary.assign(
-        **{c: math.nan for c in COMPARISON if c != "correction"},
-        correction=None,
-        test=None,
-        verdict=None,
-        compared_with=None,
-    )
-    if not study.baseline or summary.empty:
-        return summary, []
-    base_mask = is_baseline(study, summary)
-    parts = [(c, rows) for c, rows in contexts(study, summary) if base_mask[rows.index].sum() == 1]
-    families = []
-    for _, rows in parts:
-        control = rows[base_mask[rows.index]].iloc[0]
-        families.append(_compare_context(study, summary, rows, control, alpha, method, len(parts)))
-    return summary, families
+    if not study.baseline or not arms:
+        return arms, []
+    arms = list(arms)
+    parts = []
+    for part in contexts(study, arms):
+        controls = [i for i in part if arms[i].at(study.baseline)]
+        if len(controls) == 1:
+            parts.append((part, controls[0]))
+    families = [
+        _compare_context(study, arms, part, control, alpha, method, len(parts))
+        for part, control in parts
+    ]
+    return arms, families
 
 
-def _compare_context(study, summary, rows, control, alpha, method, share) -> Family:
-    arms = rows[rows.index != control.name]
-    compared_with = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
-    for i in arms.index:
-        summary.at[i, "compared_with"] = compared_with
-        summary.at[i, "verdict"] = _precheck(summary.loc[i], control)
-    open_arms = [i for i in arms.index if summary.at[i, "verdict"] is None]
-    paired = [i for i in open_arms if same_networks(study, summary.loc[i], control)]
-    values = {i: summary.at[i, "values"] for i in open_arms if i not in paired}
+def _compare_context(study, arms, part, control, alpha, method, share) -> Family:
+    """The arms at positions `part` against the one at `control`, one family at the level
+    alpha / share; `arms` is updated in place."""
+    base = arms[control]
+    others = [i for i in part if i != control]
+    before = {i: _precheck(arms[i], base) for i in others}
+    open_arms = [i for i in others if before[i] is None]
+    paired = [i for i in open_arms if same_networks(study, arms[i], base)]
+    values = {i: arms[i].values for i in open_arms if i not in paired}
     # The context's level is split between the paired arms and the rest by their numbers, so
     # the whole context stays one family (Bonferroni between the two parts).
     level, tests = alpha / share, len(paired) + len(values)
-    results = _paired_family(summary, paired, control, level, tests, method)
+    results = _paired_family(arms, paired, base, level, tests, method)
     found, variances = {}, stats.Variances(False, *[math.nan] * 5, ())
-    if control["n"] > 1 and values:
-        part = 1.0 if method == "none" else len(values) / tests
-        groups = {**values, "control": control["values"]}
-        found = stats.against_control(groups, "control", level * part, method)
-        variances = stats.check_variances(groups, "control", alpha)
-        found = {i: _adjusted(c, c.p_adjusted / part) for i, c in found.items()}
+    if base.n > 1 and values:
+        part_of = 1.0 if method == "none" else len(values) / tests
+        groups_ = {**values, "control": base.values}
+        found = stats.against_control(groups_, "control", level * part_of, method)
+        variances = stats.check_variances(groups_, "control", alpha)
+        found = {i: _adjusted(c, c.p_adjusted / part_of) for i, c in found.items()}
     results |= found
-    for i, comparison in results.items():
-        for key in COMPARISON:
-            value = getattr(comparison, key)
-            summary.at[i, key] = min(1.0, value * share) if key == "p_adjusted" else value
-        summary.at[i, "test"] = comparison.test
-        summary.at[i, "verdict"] = _verdict(comparison)
-    for i in open_arms:
-        if i not in results:
-            summary.at[i, "verdict"] = TOO_FEW
-    context = {k: control[k] for k in study.factors if k not in study.baseline}
-    left_out = tuple(label(study, summary.loc[i]) for i in variances.left_out)
-    variances = stats.Variances(**{**variances.__dict__, "left_out": left_out})
-    return Family(
-        context,
-        variances,
-        method,
-        len(results),
-        tuple(label(study, summary.loc[i]) for i in paired),
-        share,
-    )
+    compared_with = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+    for i in others:
+        comparison = results.get(i)
+        if comparison is not None:
+            comparison = replace(comparison, p_adjusted=min(1.0, comparison.p_adjusted * share))
+        verdict = _verdict(comparison) if comparison else before[i] or TOO_FEW
+        arms[i] = replace(
+            arms[i], comparison=comparison, verdict=verdict, compared_with=compared_with
+        )
+    named = lambda i: arms[i].label or study.name  # noqa: E731
+    variances = replace(variances, left_out=tuple(named(i) for i in variances.left_out))
+    context = {k: base.levels[k] for k in study.factors if k not in study.baseline}
+    return Family(context, variances, method, len(results), tuple(map(named, paired)), share)
 
 
-def _paired_family(summary, paired, control, alpha, tests, method) -> dict[Any, stats.Comparison]:
+def _paired_family(arms, paired, control, alpha, tests, method) -> dict[Any, stats.Comparison]:
     """Arms that trained the baseline's networks, each as pairs by seed, each at its share of
     the context's level (Bonferroni over its `tests` comparisons; none under method none), so
     each interval still excludes zero exactly when its adjusted p-value decides."""
@@ -390,55 +375,50 @@ def _paired_family(summary, paired, control, alpha, tests, method) -> dict[Any, 
     m = 1 if method == "none" else tests
     correction = "none" if method == "none" else "bonferroni"
     for i in paired:
-        arm, base = _by_seed(summary.loc[i]), _by_seed(control)
+        arm, base = _by_seed(arms[i]), _by_seed(control)
         seeds = sorted(set(arm) & set(base))
         test = stats.paired([arm[s] for s in seeds], [base[s] for s in seeds], alpha / m)
         p = test.p if math.isnan(test.p) else min(1.0, test.p * m)
-        out[i] = stats.Comparison(**{**test.__dict__, "p_adjusted": p, "correction": correction})
+        out[i] = replace(test, p_adjusted=p, correction=correction)
     return out
 
 
 def _adjusted(comparison: stats.Comparison, p: float) -> stats.Comparison:
     p = float(p) if math.isnan(p) else min(1.0, float(p))
-    return stats.Comparison(**{**comparison.__dict__, "p_adjusted": p})
+    return replace(comparison, p_adjusted=p)
 
 
-def _by_seed(row: pd.Series) -> dict[Any, float]:
-    return dict(zip(row["value_seeds"], row["values"], strict=True))
+def _by_seed(arm: Arm) -> dict[Any, float]:
+    return dict(zip(arm.seeds, arm.values, strict=True))
 
 
-def same_networks(study: Study, arm: pd.Series, control: pd.Series) -> bool:
+def same_networks(study: Study, arm: Arm, control: Arm) -> bool:
     """An arm whose runs trained the very networks of the baseline's, seed by seed: the same
     seeds (at least two), and for each the same parameter count and the same final training
     loss to the last digit (training is deterministic for a seed, so only an option that acts
     after training, at evaluation, can differ). Such an arm is measured in pairs."""
-    losses = {}
-    for row in (arm, control):
-        runs = _usable_runs(study, row)
-        if REPLICATE not in runs or runs[REPLICATE].duplicated().any():
-            return False
-        losses[row.name] = runs.set_index(REPLICATE)[[TRAIN_LOSS, "parameters"]]
-    mine, theirs = losses[arm.name], losses[control.name]
-    if len(mine) < 2 or set(mine.index) != set(theirs.index):
-        return False
-    return bool((mine.sort_index().values == theirs.sort_index().values).all())
+    mine, theirs = (_trained(study.usable(a.levels)) for a in (arm, control))
+    return mine is not None and len(mine) >= 2 and mine == theirs
 
 
-def _usable_runs(study: Study, row: pd.Series) -> pd.DataFrame:
-    runs = study.runs[study.runs["status"] == USABLE]
-    return runs[matching(runs, levels_of(study, row))]
+def _trained(runs: list[StudyRun]) -> dict[Any, tuple] | None:
+    """{seed: (final training loss, parameters)} of runs with one run a seed, else None."""
+    seeds = [r.levels.get(REPLICATE) for r in runs]
+    if None in seeds or len(set(seeds)) < len(seeds):
+        return None
+    return {r.levels[REPLICATE]: (r.final(TRAIN_LOSS), r.record.parameters) for r in runs}
 
 
-def _precheck(row: pd.Series, control: pd.Series) -> str | None:
+def _precheck(arm: Arm, control: Arm) -> Verdict | None:
     """A verdict that needs no test: a level that did not train, or nothing to compare."""
-    if row["n"] == 0 and row["did not train"] > 0:
+    if arm.n == 0 and arm.left_out.get(COUNT_COLUMNS[NOT_TRAINED], 0) > 0:
         return DID_NOT_TRAIN
-    if row["n"] == 0 or control["n"] == 0:
+    if arm.n == 0 or control.n == 0:
         return TOO_FEW
     return None
 
 
-def _verdict(comparison: stats.Comparison) -> str:
+def _verdict(comparison: stats.Comparison) -> Verdict:
     """The interval decides: better or worse exactly when it excludes zero."""
     if not comparison.se > 0:
         return NO_NOISE
@@ -457,7 +437,7 @@ class Unstable:
     Bonferroni-corrected over every run tested in the study."""
 
     arm: str  # the arm's label
-    index: Any  # its row in the study's runs
+    run: StudyRun
     seed: Any
     final: float
     first: float | None  # the first epoch's test accuracy
@@ -469,12 +449,11 @@ class Unstable:
 def unstable_runs(study: Study, verdicts: Verdicts) -> list[Unstable]:
     """The runs out of line with the other seeds of their arm (three seeds or more)."""
     found, tested = [], 0
-    usable = study.runs[study.runs["status"] == USABLE]
     for arm in verdicts.arms:
-        runs = usable[matching(usable, arm.levels)]
+        runs = study.usable(arm.levels)
         if len(runs) < 3:
             continue
-        values = runs[METRIC].astype(float).to_numpy()
+        values = np.array([r.final(METRIC) for r in runs])
         test = sm.OLS(values, np.ones(len(values))).fit().outlier_test(method="bonf")
         tested += len(values)
         for position, p in enumerate(test[:, 1]):
@@ -487,14 +466,14 @@ def unstable_runs(study: Study, verdicts: Verdicts) -> list[Unstable]:
     ]
 
 
-def _unstable(arm: str, runs: pd.DataFrame, position: int, p: float) -> Unstable:
-    firsts = [_first_epoch(h) for h in runs.get("history", [None] * len(runs))]
-    values = runs[METRIC].astype(float).tolist()
+def _unstable(arm: str, runs: list[StudyRun], position: int, p: float) -> Unstable:
+    firsts = [_first_epoch(r.record) for r in runs]
+    values = [r.final(METRIC) for r in runs]
     others = [i for i in range(len(runs)) if i != position]
-    seed = runs[REPLICATE].iloc[position] if REPLICATE in runs else position
+    seed = runs[position].levels.get(REPLICATE, position)
     return Unstable(
         arm,
-        runs.index[position],
+        runs[position],
         seed,
         values[position],
         firsts[position],
@@ -504,16 +483,14 @@ def _unstable(arm: str, runs: pd.DataFrame, position: int, p: float) -> Unstable
     )
 
 
-def _first_epoch(history: Any) -> float | None:
-    if not isinstance(history, list) or not history:
-        return None
-    value = history[0].get(METRIC.removeprefix(FINAL))
-    return float(value) if value is not None else None
+def _first_epoch(record: Run) -> float | None:
+    return getattr(record.history[0], ACC) if record.history else None
 
 
-def without_run(study: Study, index: Any, alpha: float, method: str) -> Verdicts:
+def without_run(study: Study, run: StudyRun, alpha: float, method: str) -> Verdicts:
     """The study's summary again with one run left out."""
-    return summarise(replace(study, runs=study.runs.drop(index=index)), alpha=alpha, method=method)
+    kept = tuple(r for r in study.runs if r is not run)
+    return summarise(replace(study, runs=kept), alpha=alpha, method=method)
 
 
 # --- pairs inside each run -------------------------------------------------------------------
@@ -533,19 +510,17 @@ class WithinRun:
 def within_run_pairs(study: Study, alpha: float = stats.ALPHA) -> list[WithinRun]:
     """For each evaluation-only option the baseline's runs (else all runs) recorded both ways,
     the paired test of its effect (SciPy's ttest_rel)."""
-    runs = study.runs[study.runs["status"] == USABLE]
-    where = "all runs"
-    if study.baseline:
-        runs = runs[matching(runs, study.baseline)]
-        where = ", ".join(f"{k}={v}" for k, v in study.baseline.items())
+    runs = study.usable(study.baseline)
+    where = ", ".join(f"{k}={v}" for k, v in study.baseline.items()) or "all runs"
     out = []
     for option in WITHOUT:
-        column = without_key(option)
-        if column not in runs:
-            continue
-        both = runs.dropna(subset=[column, METRIC])
-        if len(both):
-            with_it, without = both[METRIC].astype(float), both[column].astype(float)
+        both = [
+            (r.final(METRIC), r.final(without_key(option)))
+            for r in runs
+            if not math.isnan(r.final(METRIC) + r.final(without_key(option)))
+        ]
+        if both:
+            with_it, without = zip(*both, strict=True)
             out.append(WithinRun(option, where, stats.paired(with_it, without, alpha), len(both)))
     return out
 
@@ -568,15 +543,19 @@ def budget_check(study: Study, verdicts: Verdicts) -> BudgetCheck | None:
     """The gap the budget check's runs (usable ones) open on the baseline's (`study.baseline`:
     a factorial's reference configuration, see budget.reference_study), or None when the study
     has no check."""
-    base = verdicts.baseline_arm(study.baseline) if study.check is not None else None
+    base = verdicts.baseline_arm(study.baseline) if study.check else None
     if base is None:
         return None
-    check = study.check[study.check["status"] == USABLE]
-    check = check[matching(check, study.baseline)]  # the baseline's own, of the arms it checks
-    values = check[METRIC].astype(float).tolist()
+    check = _checked(study, study.baseline)  # the baseline's own, of the arms it checks
+    values = [r.final(METRIC) for r in check]
     enough = len(values) > 1 and base.n > 1
     test = stats.welch(values, list(base.values), verdicts.alpha) if enough else None
-    return BudgetCheck(base.epochs, _joined(check["epochs"]), base.n, len(values), test)
+    return BudgetCheck(base.epochs, _joined(check), base.n, len(values), test)
+
+
+def _checked(study: Study, levels: dict[str, Any]) -> list[StudyRun]:
+    """The budget check's usable runs at these levels."""
+    return [r for r in study.check if r.usable and r.at(levels)]
 
 
 @dataclass(frozen=True)
@@ -607,17 +586,16 @@ class BudgetEffect:
 def budget_effects(study: Study, alpha: float = stats.ALPHA) -> list[BudgetEffect]:
     """Each arm the budget check trained again, with at least two usable runs of it and of the
     baseline at both budgets: its effect at each budget and whether more training changed it."""
-    if study.check is None or not study.baseline:
+    if not study.check or not study.baseline:
         return []
-    now = study.runs[study.runs["status"] == USABLE]
-    later = study.check[study.check["status"] == USABLE]
+    later = replace(study, runs=tuple(r for r in study.check if r.usable))
     measured = []  # (arm, its Welch test at the study's budget, at the check's, its check runs)
-    for levels, runs in groups(replace(study, runs=later)):
+    for levels, runs in groups(later):
         arm = {f: str(v) for f, v in levels.items()}
-        if runs.empty or matching(runs, study.baseline).all():
+        if all(r.at(study.baseline) for r in runs):
             continue
-        groups_of = [_values(now, arm), _values(now, study.baseline)]
-        groups_of += [_values(later, arm), _values(later, study.baseline)]
+        groups_of = [_values(study.usable(arm)), _values(study.usable(study.baseline))]
+        groups_of += [_values(later.usable(arm)), _values(later.usable(study.baseline))]
         if min(map(len, groups_of)) < 2:
             continue
         first = stats.welch(groups_of[0], groups_of[1], alpha)
@@ -629,13 +607,13 @@ def budget_effects(study: Study, alpha: float = stats.ALPHA) -> list[BudgetEffec
     for arm, first, second, runs in measured:
         change = stats.difference(_estimate(second), _estimate(first), alpha / family)
         change = replace(change, p_adjusted=min(1.0, change.p * family), correction=stats.METHOD)
-        epochs = _joined(now[matching(now, arm)]["epochs"])
-        out.append(BudgetEffect(arm, first, second, change, epochs, _joined(runs["epochs"])))
+        epochs = _joined(study.usable(arm))
+        out.append(BudgetEffect(arm, first, second, change, epochs, _joined(runs)))
     return out
 
 
-def _values(runs: pd.DataFrame, levels: dict[str, Any]) -> list[float]:
-    return runs.loc[matching(runs, levels), METRIC].astype(float).tolist()
+def _values(runs: list[StudyRun]) -> list[float]:
+    return [r.final(METRIC) for r in runs]
 
 
 def _estimate(c: stats.Comparison) -> tuple[float, float, float]:
@@ -679,15 +657,7 @@ def plan(verdicts: Verdicts, family: Family) -> Plan | None:
     return Plan(variances.sigma, arms, level, seconds, seeds)
 
 
-def _seconds(row: pd.Series) -> float:
-    """A summary row's mean wall seconds a run, or its training seconds where no wall time
-    was kept."""
-    for column in ("wall_seconds_mean", "train_seconds_mean"):
-        value = row.get(column)
-        if value is not None and pd.notna(value):
-            return float(value)
-    return float("nan")
-
-
-def _joined(column: pd.Series) -> str:
-    return ", ".join(sorted({str(int(v)) for v in column.dropna()}))
+def _joined(runs: list[StudyRun]) -> str:
+    """The epochs these runs trained for: '4', or '4, 8' where they differ."""
+    epochs = {r.record.epochs for r in runs} - {None}
+    return ", ".join(sorted(str(int(e)) for e in epochs))
