@@ -273,13 +273,13 @@ def load_studies(path: Path) -> list[Study]:
 def load_study(path: Path) -> Study:
     """Read every run under `path` and find the factors the sweep varied."""
     path = Path(path)
-    rows = [read_run(run) for run in find_runs(path)]
-    if not rows:
+    runs = [read_run(run) for run in find_runs(path)]
+    if not runs:
         raise FileNotFoundError(
             f"{path} holds no runs (folders with metrics.json or .hydra/); "
             "give a run folder or a sweep folder such as multirun/<date>/<time>"
         )
-    return make_study(rows, path)
+    return make_study(runs, path)
 
 
 def make_study(runs: Sequence[StudyRun], root: Path, note: str = "") -> Study:
@@ -287,9 +287,8 @@ def make_study(runs: Sequence[StudyRun], root: Path, note: str = "") -> Study:
     baseline the study declares, and only the tuned level's runs where it tunes a key."""
     declared = [(r.config.get("study") or {}) for r in runs if r.config]
     kind = studies.of(next((s for s in declared if s.get("role") != BUDGET_CHECK), {}))
-    role = lambda r: (r.config.get("study") or {}).get("role")  # noqa: E731
-    check = tuple(r for r in runs if role(r) == BUDGET_CHECK)
-    runs = tuple(r for r in runs if role(r) != BUDGET_CHECK)
+    check = tuple(r for r in runs if _role(r) == BUDGET_CHECK)
+    runs = tuple(r for r in runs if _role(r) != BUDGET_CHECK)
     keys = dict.fromkeys(k for r in runs for k in r.levels if k != REPLICATE)
     varied = [k for k in keys if len({str(r.levels.get(k)) for r in runs}) > 1]
     factors = kind.arm_keys(varied)
@@ -302,6 +301,11 @@ def make_study(runs: Sequence[StudyRun], root: Path, note: str = "") -> Study:
     study = Study(name, root, runs, factors, baseline, check=check, note=note, kind=kind)
     tuned = kind.tuned_key()
     return select_tuned(study, str(tuned)) if tuned and tuned in factors else study
+
+
+def _role(run: StudyRun) -> str | None:
+    """The study.role its config gives (budget_check for the check's runs)."""
+    return (run.config.get("study") or {}).get("role")
 
 
 def with_check(study: Study, check: Study) -> Study:

@@ -361,10 +361,10 @@ def _compare_context(study, arms, part, control, alpha, method, share) -> Family
         arms[i] = replace(
             arms[i], comparison=comparison, verdict=verdict, compared_with=compared_with
         )
-    named = lambda i: arms[i].label or study.name  # noqa: E731
-    variances = replace(variances, left_out=tuple(named(i) for i in variances.left_out))
+    names = [arms[i].label or study.name for i in range(len(arms))]
+    variances = replace(variances, left_out=tuple(names[i] for i in variances.left_out))
     context = {k: base.levels[k] for k in study.factors if k not in study.baseline}
-    return Family(context, variances, method, len(results), tuple(map(named, paired)), share)
+    return Family(context, variances, method, len(results), tuple(names[i] for i in paired), share)
 
 
 def _paired_family(arms, paired, control, alpha, tests, method) -> dict[Any, stats.Comparison]:
