@@ -91,6 +91,10 @@ report() {  # $1: the folder under multirun/docs/ and docs/: the study (its budg
   for folder in "$root" "$root-confirm"; do
     [ -d "$folder" ] && inputs+=("$folder")
   done
+  if [ ${#inputs[@]} = 0 ]; then  # else the report would read the newest sweep, not this one
+    echo "docs/make.sh: $root holds no runs: make them first (bash docs/make.sh $1)" >&2
+    exit 2
+  fi
   rm -rf "docs/$1/figures"
   $py -m cnnexp.report "${inputs[@]}" --out "docs/$1" --title "$(title_of "$1")"
 }
