@@ -136,12 +136,16 @@ factorial() {  # $1: the experiment, $2: the folder under multirun/docs/ and doc
   sweep "$1" "$root" study.budget="$3"
   plan=$(mktemp -d)
   $py -m cnnexp.report "$root" --out "$plan"
-  confirm=$(grep -o 'study.budget=[^`]*study=confirm[^`]*' "$plan/report.md" | head -n1 |
-      sed 's/ hydra.sweep.dir=[^ ]*//')
+  # A report that supports no change names no confirmation: grep then finds nothing, which
+  # must not end the script (set -e with pipefail).
+  confirm=$({ grep -o 'study.budget=[^`]*study=confirm[^`]*' "$plan/report.md" || true; } |
+      head -n1 | sed 's/ hydra.sweep.dir=[^ ]*//')
   rm -rf "$plan"
   if [ -n "$confirm" ]; then
     # shellcheck disable=SC2086  # the confirmation's overrides, one word each
     sweep "$1" "$root-confirm" $confirm
+  else
+    echo "docs/make.sh: $2's report supports no change from its reference: no confirmation" >&2
   fi
 }
 
