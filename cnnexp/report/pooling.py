@@ -29,7 +29,7 @@ MECHANICS = [
     "out softer, diluted by its weak neighbours.",
 ]
 # What a feature-map figure shows, by the images' channels (one grey, or colour)
-SHOWN = {1: "a stroke of the digit or garment", 3: "an edge or a patch of colour"}
+SHOWN = {1: "a stroke or an edge", 3: "an edge or a patch of colour"}  # gray, colour images
 
 
 def add_pooling(doc: Document, study: Study, tag: str, alpha: float) -> None:
