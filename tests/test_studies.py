@@ -96,10 +96,16 @@ def test_the_one_factor_studies_decide_in_rounds_unless_a_budget_gives_seeds(stu
 
 
 def test_any_experiment_may_name_its_sweeper_and_a_plain_sweep_gets_the_study_sweeper():
-    assert "Optuna" in hydra_config("+experiment=search").hydra.sweeper._target_
     assert hydra_config("pool=avg").hydra.sweeper._target_.endswith(".StudySweeper")
+    assert hydra_config("+experiment=pooling").hydra.sweeper._target_.endswith(".DecideSweeper")
     chosen = hydra_config("+experiment=pooling", "hydra/sweeper=study").hydra.sweeper._target_
     assert chosen.endswith(".StudySweeper")  # the command line still wins
+
+
+def test_the_search_experiment_is_an_optuna_search():
+    # Optuna's sweeper is an extra (.[hpo]): the README's `pip install -e ".[dev]"` lacks it
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    assert "Optuna" in hydra_config("+experiment=search").hydra.sweeper._target_
 
 
 TINY_STUDY = ["data=synthetic", "data.subset=null", "data.synthetic.train_size=256",
