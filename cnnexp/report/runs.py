@@ -1,8 +1,10 @@
-"""Run folders (or a runs.csv an earlier report wrote) into a Study: one row per run.
+"""Run folders (or a runs.csv an earlier report wrote) into a Study of typed runs (StudyRun:
+each run's schema.Run record, its levels and config); a table of them only where one is drawn
+or written (frame).
 
 Reads only what runs wrote (metrics.json, .hydra/, env.json, system.csv); never training code.
 Runs that did not train are told apart here (by cnnexp.schema.chance_reason); the budget check's
-runs (the baseline again at twice the epochs, `study.role: budget_check`) are kept apart.
+runs (the arms trained again at twice the epochs, `study.role: budget_check`) are kept apart.
 """
 
 from __future__ import annotations
