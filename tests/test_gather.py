@@ -46,3 +46,27 @@ def test_a_report_shows_no_absolute_path_of_the_machine_that_ran(tmp_path):
         text = (tmp_path / "report" / name).read_text()
         assert "/home/someone" not in text, name
     assert "torchvision mnist at .../data" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_run_read_back_from_its_row_of_the_runs_table_is_the_same_typed_run():
+    """runs.csv keeps each run's row (StudyRun.row); reading it back (from_row) gives the same
+    record, levels and provenance, a commit with uncommitted changes included."""
+    import json
+
+    from cnnexp.report.runs import OBJECTS, StudyRun, from_row, table_of_runs
+    from cnnexp.schema import Epoch, Headline, Run
+
+    history = [Epoch(epoch=e, test_acc=0.9 + e / 100, test_loss=0.3, train_loss=0.4,
+                     train_acc=0.8, lr=0.1, train_seconds=2.0, test_seconds=0.5,
+                     images_per_second=500.0, images=1000) for e in (1, 2)]  # fmt: skip
+    record = Run(status="completed", seed=3, epochs=2, git_commit="abc123-dirty", device="cpu",
+                 parameters=61706, history=history, headline=Headline.of(history, 9.5))  # fmt: skip
+    run = StudyRun("multirun/x/0", record, {"pool": "avg", "model.widths": "[6,16]", "seed": 3},
+                   {"data": {"name": "mnist"}}, {"pool": "pool=avg"})  # fmt: skip
+    row = table_of_runs(Study("pooling", Path("x"), (run,), ["pool"])).iloc[0].to_dict()
+    row = {k: json.loads(v) if k in OBJECTS else v for k, v in row.items()}  # as read_table does
+    again = from_row(row)
+    assert again.levels == run.levels and again.config == run.config and again.given == run.given
+    assert again.record.git_commit == "abc123-dirty" and again.status == "completed"
+    assert again.final() == run.final() == 0.92 and again.record.history == history
+    assert again.final("parameters") == 61706 and again.seed == 3
