@@ -18,6 +18,7 @@ from cnnexp.report.runs import (
     REPLICATE,
     Study,
     jobs_at_a_time,
+    numbers,
     shown_path,
 )
 from cnnexp.report.verdicts import (
@@ -363,8 +364,7 @@ def one_seed_sentence(study: Study, verdicts: Verdicts) -> str | None:
         return None
     command = deciding_command(study)
     most = Decide().max_seeds
-    seconds = [r.final("wall_seconds") for r in study.runs]
-    seconds = [s for s in seconds if not math.isnan(s)]
+    seconds = numbers(study.runs, "wall_seconds")
     took = ""
     if seconds:
         mean = sum(seconds) / len(seconds)

@@ -3,7 +3,6 @@ the GPU (else CPU) load over a run's time."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +102,7 @@ def tta_apart(study: Study, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     """The test accuracy of the last epoch is measured with test-time augmentation where a run
     has it: the curve takes that epoch's accuracy without it (measured in the same run), so
     that every point is measured alike, and the one with it becomes a mark apart."""
-    without = {r.path: r.final(NO_TTA) for r in study.runs if not math.isnan(r.final(NO_TTA))}
+    without = {r.path: r.final(NO_TTA) for r in study.runs if r.has(NO_TTA)}
     if not without:
         return frame, None
     last = frame.groupby("run")["epoch"].transform("max") == frame["epoch"]

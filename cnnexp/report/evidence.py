@@ -5,7 +5,6 @@ folded into the report's appendix (cnnexp.report.lab.add_evidence)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +64,7 @@ def seeds_table(usable: list[StudyRun]) -> pd.DataFrame:
     augmentation where it was used, and training seconds."""
     runs = sorted(usable, key=lambda r: (r.seed is None, r.seed if r.seed is not None else 0))
     columns = {TEST_ACC: "test acc %"}
-    if all(not math.isnan(r.final(NO_TTA)) for r in runs):
+    if all(r.has(NO_TTA) for r in runs):
         columns[NO_TTA] = "without test-time augmentation %"
     rows = [
         {
@@ -88,7 +87,7 @@ def seeds_table(usable: list[StudyRun]) -> pd.DataFrame:
 
 def tta_sentence(usable: list[StudyRun]) -> str | None:
     """What test-time augmentation adds, tested seed by seed on the same networks."""
-    if len(usable) < 2 or any(math.isnan(r.final(NO_TTA)) for r in usable):
+    if len(usable) < 2 or not all(r.has(NO_TTA) for r in usable):
         return None
     test = stats.paired([r.final(TEST_ACC) for r in usable], [r.final(NO_TTA) for r in usable])
     if pd.isna(test.ci_low):

@@ -60,7 +60,7 @@ def steps(study: Study, alpha: float = stats.ALPHA) -> tuple[list[Step], stats.C
     last step's test-time augmentation gain, measured in pairs on its own runs."""
     runs = study.usable()
     names = [n for n in study.kind.steps if any(r.levels.get(STEP) == n for r in study.runs)]
-    with_tta = runs and all(not math.isnan(r.final(NO_TTA)) for r in runs)
+    with_tta = runs and all(r.has(NO_TTA) for r in runs)
     metric = NO_TTA if with_tta else TEST_ACC
     last = study.usable({STEP: names[-1]}) if names else []
     tta_pair = metric == NO_TTA and len(last) > 1
@@ -241,7 +241,7 @@ def at_full_budget(study: Study, ours: Study, alpha: float = stats.ALPHA) -> str
     ladder, _ = steps(study, alpha)
     last = ladder[-1] if ladder else None
     full = [r.final(NO_TTA) for r in ours.usable()]
-    if last is None or not last.values or any(math.isnan(v) for v in full):
+    if last is None or not last.values or not all(r.has(NO_TTA) for r in ours.usable()):
         return None
     if len(full) < 2 or len(last.values) < 2:
         return None

@@ -4,9 +4,8 @@ records, and anything that varied between runs of the same arm by mistake."""
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -14,15 +13,17 @@ import pandas as pd
 from cnnexp.report.document import Document
 from cnnexp.report.runs import (
     INCOMPLETE,
-    REPLICATE,
     Study,
     StudyRun,
     data_title,
     experiment_of,
     groups,
     jobs_at_a_time,
+    joined,
     label,
+    numbers,
     portable,
+    seeds_of,
     shown_path,
 )
 from cnnexp.studies import flatten
@@ -127,15 +128,14 @@ def recipe(study: Study) -> pd.DataFrame:
             items.append({"what": name, "value": ", ".join(sorted(map(str, values)))})
     done = [r.record for r in study.runs if r.status != INCOMPLETE]
     configured = {item["what"] for item in items}
-    seeds = {str(r.levels[REPLICATE]) for r in study.runs if REPLICATE in r.levels}
     extra = {
-        "epochs": _joined(r.epochs for r in done) if "epochs" not in configured else "",
-        "training images used": _joined(r.train_images for r in done),
-        "images read from": _joined(portable(r.data_source) for r in done),
+        "epochs": joined(r.epochs for r in done) if "epochs" not in configured else "",
+        "training images used": joined(r.train_images for r in done),
+        "images read from": joined(portable(r.data_source) for r in done),
         "optimizer steps": _optimizer_steps(study),
-        "precision": _joined(r.precision for r in done),
-        "device": _joined(r.device for r in done),
-        "seeds": str(len(seeds) or 1),
+        "precision": joined(r.precision for r in done),
+        "device": joined(r.device for r in done),
+        "seeds": str(len(seeds_of(study.runs)) or 1),
         "training time per run (s)": _seconds(
             [r.headline.train_seconds for r in done if r.headline]
         ),
@@ -211,7 +211,7 @@ def time_taken(study: Study, budget: str) -> str:
     Runs that ran several at a time (one thread each, from their env.json) share the cores:
     the study's time is then about the sum over that many."""
     runs = study.runs + study.check
-    seconds = [r.final("wall_seconds") for r in runs if not math.isnan(r.final("wall_seconds"))]
+    seconds = numbers(runs, "wall_seconds")
     if not seconds:
         return ""
     jobs = jobs_at_a_time(runs) or 1
@@ -244,7 +244,7 @@ def budget_phrase(study: Study) -> str:
 def describe(study: Study) -> str:
     """What was run, in a sentence."""
     runs = study.runs
-    seeds = len({str(r.levels[REPLICATE]) for r in runs if REPLICATE in r.levels}) or 1
+    seeds = len(seeds_of(runs)) or 1
     levels = "; ".join(f"{f}: {_levels(runs, f)}" for f in study.factors)
     text = f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {shown_path(study.root)}"
     if levels:
@@ -280,16 +280,6 @@ def _short(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return "(" + ", ".join(map(str, value)) + ")"
     return value.rsplit(".", 1)[-1] if isinstance(value, str) and "." in value else value
-
-
-def _joined(values: Iterable[Any]) -> str:
-    """The distinct values, sorted as text, a whole number without its '.0'."""
-    shown = {
-        str(int(v)) if isinstance(v, float) and v % 1 == 0 else str(v)
-        for v in values
-        if v is not None
-    }
-    return ", ".join(sorted(shown))
 
 
 def in_words(config: dict[str, Any], choices: dict[str, str] | None) -> str:

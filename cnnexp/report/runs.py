@@ -15,7 +15,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
@@ -116,6 +116,10 @@ class StudyRun:
         value = self._numbers.get(column)
         return float(value) if value is not None else math.nan
 
+    def has(self, column: str) -> bool:
+        """Whether its record has that number (StudyRun.final)."""
+        return not math.isnan(self.final(column))
+
     @cached_property
     def _numbers(self) -> dict[str, Any]:
         flat = self.record.to_json()
@@ -146,10 +150,30 @@ class StudyRun:
         }
 
 
+def numbers(runs: Sequence[StudyRun], column: str = TEST_ACC) -> list[float]:
+    """A number (StudyRun.final) of each of these runs that has it."""
+    return [r.final(column) for r in runs if r.has(column)]
+
+
 def mean_of(runs: Sequence[StudyRun], column: str = TEST_ACC) -> float:
-    """The mean of a number (StudyRun.final) over the runs that have it; NaN for none."""
-    values = [r.final(column) for r in runs if not math.isnan(r.final(column))]
+    """The mean of a number over the runs that have it; NaN for none."""
+    values = numbers(runs, column)
     return sum(values) / len(values) if values else math.nan
+
+
+def seeds_of(runs: Sequence[StudyRun]) -> set[str]:
+    """The seeds these runs were swept over, as text (none where the seed was not swept)."""
+    return {str(r.levels[REPLICATE]) for r in runs if REPLICATE in r.levels}
+
+
+def joined(values: Iterable[Any]) -> str:
+    """'4, 8': the distinct values, sorted as text, a whole number without its '.0'."""
+    shown = {
+        str(int(v)) if isinstance(v, float) and v % 1 == 0 else str(v)
+        for v in values
+        if v is not None
+    }
+    return ", ".join(sorted(shown))
 
 
 def frame(runs: Sequence[StudyRun]) -> pd.DataFrame:
@@ -461,7 +485,7 @@ def select_tuned(study: Study, key: str, metric: str = VAL_ACC) -> Study:
     keep, rows = set(), []
     for levels, runs in groups(replace(study, factors=others)):
         usable = [r for r in runs if r.usable]
-        if usable and all(math.isnan(r.final(metric)) for r in usable):
+        if usable and not numbers(usable, metric):
             raise ValueError(
                 f"{study.root}: the study tunes {key} on validation accuracy, but its runs "
                 "recorded none: hold out a validation split (data.validation=5000)"
@@ -485,11 +509,11 @@ def select_tuned(study: Study, key: str, metric: str = VAL_ACC) -> Study:
 
 def _mean_by_level(runs: list[StudyRun], key: str, metric: str) -> dict[str, float]:
     """{level of `key` as text: the mean of `metric` over its runs that have it}, in order."""
-    values: dict[str, list[float]] = {}
+    by_level: dict[str, list[StudyRun]] = {}
     for run in runs:
-        values.setdefault(str(run.levels.get(key)), []).append(run.final(metric))
-    means = {k: [v for v in vs if not math.isnan(v)] for k, vs in values.items()}
-    return {k: sum(vs) / len(vs) for k, vs in means.items() if vs}
+        by_level.setdefault(str(run.levels.get(key)), []).append(run)
+    means = {level: mean_of(part, metric) for level, part in by_level.items()}
+    return {level: mean for level, mean in means.items() if not math.isnan(mean)}
 
 
 def experiment_of(study: Study) -> str | None:

@@ -27,6 +27,7 @@ from cnnexp.report.runs import (
     Study,
     StudyRun,
     groups,
+    joined,
     mean_of,
 )
 from cnnexp.schema import ACC, DECIDE_FILE, TEST_ACC, TRAIN_LOSS, WITHOUT, Run, without_key
@@ -246,7 +247,7 @@ def _arm(study: Study, levels: dict[str, Any], runs: list[StudyRun], metric: str
         left_out={why: count for why, count in left_out.items() if count},
         values=values,
         mean=float(np.mean(values)) if values else math.nan,
-        epochs=_joined(usable),
+        epochs=_epochs(usable),
         seconds=seconds if not math.isnan(seconds) else means["train_seconds"],
         seeds=tuple(r.levels.get(REPLICATE, i) for i, r in enumerate(usable)),
         means=means,
@@ -517,7 +518,7 @@ def within_run_pairs(study: Study, alpha: float = stats.ALPHA) -> list[WithinRun
         both = [
             (r.final(METRIC), r.final(without_key(option)))
             for r in runs
-            if not math.isnan(r.final(METRIC) + r.final(without_key(option)))
+            if r.has(METRIC) and r.has(without_key(option))
         ]
         if both:
             with_it, without = zip(*both, strict=True)
@@ -550,7 +551,7 @@ def budget_check(study: Study, verdicts: Verdicts) -> BudgetCheck | None:
     values = [r.final(METRIC) for r in check]
     enough = len(values) > 1 and base.n > 1
     test = stats.welch(values, list(base.values), verdicts.alpha) if enough else None
-    return BudgetCheck(base.epochs, _joined(check), base.n, len(values), test)
+    return BudgetCheck(base.epochs, _epochs(check), base.n, len(values), test)
 
 
 def _checked(study: Study, levels: dict[str, Any]) -> list[StudyRun]:
@@ -607,8 +608,8 @@ def budget_effects(study: Study, alpha: float = stats.ALPHA) -> list[BudgetEffec
     for arm, first, second, runs in measured:
         change = stats.difference(_estimate(second), _estimate(first), alpha / family)
         change = replace(change, p_adjusted=min(1.0, change.p * family), correction=stats.METHOD)
-        epochs = _joined(study.usable(arm))
-        out.append(BudgetEffect(arm, first, second, change, epochs, _joined(runs)))
+        epochs = _epochs(study.usable(arm))
+        out.append(BudgetEffect(arm, first, second, change, epochs, _epochs(runs)))
     return out
 
 
@@ -657,7 +658,6 @@ def plan(verdicts: Verdicts, family: Family) -> Plan | None:
     return Plan(variances.sigma, arms, level, seconds, seeds)
 
 
-def _joined(runs: list[StudyRun]) -> str:
+def _epochs(runs: list[StudyRun]) -> str:
     """The epochs these runs trained for: '4', or '4, 8' where they differ."""
-    epochs = {r.record.epochs for r in runs} - {None}
-    return ", ".join(sorted(str(int(e)) for e in epochs))
+    return joined(r.record.epochs for r in runs)
