@@ -114,6 +114,22 @@ def run(plan: Plan, launcher, validate: Callable[[list], None], folder: Path) ->
     return returns
 
 
+def checked_arms(plan: Plan) -> list[list[str]]:
+    """The overrides of the control and of the arms the rounds decided (better, worse or
+    equivalent): the check trains them again, to say whether each answer holds with more
+    training."""
+    d = plan.deciding
+    return [plan.arms[name] for name in [d.control, *d.decided()]]
+
+
+def say_check(plan: Plan, checks: list[list[str]]) -> None:
+    """What the check trains again (the control, the arms decided and any it names), its runs
+    and their epochs."""
+    names = [n for n, arm in plan.arms.items() if any(job[: len(arm)] == arm for job in checks)]
+    epochs = [value for key, value in map(key_value, checks[0]) if key == "epochs"][-1]
+    print(f"decide: the budget check, {len(checks)} runs at {epochs} epochs: {', '.join(names)}")
+
+
 def accuracy(result: Any) -> float | None:
     """A finished job's final test accuracy from its record; None for a run that did not end
     completed or ended at chance (it is left out of its arm's values, as the report leaves it

@@ -111,8 +111,15 @@ class Deciding:
         """The level each comparison is tested at in look `look` (0-based)."""
         return self.alpha / len(self.compared) * float(self.rounds.spent()[look])
 
+    def verdict(self, arm: str) -> str:
+        return getattr(self.standing.get(arm), "verdict", OPEN)
+
     def open_arms(self) -> list[str]:
-        return [a for a in self.compared if getattr(self.standing.get(a), "verdict", OPEN) == OPEN]
+        return [a for a in self.compared if self.verdict(a) == OPEN]
+
+    def decided(self) -> list[str]:
+        """The arms decided better, worse or equivalent so far, in the arms' order."""
+        return [a for a in self.compared if self.verdict(a) in (BETTER, WORSE, EQUIVALENT)]
 
     def done(self) -> bool:
         return not self.open_arms() or self.looked >= len(self.rounds.looks())

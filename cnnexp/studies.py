@@ -10,7 +10,7 @@ A new study of an existing kind is one YAML; a new kind is one subclass of `Stud
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -36,7 +36,8 @@ class Check:
     times: int = 2
     seeds: list[int] = field(default_factory=list)  # none: no check
     # Arms to train again besides the baseline, as overrides ("pool=avg"); empty: every arm of
-    # a two-arm study, the baseline alone of a larger one.
+    # a two-arm study; of a larger one the baseline, and in a deciding sweep the arms its
+    # rounds decided (better, worse or equivalent).
     arms: list[str] = field(default_factory=list)
 
 
@@ -102,7 +103,7 @@ class Study:
 
     def check_arms(self, arms: list[list[str]]) -> list[list[str]]:
         """The arms its check trains again: every arm of a two-arm study; else the baseline
-        and those `check.arms` names."""
+        and those `check.arms` names (a deciding sweep adds the arms it decided: check_jobs)."""
         if len(arms) <= 2 and not self.check.arms:
             return arms
         return [arm for arm in arms if self.is_reference(arm) or set(self.check.arms) & set(arm)]
@@ -113,10 +114,13 @@ class Study:
         reference = self.reference()
         return bool(reference) and all(given.get(k, v) == v for k, v in reference.items())
 
-    def check_jobs(self, jobs: list[list[str]], epochs: int) -> list[list[str]]:
-        """Its check's jobs: the check's arms x its seeds at `check.times` x `epochs`, in the
-        sweep folder's check/ subfolder."""
-        arms = _arms(jobs)
+    def check_jobs(
+        self, jobs: list[list[str]], epochs: int, also: Sequence[list[str]] = ()
+    ) -> list[list[str]]:
+        """Its check's jobs: the check's arms and those `also` gives (a deciding sweep's control
+        and the arms its rounds decided, known before its check; a grid's check runs beside its
+        arms), x its seeds at `check.times` x `epochs`, in the sweep folder's check/ subfolder."""
+        chosen = self.check_arms(_arms(jobs))
         return [
             [
                 *arm,
@@ -125,7 +129,8 @@ class Study:
                 f"study.role={BUDGET_CHECK}",
                 f"hydra.sweep.subdir={CHECK_FOLDER}/${{hydra.job.num}}",
             ]
-            for arm in self.check_arms(arms)
+            for arm in _arms(jobs)
+            if arm in chosen or arm in also
             for seed in self.check.seeds
         ]
 
@@ -372,16 +377,18 @@ def sweep_jobs(config: DictConfig) -> list[list[str]]:
     return jobs + _checks(study, jobs, texts, config)
 
 
-def arms_of(config: DictConfig) -> tuple[Study, list[list[str]], list[list[str]]]:
+def arms_of(
+    config: DictConfig, also: Sequence[list[str]] = ()
+) -> tuple[Study, list[list[str]], list[list[str]]]:
     """A sweep's study, its arms (its own jobs, as sweep_jobs makes them) and its check's
-    jobs apart."""
+    jobs apart; `also`: arms the check trains besides its own (Study.check_jobs)."""
     study, jobs, texts = _composed(config)
-    return study, jobs, _checks(study, jobs, texts, config)
+    return study, jobs, _checks(study, jobs, texts, config, also)
 
 
-def _checks(study: Study, jobs: list[list[str]], texts: list[str], config: DictConfig):
+def _checks(study, jobs, texts: list[str], config: DictConfig, also=()) -> list[list[str]]:
     epochs = next((v for k, v in map(key_value, reversed(texts)) if k == "epochs"), None)
-    return study.check_jobs(jobs, int(epochs or config.epochs))
+    return study.check_jobs(jobs, int(epochs or config.epochs), also)
 
 
 def _composed(config: DictConfig) -> tuple[Study, list[list[str]], list[str]]:

@@ -13,8 +13,8 @@ from cnnexp import deciding
 from cnnexp.errors import ConfigError
 from cnnexp.report import main as report_main
 from cnnexp.report.answers import rounds_sentence
-from cnnexp.schema import DECIDE_FILE
-from cnnexp.studies import Decide, Study
+from cnnexp.schema import DECIDE_FILE, read_record
+from cnnexp.studies import Check, Decide, Study
 
 TINY = ["data=synthetic", "data.synthetic.train_size=512", "data.synthetic.test_size=128",
         "device=cpu", "progress=false", "epochs=2",
@@ -107,3 +107,49 @@ def test_an_explicit_seed_list_keeps_a_plain_grid(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert not (out / DECIDE_FILE).exists()
     assert len(list(out.glob("*/metrics.json"))) == 4
+
+
+def test_the_check_trains_the_control_and_the_arms_the_rounds_decided(capsys):
+    """Of a larger study the check trains the baseline and the arms decided, not those left
+    open: whether each answer holds with more training (a grid's check: the baseline alone)."""
+    arms = [["arch=baseline"], ["arch=gelu"], ["arch=tanh"], ["arch=elu"]]
+    study = Study(baseline={"arch": "baseline"}, check=Check(seeds=[0, 1]))
+    planned = deciding.plan(study, arms)
+    values = {"arch=baseline": [0.70, 0.71, 0.72], "arch=gelu": [0.80, 0.81, 0.82],
+              "arch=tanh": [0.60, 0.61, 0.62], "arch=elu": [0.69, 0.73, 0.71]}  # fmt: skip
+    planned.deciding.look(values)
+    assert planned.deciding.decided() == ["arch=gelu", "arch=tanh"]
+    assert planned.deciding.open_arms() == ["arch=elu"]
+    checks = study.check_jobs(arms, epochs=3, also=deciding.checked_arms(planned))
+    assert [job[:2] for job in checks] == [[arm, f"seed={seed}"]
+                                           for arm in ("arch=baseline", "arch=gelu", "arch=tanh")
+                                           for seed in (0, 1)]  # fmt: skip
+    assert all("epochs=6" in job and "study.role=budget_check" in job for job in checks)
+    assert [job[0] for job in study.check_jobs(arms, epochs=3)] == ["arch=baseline"] * 2
+    deciding.say_check(planned, checks)
+    said = "decide: the budget check, 6 runs at 6 epochs: arch=baseline, arch=gelu, arch=tanh"
+    assert said in capsys.readouterr().out
+
+
+@pytest.mark.slow  # about twenty small runs
+def test_a_deciding_sweep_checks_its_decided_arm_and_not_those_that_did_not_train(tmp_path):
+    """Four arms: noisier images (decided worse), and a rate that leaves each noise level at
+    chance (closed, not decided): the check, in the same sweep, trains the control and the
+    decided arm again at twice the epochs, and the report tests that effect at both budgets."""
+    out = tmp_path / "sweep"
+    result = run_cli("-m", "hydra/sweeper=decide", "hydra/launcher=workers", *TINY,
+                     "data.synthetic.noise=1.0,4.0", "optimizer.lr=0.05,0.0000001",
+                     "study.check.seeds=[0,1]", f"hydra.sweep.dir={out}",
+                     cwd=REPO)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    decided = json.loads((out / DECIDE_FILE).read_text())
+    verdicts = {name: arm["verdict"] for name, arm in decided["arms"].items()}
+    assert sorted(verdicts.values()) == ["did not train", "did not train", "worse"]
+    (worse,) = [name for name, verdict in verdicts.items() if verdict == "worse"]
+    said = f"decide: the budget check, 4 runs at 4 epochs: {decided['control']}, {worse}"
+    assert said in result.stdout
+    checked = [read_record(folder) for folder in sorted((out / "check").iterdir())]
+    assert [r.status for r in checked] == ["completed"] * 4 and {r.epochs for r in checked} == {4}
+    assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "Does the answer hold with more training?" in text

@@ -319,8 +319,8 @@ def make_study(runs: Sequence[StudyRun], root: Path, note: str = "") -> Study:
     varied = [k for k in keys if len({str(r.levels.get(k)) for r in runs}) > 1]
     factors = kind.arm_keys(varied)
     baseline = {k: v for k, v in kind.reference().items() if k in factors}
-    if not baseline and len(factors) == 1 and not kind.name:
-        baseline = {factors[0]: str(runs[0].levels.get(factors[0]))}  # a sweep's own: its first
+    if not baseline and factors and not kind.name:  # a sweep's own: its first arm (as the
+        baseline = {f: str(runs[0].levels.get(f)) for f in factors}  # deciding sweep's control)
     if kind.answers_factors():
         baseline = {}  # a design's arms are not compared one by one: its effects answer
     name = kind.name or next((s["name"] for s in declared if s.get("name")), None) or root.name

@@ -36,10 +36,12 @@ class DecideSweeper(StudySweeper):
     (study.decide; cnnexp.sequential says how the level holds). Each round's jobs go through
     the launcher (K per device with hydra/launcher=workers); the jobs are numbered in the order
     the rounds make them, so a stopped sweep started again finds its finished runs in their
-    folders and its rounds decide the same way. An explicit seed list keeps a plain grid."""
+    folders and its rounds decide the same way. Then its budget check, in check/: the control
+    and the arms the rounds decided (and any study.check.arms names) at twice the epochs. An
+    explicit seed list keeps a plain grid."""
 
     def sweep(self, arguments: list[str]) -> Any:
-        study, arms, checks = arms_of(self.config)
+        study, arms, _ = arms_of(self.config)
         if not deciding.in_rounds(self.config.hydra.sweeper, arms):
             return super().sweep(arguments)  # the seeds are given: a plain grid
         if type(study) is not Study:
@@ -61,8 +63,9 @@ class DecideSweeper(StudySweeper):
         seconds = deciding.run_seconds(planned, at_a_time, compose)
         deciding.say_plan(planned, seconds, at_a_time)
         returns = deciding.run(planned, self.launcher, self.validate_batch_is_legal, folder)
+        _, _, checks = arms_of(self.config, deciding.checked_arms(planned))  # now with them
         if checks:  # the budget check after the rounds, numbered after their jobs
-            print(f"decide: the budget check, {len(checks)} runs at more epochs")
+            deciding.say_check(planned, checks)
             self.validate_batch_is_legal(checks)
             done = sum(len(r) for r in returns)
             returns.append(self.launcher.launch(checks, initial_job_idx=done))
