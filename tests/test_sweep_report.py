@@ -13,7 +13,7 @@ from PIL import Image
 
 from cnnexp.errors import DivergedError
 from cnnexp.report import main as report_main
-from cnnexp.report.answers import answers
+from cnnexp.report.answers import answers, plain_verdicts
 from cnnexp.report.runs import Study, runs_of
 from cnnexp.report.verdicts import summarise
 from cnnexp.train import train
@@ -162,6 +162,18 @@ def test_answer_says_no_clear_difference_within_the_noise():
     assert "no clear difference from pool=max" in line
     assert "with these runs a true difference of" in line and "80% of the time" in line
     assert not math.isnan(summarise(study).table["diff"].iloc[1])
+
+
+def test_a_study_of_several_arms_opens_with_them_grouped_by_verdict_in_plain_words():
+    study = study_of(pooling_rows({"max": [0.990, 0.991, 0.992], "avg": [0.980, 0.981, 0.982],
+                                   "mixed": [0.990, 0.980, 0.995],
+                                   "lp": [0.995, 0.996, 0.997]}))  # fmt: skip
+    assert plain_verdicts(study, summarise(study), "ConvNet") == (
+        "On ConvNet, against pool=max (99.10%): better: lp 99.60% (+0.50 points); worse: avg "
+        "98.10% (-1.00 points); no clear difference: mixed."
+    )
+    two = study_of(pooling_rows({"max": [0.990, 0.991, 0.992], "avg": [0.980, 0.981, 0.982]}))
+    assert plain_verdicts(two, summarise(two), "ConvNet") is None  # its own sentence says it
 
 
 def test_diverging_run_is_recorded_as_diverged(tmp_path):

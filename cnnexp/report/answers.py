@@ -424,6 +424,36 @@ def _gap(arm: Arm, interval_name: str) -> str:
     )
 
 
+def plain_verdicts(study: Study, verdicts: Verdicts, network: str) -> str | None:
+    """A study of several arms in one plain sentence: its arms grouped by verdict, each better
+    or worse one with its mean and gap, against the baseline's mean (the intervals, the test
+    and the budget check follow it); None without a baseline or with one arm compared."""
+    base = verdicts.baseline_arm()
+    if base is None or len(verdicts.compared) < 2:
+        return None
+    by: dict[str, list[str]] = {}
+    order = [BETTER, WORSE, EQUIVALENT, SAME_NETWORKS, UNCLEAR, DID_NOT_TRAIN]
+    ranked = sorted(verdicts.compared, key=lambda a: _rank(order, a.verdict))
+    for arm in ranked:
+        name = _level_name(study, arm)
+        if arm.verdict in DECIDED:
+            name += f" {pct(arm.mean)} ({100 * arm.comparison.diff:+.2f} points)"
+        by.setdefault(arm.words, []).append(name)
+    groups = "; ".join(f"{words}: {', '.join(names)}" for words, names in by.items())
+    return f"On {network}, against {base.label} ({pct(base.mean)}): {groups}."
+
+
+def _rank(order: list, verdict) -> int:
+    return order.index(verdict) if verdict in order else len(order)
+
+
+def _level_name(study: Study, arm: Arm) -> str:
+    """An arm by its level alone where one factor varies ('activation-gelu'), else its label."""
+    if len(study.factors) == 1:
+        return str(arm.levels[study.factors[0]])
+    return arm.label
+
+
 def verdict_sentences(study: Study, verdicts: Verdicts) -> str:
     """The verdicts of a study against its baseline, grouped, with the budget caveat."""
     by: dict[str, list[Arm]] = {}

@@ -18,7 +18,7 @@ from cnnexp import stats
 from cnnexp.errors import CnnexpError
 from cnnexp.report import lab, shots
 from cnnexp.report.agreement import agreements, sentence
-from cnnexp.report.answers import conclusions
+from cnnexp.report.answers import conclusions, plain_verdicts
 from cnnexp.report.document import Document
 from cnnexp.report.glossary import add_glossary
 from cnnexp.report.runs import (
@@ -322,6 +322,9 @@ def findings(studies: list[Study], verdicts: list[Verdicts]) -> list[str]:
             continue
         if study.kind.answers_lab() == "3.1":  # in plain words first
             lines += [lab.plain(said) for said in lab.pooling_verdicts(study, decided)]
+        else:
+            network = lab.network_name(study)
+            lines += [s for s in [plain_verdicts(study, decided, network)] if s]
         lines += conclusions(studies, verdicts, only=study)
     return lines
 
