@@ -161,7 +161,7 @@ def say_round(plan: Plan, values: dict[str, list], seconds: float) -> None:
     pace = seconds / done if done else 0.0
     head = f"decide: round {d.looked} of {len(d.rounds.looks())}: {done} runs done"
     if d.done():  # the last look: what is still open ends so, with no clear difference
-        ended = f"; {len(still)} arms end undecided at the cap" if still else "; every arm decided"
+        ended = f"; {len(still)} arms end undecided at the cap" if still else "; no arm left open"
         print(head + ended)
         return
     print(
