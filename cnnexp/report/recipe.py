@@ -256,8 +256,19 @@ def describe(study: Study) -> str:
             f"{k}={v}" for k, v in study.baseline.items()
         )
     if study.check:
-        text += f"; {len(study.check)} more runs check the baseline's budget"
+        text += f"; {len(study.check)} more runs check the budget: {_checked_arms(study)} again"
+        text += f" at {joined(r.record.epochs for r in study.check)} epochs"
     return text + "."
+
+
+def _checked_arms(study: Study) -> str:
+    """The arms the budget check trained again, as their levels ('pool=max, pool=avg'); a
+    design's, its reference configuration."""
+    if study.kind.answers_factors():
+        return "the reference configuration"
+    arms = [", ".join(f"{f}={r.levels.get(f)}" for f in study.factors) for r in study.check]
+    between = ", " if len(study.factors) == 1 else "; "
+    return between.join(dict.fromkeys(a for a in arms if a)) or "the study's configuration"
 
 
 def _levels(runs: Sequence[StudyRun], key: str) -> str:
