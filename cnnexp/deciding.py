@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +16,20 @@ from cnnexp import stats
 from cnnexp.errors import DamagedFileError
 from cnnexp.schema import ACC, COMPLETED, DECIDE_FILE, chance_reason, read_record
 from cnnexp.sequential import DID_NOT_TRAIN, Deciding
-from cnnexp.studies import Study, key_value
+from cnnexp.studies import Check, Study, key_value
 
 
 @dataclass
 class Plan:
-    """A deciding sweep: its arms by name (their overrides), what decides them, its time cap."""
+    """A deciding sweep: its arms by name (their overrides), what decides them, its time cap,
+    and its budget check: the arms it trains again whatever the rounds decide (the control, a
+    two-arm study's both, those named), and its seeds and epochs."""
 
     arms: dict[str, list[str]]
     deciding: Deciding
     minutes: float | None
+    check: Check = field(default_factory=Check)
+    always_checked: list[str] = field(default_factory=list)
 
 
 def in_rounds(sweeper: Any, arms: list[list[str]]) -> bool:
@@ -46,7 +50,9 @@ def plan(study: Study, arms: list[list[str]]) -> Plan:
     d = study.decide
     rounds = d.rounds()
     deciding = Deciding(list(named), control, rounds, stats.ALPHA, d.margin / 100)
-    return Plan(named, deciding, d.minutes)
+    fixed = study.check_arms(list(named.values()))
+    always = [n for n, arm in named.items() if n == control or arm in fixed]
+    return Plan(named, deciding, d.minutes, study.check, always)
 
 
 def say_plan(plan: Plan, seconds: dict[str, float], at_a_time: int) -> None:
@@ -64,6 +70,25 @@ def say_plan(plan: Plan, seconds: dict[str, float], at_a_time: int) -> None:
         f"{d.rounds.step} more for each arm still open, up to {d.rounds.max_seeds}{cap}; an arm "
         f"within +-{100 * d.margin:g} points is equivalent (looks at "
         f"{', '.join(map(str, d.rounds.looks()))} seeds; {runs} runs, about "
+        f"{_span(round(least), round(most))} min here)"
+    )
+    say_check_plan(plan, seconds, at_a_time)
+
+
+def say_check_plan(plan: Plan, seconds: dict[str, float], at_a_time: int) -> None:
+    """The budget check after the rounds: from the arms it always trains again to every arm
+    decided, at `check.times` each arm's timed seconds a run."""
+    c = plan.check
+    if not c.seeds:
+        return
+    scale = len(c.seeds) * c.times / at_a_time / 60  # an arm's seconds a run -> its minutes
+    least = sum(seconds[n] for n in plan.always_checked) * scale
+    most = sum(seconds.values()) * scale
+    runs = _span(len(plan.always_checked) * len(c.seeds), len(plan.arms) * len(c.seeds))
+    decided = "" if len(plan.always_checked) == len(plan.arms) else " and the arms decided"
+    print(
+        f"decide: then its budget check: {', '.join(plan.always_checked)}{decided}, "
+        f"{len(c.seeds)} seeds each at {c.times} times the epochs ({runs} runs, about "
         f"{_span(round(least), round(most))} min here)"
     )
 

@@ -131,6 +131,21 @@ def test_the_check_trains_the_control_and_the_arms_the_rounds_decided(capsys):
     assert said in capsys.readouterr().out
 
 
+def test_the_plan_says_the_check_after_the_rounds_and_its_time(capsys):
+    arms = [["arch=baseline"], ["arch=gelu"], ["arch=tanh"]]
+    seconds = {"arch=baseline": 60.0, "arch=gelu": 60.0, "arch=tanh": 60.0}
+    study = Study(baseline={"arch": "baseline"}, check=Check(seeds=[0, 1, 2]))
+    deciding.say_plan(deciding.plan(study, arms), seconds, at_a_time=2)
+    said = capsys.readouterr().out
+    assert ("decide: then its budget check: arch=baseline and the arms decided, 3 seeds each "
+            "at 2 times the epochs (3 to 9 runs, about 3 to 9 min here)") in said  # fmt: skip
+    two = Study(baseline={"arch": "baseline"}, check=Check(seeds=[0, 1]))
+    deciding.say_plan(deciding.plan(two, arms[:2]), seconds, at_a_time=2)
+    assert "check: arch=baseline, arch=gelu, 2 seeds each" in capsys.readouterr().out
+    deciding.say_plan(deciding.plan(Study(), arms), seconds, at_a_time=2)
+    assert "budget check" not in capsys.readouterr().out  # no seeds: no check
+
+
 @pytest.mark.slow  # about twenty small runs
 def test_a_deciding_sweep_checks_its_decided_arm_and_not_those_that_did_not_train(tmp_path):
     """Four arms: noisier images (decided worse), and a rate that leaves each noise level at
