@@ -168,3 +168,6 @@ def test_a_deciding_sweep_checks_its_decided_arm_and_not_those_that_did_not_trai
     assert report_main([str(out), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Does the answer hold with more training?" in text
+    opening = text.split("## Findings")[1].split("<details>")[0]  # what is read first
+    assert "With more training (4 epochs instead of 2): the baseline" in opening
+    assert f"{worse.split()[0]} " in opening and "points (" in opening

@@ -134,6 +134,33 @@ def reference_study(study: Study) -> Study:
     return replace(study, baseline={k: v for k, v in levels.items() if k in study.factors})
 
 
+def plain_check(study: Study, verdicts: Verdicts) -> str:
+    """Whether the answers hold with more training, in plain words: the baseline's gain at
+    twice the epochs, and each checked arm's effect at both budgets (check_phrase gives the
+    intervals)."""
+    study = reference_study(study)
+    check = budget_check(study, verdicts) if study.baseline else None
+    c = check.comparison if check else None
+    if check is None or c is None or not c.se > 0:
+        return "Whether these answers hold with more training was not checked."
+    said = {
+        "gains": f"the baseline gains {100 * c.diff:.2f} points, so it had not converged",
+        "loses": f"the baseline loses {-100 * c.diff:.2f} points",
+        "within": f"the baseline gains nothing clear (at most {100 * c.ci_high:.2f} points), so "
+        "it had converged",
+    }[outcome(c)]
+    held = [
+        f"{changed(study, e)} {100 * e.now.diff:+.2f} then {100 * e.later.diff:+.2f} points "
+        f"({e.outcome})"
+        for e in budget_effects(study, verdicts.alpha)
+    ]
+    effects = f"; {', '.join(held)}" if held else ""
+    return (
+        f"With more training ({check.check_epochs} epochs instead of {check.epochs}): "
+        f"{said}{effects}."
+    )
+
+
 def check_phrase(study: Study, verdicts: Verdicts) -> str:
     """What the budget check found, in a phrase to stand beside a verdict."""
     study, alpha = reference_study(study), verdicts.alpha

@@ -18,7 +18,8 @@ from cnnexp import stats
 from cnnexp.errors import CnnexpError
 from cnnexp.report import lab, shots
 from cnnexp.report.agreement import agreements, sentence
-from cnnexp.report.answers import conclusions, plain_verdicts
+from cnnexp.report.answers import conclusions, one_seed_sentence, plain_verdicts
+from cnnexp.report.budget import plain_check
 from cnnexp.report.document import Document
 from cnnexp.report.glossary import add_glossary
 from cnnexp.report.runs import (
@@ -293,7 +294,11 @@ def build_report(
     else:
         doc.heading(2, "Findings")  # what was found first; the evidence after it
         tested = [sentence(a) for a in agreements(studies, verdicts, alpha)]
-        doc.bullets(findings(studies, verdicts) + tested)
+        plain, full = findings(studies, verdicts)
+        doc.bullets(plain + tested)
+        if full:
+            with doc.folded("Each verdict in full: its interval, its test, its budget check"):
+                doc.bullets(full)
         for i, (study, decided) in enumerate(zip(studies, verdicts, strict=True)):
             tag = f"{i}-{study.name}".replace("/", "_")
             add_study(doc, study, decided, tag, shots=(taken or {}).get(study.name, []))
@@ -310,23 +315,30 @@ def build_report(
     return out / "report.md"
 
 
-def findings(studies: list[Study], verdicts: list[Verdicts]) -> list[str]:
-    """What each study found, in sentences: a ladder's steps and a factorial design's main
-    effects as the lab report says them, any other study's verdicts (and, with one seed per
-    arm, the command that would decide)."""
+def findings(studies: list[Study], verdicts: list[Verdicts]) -> tuple[list[str], list[str]]:
+    """What each study found, in sentences, and the same verdicts in full (folded under them):
+    a ladder's steps and a factorial design's main effects as the lab report says them; any
+    other study's verdicts in plain words with whether they hold with more training, where
+    they can be said shorter than in full (and, with one seed per arm, the command that would
+    decide)."""
     pairs = list(zip(studies, verdicts, strict=True))
-    lines = []
+    plain, full = [], []
     for study, decided in pairs:
         if study.kind.climbs() or study.kind.answers_factors():
-            lines.append(lab.change_answer(study, decided, pairs))
+            plain.append(lab.change_answer(study, decided, pairs))
             continue
-        if study.kind.answers_lab() == "3.1":  # in plain words first
-            lines += [lab.plain(said) for said in lab.pooling_verdicts(study, decided)]
+        if study.kind.answers_lab() == "3.1":
+            said = [lab.plain(s) for s in lab.pooling_verdicts(study, decided)]
         else:
-            network = lab.network_name(study)
-            lines += [s for s in [plain_verdicts(study, decided, network)] if s]
-        lines += conclusions(studies, verdicts, only=study)
-    return lines
+            said = [s for s in [plain_verdicts(study, decided, lab.network_name(study))] if s]
+        detail = conclusions(studies, verdicts, only=study)
+        if said:  # what one seed per arm cannot say stays in sight, with its command
+            hint = [s for s in [one_seed_sentence(study, decided)] if s]
+            plain += [*said, plain_check(study, decided), *hint]
+            full += [s for s in detail if s not in hint]
+        else:  # nothing shorter to say than the verdicts themselves
+            plain += detail
+    return plain, full
 
 
 def take_shots(studies: list[Study], fig_dir: Path) -> dict[str, list[tuple[Path, str]]]:
