@@ -231,7 +231,8 @@ def budget_phrase(study: Study) -> str:
     table = recipe(study)
     items = dict(zip(table["what"], table["value"], strict=True))
     epochs = items.get("epochs", "?")
-    text = f"{items.get('training images used', '?')} training images, {epochs} epochs"
+    unit = "epoch" if str(epochs) == "1" else "epochs"
+    text = f"{items.get('training images used', '?')} training images, {epochs} {unit}"
     if "data set" in items:
         text = f"{items['data set']}, {text}"
     if "optimizer steps" in items:
