@@ -139,20 +139,24 @@ def run(plan: Plan, launcher, validate: Callable[[list], None], folder: Path) ->
     return returns
 
 
+def checked(plan: Plan) -> list[str]:
+    """The arms the check trains again, in the arms' order: those it always does (the control,
+    a two-arm study's both, those named) and those the rounds decided (better, worse or
+    equivalent), to say whether each answer holds with more training."""
+    wanted = {*plan.always_checked, *plan.deciding.decided()}
+    return [name for name in plan.arms if name in wanted]
+
+
 def checked_arms(plan: Plan) -> list[list[str]]:
-    """The overrides of the control and of the arms the rounds decided (better, worse or
-    equivalent): the check trains them again, to say whether each answer holds with more
-    training."""
-    d = plan.deciding
-    return [plan.arms[name] for name in [d.control, *d.decided()]]
+    """The overrides of the arms the check trains again (checked)."""
+    return [plan.arms[name] for name in checked(plan)]
 
 
 def say_check(plan: Plan, checks: list[list[str]]) -> None:
-    """What the check trains again (the control, the arms decided and any it names), its runs
-    and their epochs."""
-    names = [n for n, arm in plan.arms.items() if any(job[: len(arm)] == arm for job in checks)]
+    """What the check trains again (checked), its runs and their epochs."""
     epochs = [value for key, value in map(key_value, checks[0]) if key == "epochs"][-1]
-    print(f"decide: the budget check, {len(checks)} runs at {epochs} epochs: {', '.join(names)}")
+    names = ", ".join(checked(plan))
+    print(f"decide: the budget check, {len(checks)} runs at {epochs} epochs: {names}")
 
 
 def accuracy(result: Any) -> float | None:

@@ -120,7 +120,8 @@ class Study:
         """Its check's jobs: the check's arms and those `also` gives (a deciding sweep's control
         and the arms its rounds decided, known before its check; a grid's check runs beside its
         arms), x its seeds at `check.times` x `epochs`, in the sweep folder's check/ subfolder."""
-        chosen = self.check_arms(_arms(jobs))
+        arms = _arms(jobs)
+        chosen = self.check_arms(arms)
         return [
             [
                 *arm,
@@ -129,7 +130,7 @@ class Study:
                 f"study.role={BUDGET_CHECK}",
                 f"hydra.sweep.subdir={CHECK_FOLDER}/${{hydra.job.num}}",
             ]
-            for arm in _arms(jobs)
+            for arm in arms
             if arm in chosen or arm in also
             for seed in self.check.seeds
         ]

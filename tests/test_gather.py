@@ -1,12 +1,14 @@
 """A budget check joins the study of its name and data set: the MNIST and CIFAR-10 pooling
 studies share the name "pooling", and each check must land with its own."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from cnnexp.report import build
-from cnnexp.report.runs import Study, runs_of
+from cnnexp.report.runs import OBJECTS, Study, StudyRun, from_row, runs_of, table_of_runs
+from cnnexp.schema import Epoch, Headline, Run
 
 
 def study(data: str, check: bool) -> Study:
@@ -51,11 +53,6 @@ def test_a_report_shows_no_absolute_path_of_the_machine_that_ran(tmp_path):
 def test_a_run_read_back_from_its_row_of_the_runs_table_is_the_same_typed_run():
     """runs.csv keeps each run's row (StudyRun.row); reading it back (from_row) gives the same
     record, levels and provenance, a commit with uncommitted changes included."""
-    import json
-
-    from cnnexp.report.runs import OBJECTS, StudyRun, from_row, table_of_runs
-    from cnnexp.schema import Epoch, Headline, Run
-
     history = [Epoch(epoch=e, test_acc=0.9 + e / 100, test_loss=0.3, train_loss=0.4,
                      train_acc=0.8, lr=0.1, train_seconds=2.0, test_seconds=0.5,
                      images_per_second=500.0, images=1000) for e in (1, 2)]  # fmt: skip

@@ -339,8 +339,8 @@ def conclusions(
     studies: list[Study], verdicts: list[Verdicts], only: Study | None = None
 ) -> list[str]:
     """Two or three generated sentences per study (or the `only` one): what was better, worse,
-    unclear or failed to train, under which budget; and, where one run per arm decides
-    nothing, the command that would."""
+    unclear or failed to train, under which budget (one_seed_sentence says what one run per
+    arm cannot)."""
     lines = []
     for study, decided in zip(studies, verdicts, strict=True):
         if only is not None and study is not only:
@@ -351,7 +351,6 @@ def conclusions(
             lines.append(verdict_sentences(study, decided))
         if study.kind.confirms():
             lines += [s for s in [best_point_sentence(study, decided, studies)] if s]
-        lines += [s for s in [one_seed_sentence(study, decided)] if s]
     return lines
 
 

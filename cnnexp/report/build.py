@@ -332,12 +332,13 @@ def findings(studies: list[Study], verdicts: list[Verdicts]) -> tuple[list[str],
         else:
             said = [s for s in [plain_verdicts(study, decided, lab.network_name(study))] if s]
         detail = conclusions(studies, verdicts, only=study)
-        if said:  # what one seed per arm cannot say stays in sight, with its command
-            hint = [s for s in [one_seed_sentence(study, decided)] if s]
+        # what one seed per arm cannot say stays in sight, with the command that would decide
+        hint = [s for s in [one_seed_sentence(study, decided)] if s]
+        if said:
             plain += [*said, plain_check(study, decided), *hint]
-            full += [s for s in detail if s not in hint]
+            full += detail
         else:  # nothing shorter to say than the verdicts themselves
-            plain += detail
+            plain += [*detail, *hint]
     return plain, full
 
 

@@ -240,9 +240,10 @@ def at_full_budget(study: Study, ours: Study, alpha: float = stats.ALPHA) -> str
     training adds, and what that says of the steps' gains, measured at the ladder's budget."""
     ladder, _ = steps(study, alpha)
     last = ladder[-1] if ladder else None
-    full = [r.final(NO_TTA) for r in ours.usable()]
-    if last is None or not last.values or not all(r.has(NO_TTA) for r in ours.usable()):
+    usable = ours.usable()
+    if last is None or not last.values or not all(r.has(NO_TTA) for r in usable):
         return None
+    full = [r.final(NO_TTA) for r in usable]
     if len(full) < 2 or len(last.values) < 2:
         return None
     test = stats.welch(full, list(last.values), alpha)

@@ -267,9 +267,10 @@ def _checked_arms(study: Study) -> str:
     design's, its reference configuration."""
     if study.kind.answers_factors():
         return "the reference configuration"
-    arms = [", ".join(f"{f}={r.levels.get(f)}" for f in study.factors) for r in study.check]
+    if not study.factors:
+        return "the study's configuration"
     between = ", " if len(study.factors) == 1 else "; "
-    return between.join(dict.fromkeys(a for a in arms if a)) or "the study's configuration"
+    return between.join(dict.fromkeys(label(study, r.levels) for r in study.check))
 
 
 def _levels(runs: Sequence[StudyRun], key: str) -> str:
